@@ -119,6 +119,9 @@ pub enum Error {
         /// What the protocol uses.
         expected: &'static str,
     },
+    /// A write of a block that has no write command (A6 capacity).
+    #[error("{0} is read only")]
+    ReadOnly(&'static str),
     /// More than 255 items where a one-byte count holds them (emit side).
     #[error("too many {what}: {count}, a count byte holds 255")]
     TooMany {
@@ -269,7 +272,7 @@ impl Command {
             Self::Version => cid2::VERSION,
             Self::Serial => cid2::SERIAL,
             Self::ReadConfig(kind) => kind.read_cid2(),
-            // A read-only block has no write CID2; its read CID2 is the closest truthful code.
+            // A read-only block has no write CID2; `Request::emit` refuses it.
             Self::WriteConfig(config) => config.kind().write_cid2().unwrap_or(config.kind().read_cid2()),
             Self::Switch(_) => cid2::SWITCH,
             Self::ChargeMosfet(_) => cid2::CHARGE_MOSFET,
@@ -328,8 +331,13 @@ impl Request {
     /// Appends the request frame to `out` and returns its length.
     ///
     /// # Errors
-    /// None in practice; the signature is shared with replies.
+    /// [`Error::ReadOnly`] for a write of a block without a write command.
     pub fn emit(&self, out: &mut Vec<u8>) -> Result<usize, Error> {
+        if let Command::WriteConfig(config) = &self.command {
+            if config.kind().write_cid2().is_none() {
+                return Err(Error::ReadOnly(config.kind().name()));
+            }
+        }
         let mut w =
             FrameWriter::new(out, Header { ver: VER, adr: self.adr, cid1: CID1, cid2: self.command.cid2() });
         match &self.command {

@@ -36,16 +36,19 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod flags;
 mod frame;
 mod framer;
 mod hex;
 mod rtn;
+mod text;
 mod writer;
 
 pub use error::Error;
 pub use frame::{Frame, Header, Info, checksum, length_checksum};
 pub use framer::Framer;
 pub use rtn::Rtn;
+pub use text::Text;
 pub use writer::FrameWriter;
 
 /// Start of frame, sent raw.

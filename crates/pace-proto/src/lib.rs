@@ -40,8 +40,8 @@ pub mod flags;
 mod history;
 mod status;
 
-pub use ascii_envelope::Rtn;
 use ascii_envelope::{Frame, FrameWriter, Header, Info};
+pub use ascii_envelope::{Rtn, Text};
 
 pub use analog::{AnalogReply, PackAnalog};
 pub use config::{
@@ -360,31 +360,6 @@ impl Request {
             }
         }
         Ok(w.finish()?)
-    }
-}
-
-/// An ASCII string field (C1 version, C2 serial), kept as sent; [`Text::trimmed`] drops the padding.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Text(pub Vec<u8>);
-
-impl Text {
-    /// Pads `s` with spaces to `len` bytes (or cuts it), as a device would send it.
-    pub fn padded(s: &str, len: usize) -> Self {
-        let mut v: Vec<u8> = s.bytes().take(len).collect();
-        v.resize(len, b' ');
-        Self(v)
-    }
-    /// The text without trailing NUL/space padding; bytes that are not UTF-8 become U+FFFD.
-    pub fn trimmed(&self) -> std::borrow::Cow<'_, str> {
-        let end = self.0.iter().rposition(|&b| b != 0 && b != b' ').map_or(0, |i| i + 1);
-        String::from_utf8_lossy(&self.0[..end])
-    }
-}
-
-#[cfg(feature = "serde")]
-impl serde::Serialize for Text {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.trimmed())
     }
 }
 

@@ -74,11 +74,14 @@ impl<'a> Frame<'a> {
         if declared % 2 != 0 {
             return Err(Error::OddLength { lenid: declared });
         }
-        if let Some(i) = hex::first_non_hex(&bytes[HEADER_LEN..]) {
-            return Err(Error::NotHex { at: HEADER_LEN + i });
+        let info_sum = hex::sum_if_hex(&bytes[HEADER_LEN..info_end])
+            .map_err(|i| Error::NotHex { at: HEADER_LEN + i })?;
+        if let Some(i) = hex::first_non_hex(&bytes[info_end..]) {
+            return Err(Error::NotHex { at: info_end + i });
         }
         let found = u16::from_be_bytes([byte_at(info_end), byte_at(info_end + 2)]);
-        let expected = checksum(&bytes[1..info_end]);
+        let header_sum = bytes[1..HEADER_LEN].iter().fold(0u32, |acc, &c| acc + u32::from(c));
+        let expected = (header_sum.wrapping_add(info_sum) as u16).wrapping_neg();
         if found != expected {
             return Err(Error::Checksum { expected, found });
         }
@@ -143,6 +146,7 @@ pub struct Info<'a> {
 
 impl<'a> Info<'a> {
     /// Bytes not yet read.
+    #[inline]
     pub fn remaining(&self) -> usize {
         self.hex.len() / 2 - self.pos
     }
@@ -157,6 +161,7 @@ impl<'a> Info<'a> {
         self.pos
     }
 
+    #[inline]
     fn take(&mut self, field: &'static str, n: usize) -> Result<&'a [u8], Error> {
         let available = self.remaining();
         if n > available {
@@ -194,6 +199,26 @@ impl<'a> Info<'a> {
     #[inline]
     pub fn i16(&mut self, field: &'static str) -> Result<i16, Error> {
         self.u16(field).map(|v| v as i16)
+    }
+
+    /// Reads `n` big-endian u16 values, mapped by `map` (a run of cell voltages or temperatures).
+    /// The length is checked once for the whole run.
+    ///
+    /// # Errors
+    /// [`Error::Truncated`] when fewer than `2 * n` bytes are left.
+    #[inline]
+    pub fn u16s<T>(
+        &mut self,
+        field: &'static str,
+        n: usize,
+        map: impl Fn(u16) -> T,
+    ) -> Result<Vec<T>, Error> {
+        let s = self.take(field, 2 * n)?;
+        Ok(s.chunks_exact(4)
+            .map(|c| {
+                map(u16::from_be_bytes([hex::byte_unchecked(c[0], c[1]), hex::byte_unchecked(c[2], c[3])]))
+            })
+            .collect())
     }
 
     /// Reads a big-endian 24-bit unsigned number.

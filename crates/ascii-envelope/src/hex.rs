@@ -34,6 +34,22 @@ pub(crate) fn first_non_hex(s: &[u8]) -> Option<usize> {
     s.iter().position(|&c| NIBBLE[c as usize] == INVALID)
 }
 
+/// The ASCII sum of `s` if every byte is a hex digit, else the index of the first one that is not.
+/// One pass for both, since every frame's INFO needs both.
+#[inline]
+pub(crate) fn sum_if_hex(s: &[u8]) -> Result<u32, usize> {
+    let mut sum = 0u32;
+    let mut bad = 0u8;
+    for &c in s {
+        bad |= NIBBLE[c as usize] & 0xF0;
+        sum = sum.wrapping_add(u32::from(c));
+    }
+    if bad != 0 {
+        return Err(first_non_hex(s).unwrap_or(0));
+    }
+    Ok(sum)
+}
+
 #[inline]
 pub(crate) fn push_byte(out: &mut Vec<u8>, b: u8) {
     out.extend_from_slice(&[UPPER[usize::from(b >> 4)], UPPER[usize::from(b & 0x0F)]]);

@@ -1,5 +1,7 @@
 //! Property tests: emit/parse round trips, and no input makes the parser or the framer panic.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
 use ascii_envelope::{Frame, FrameWriter, Framer, Header};
 use proptest::prelude::*;
 

@@ -68,15 +68,9 @@ impl PackAnalog {
 
     fn parse(info: &mut Info<'_>, extra: usize) -> Result<Self, Error> {
         let n = info.u8("cell count")?;
-        let mut cells = Vec::with_capacity(usize::from(n));
-        for _ in 0..n {
-            cells.push(Millivolts::from_raw(info.u16("cell voltage")?));
-        }
+        let cells = info.u16s("cell voltages", usize::from(n), Millivolts::from_raw)?;
         let t = info.u8("temperature count")?;
-        let mut temps = Vec::with_capacity(usize::from(t));
-        for _ in 0..t {
-            temps.push(DeciKelvin::from_raw(info.u16("temperature")?));
-        }
+        let temps = info.u16s("temperatures", usize::from(t), DeciKelvin::from_raw)?;
         let current = CentiAmps::from_raw(info.i16("current")?);
         let voltage = Millivolts::from_raw(info.u16("pack voltage")?);
         let remaining = CentiAmpHours::from_raw(info.u16("remaining capacity")?);

@@ -42,13 +42,9 @@ impl HistoryRecord {
     pub(crate) fn parse(info: &mut Info<'_>) -> Result<Self, Error> {
         let [year, month, day, hour, minute, second] = info.array::<6>("record time")?;
         let n = info.u8("cell count")?;
-        let cells = (0..n)
-            .map(|_| Ok(Millivolts::from_raw(info.u16("cell voltage")?)))
-            .collect::<Result<_, Error>>()?;
+        let cells = info.u16s("cell voltages", usize::from(n), Millivolts::from_raw)?;
         let t = info.u8("temperature count")?;
-        let temps = (0..t)
-            .map(|_| Ok(DeciKelvin::from_raw(info.u16("temperature")?)))
-            .collect::<Result<_, Error>>()?;
+        let temps = info.u16s("temperatures", usize::from(t), DeciKelvin::from_raw)?;
         Ok(Self {
             time: DateTime { year, month, day, hour, minute, second },
             cells,

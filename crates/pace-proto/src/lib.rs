@@ -575,3 +575,47 @@ impl serde::Serialize for Reply {
 
 // Re-exported so users can name the units of the fields without a direct dependency.
 pub use units;
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Request {
+    /// `{"adr":1,"cid2":66,"request":"analog","pack":1}`; writes carry the block's fields.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("adr", &self.adr)?;
+        m.serialize_entry("cid2", &self.command.cid2())?;
+        let name = match &self.command {
+            Command::Analog { .. } => "analog",
+            Command::Status { .. } => "status",
+            Command::PackCount => "pack_count",
+            Command::Version => "version",
+            Command::Serial => "serial",
+            Command::ReadConfig(_) => "read_config",
+            Command::WriteConfig(_) => "write_config",
+            Command::Switch(_) => "switch",
+            Command::ChargeMosfet(_) => "charge_mosfet",
+            Command::DischargeMosfet(_) => "discharge_mosfet",
+            Command::Shutdown => "shutdown",
+            Command::History { .. } => "history",
+        };
+        m.serialize_entry("request", name)?;
+        match &self.command {
+            Command::Analog { pack } | Command::Status { pack } => m.serialize_entry("pack", pack)?,
+            Command::ReadConfig(kind) => m.serialize_entry("config", kind.name())?,
+            Command::WriteConfig(config) => m.serialize_entry("values", config)?,
+            Command::Switch(sw) => m.serialize_entry("switch", &sw.raw())?,
+            Command::ChargeMosfet(x) | Command::DischargeMosfet(x) => {
+                let state = match x {
+                    MosfetSwitch::On => "on",
+                    MosfetSwitch::Off => "off",
+                    MosfetSwitch::Unknown(_) => "unknown",
+                };
+                m.serialize_entry("state", state)?;
+                m.serialize_entry("value", &x.raw())?;
+            }
+            Command::History { index } => m.serialize_entry("index", index)?,
+            Command::PackCount | Command::Version | Command::Serial | Command::Shutdown => {}
+        }
+        m.end()
+    }
+}

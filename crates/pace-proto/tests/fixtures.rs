@@ -1,5 +1,7 @@
 //! Every Pace fixture decoded against the values its source states, and re-emitted byte-identical.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
 use pace_proto::*;
 
 macro_rules! fixture {
@@ -121,7 +123,9 @@ fn pack_count_version_and_serial() {
 #[test]
 fn voltage_thresholds_read_and_write() {
     let ack = fixture!("esphome-pbmstools/014-write-ack");
-    let cases: [(&[u8], &[u8], &[u8], u8, u16, u16, u16); 4] = [
+    /// Read request, reply, write request, read CID2, alarm, protect, release (mV).
+    type Case = (&'static [u8], &'static [u8], &'static [u8], u8, u16, u16, u16);
+    let cases: [Case; 4] = [
         (
             fixture!("esphome-pbmstools/011-cell-ov-read"),
             fixture!("esphome-pbmstools/012-cell-ov-reply"),

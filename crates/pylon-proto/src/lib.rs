@@ -7,7 +7,7 @@
 //! ```text
 //!  inverter                                          master BMS (ADR 02, VER 20, CID1 46)
 //!   | ~20 02 46 63 0000 FDA9 CR   ---------------->  |  0x63 system recommend
-//!   | <----------------  ~20 02 46 00 D012 6AD8 5F50 0190 FE70 C0 .... CR
+//!   | <----------------  ~20 02 46 00 D012 6AD6 5F50 0190 FE70 C0 F99B CR
 //!   |                    27.35 V / 24.40 V, +40.0 A / -40.0 A, charge + discharge enabled
 //! ```
 //!
@@ -456,5 +456,35 @@ impl serde::Serialize for Reply {
             Err(r) => Body::Refused { error: r.rtn.description(), info: &r.info },
         };
         Out { adr: self.adr, rtn: self.rtn(), ver: self.ver, body }.serialize(s)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Request {
+    /// `{"adr":2,"cid2":99,"request":"system_management"}`; per-module requests add `command`.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("adr", &self.adr)?;
+        m.serialize_entry("cid2", &self.command.cid2())?;
+        let name = match self.command {
+            Command::ProtocolVersion => "protocol_version",
+            Command::ManufacturerInfo => "manufacturer_info",
+            Command::SystemInfo => "system_info",
+            Command::SystemAnalog => "system_analog",
+            Command::SystemAlarm => "system_alarm",
+            Command::SystemManagement => "system_management",
+            Command::SystemParameters => "system_parameters",
+            Command::Analog { .. } => "analog",
+            Command::Alarm { .. } => "alarm",
+            Command::Management { .. } => "management",
+            Command::Serial { .. } => "serial",
+            Command::Firmware { .. } => "firmware",
+        };
+        m.serialize_entry("request", name)?;
+        if let Some(value) = self.command.module() {
+            m.serialize_entry("command", &value)?;
+        }
+        m.end()
     }
 }

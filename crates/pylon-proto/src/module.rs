@@ -65,13 +65,9 @@ impl ModuleAnalog {
 
     fn parse(info: &mut Info<'_>) -> Result<Self, Error> {
         let n = info.u8("cell count")?;
-        let cells = (0..n)
-            .map(|_| Ok(Millivolts::from_raw(info.u16("cell voltage")?)))
-            .collect::<Result<_, Error>>()?;
+        let cells = info.u16s("cell voltages", usize::from(n), Millivolts::from_raw)?;
         let t = info.u8("temperature count")?;
-        let temps = (0..t)
-            .map(|_| Ok(DeciKelvin::from_raw(info.u16("temperature")?)))
-            .collect::<Result<_, Error>>()?;
+        let temps = info.u16s("temperatures", usize::from(t), DeciKelvin::from_raw)?;
         let current = DeciAmps::from_raw(info.i16("current")?);
         let voltage = Millivolts::from_raw(info.u16("module voltage")?);
         let remaining16 = info.u16("remaining capacity")?;
@@ -128,7 +124,10 @@ fn exactly<T>(
     parse: impl Fn(&mut Info<'_>) -> Result<T, Error>,
 ) -> Option<Vec<T>> {
     let mut trial = info.clone();
-    let blocks = (0..m).map(|_| parse(&mut trial)).collect::<Result<Vec<_>, _>>().ok()?;
+    let mut blocks = Vec::with_capacity(usize::from(m));
+    for _ in 0..m {
+        blocks.push(parse(&mut trial).ok()?);
+    }
     if !trial.is_empty() {
         return None;
     }

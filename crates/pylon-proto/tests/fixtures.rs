@@ -1,6 +1,8 @@
 //! Every Pylontech fixture decoded against the values its source states, and re-emitted
 //! byte-identical.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
 use pylon_proto::*;
 
 macro_rules! fixture {

@@ -1,5 +1,7 @@
 //! Round trips for every message type, and no input makes a decoder panic.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
 use ascii_envelope::{FrameWriter, Header};
 use proptest::prelude::*;
 use pylon_proto::*;

@@ -1,0 +1,256 @@
+//! What the probe CLIs share.
+//!
+//! * [`decode_stream`]: one frame per input line, one result per output line, errors counted, never
+//!   stopping at the first bad line (a capture log is decoded at once).
+//! * [`render`]: a readable table of a decoded frame, driven by the JSON field-name convention:
+//!   `_mv` values are shown in V, `_ma` in A, `_dc` in °C, `_mah` in Ah, `_pct` in %, `*_flags` as
+//!   names, state bytes in hex. The JSON is the contract; the table is a view of it.
+//!
+//! ```
+//! let v = serde_json::json!({"adr": 1, "rtn": 0, "voltage_mv": 52429, "current_ma": -2250});
+//! let mut out = Vec::new();
+//! probe_kit::render(&v, &mut out).unwrap();
+//! let text = String::from_utf8(out).unwrap();
+//! assert!(text.contains("voltage") && text.contains("52.429 V"));
+//! assert!(text.contains("-2.250 A"));
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::io::{self, BufRead, Write};
+
+use serde_json::Value;
+
+/// The frame in a line of a capture log: from the first `~` to the end, without surrounding
+/// whitespace (so timestamps or labels before the frame are skipped). `None` for a blank line.
+pub fn frame_in_line(line: &[u8]) -> Option<&[u8]> {
+    let line = line.trim_ascii();
+    if line.is_empty() {
+        return None;
+    }
+    let start = line.iter().position(|&b| b == b'~').unwrap_or(0);
+    Some(&line[start..])
+}
+
+/// Parses a CID2 given on the command line: `42`, `0x42` or `42h`, hex.
+///
+/// # Errors
+/// A message naming the value when it is not one hex byte.
+pub fn parse_hex_byte(s: &str) -> Result<u8, String> {
+    let t = s.trim();
+    let t = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
+    let t = t.strip_suffix(['h', 'H']).unwrap_or(t);
+    u8::from_str_radix(t, 16).map_err(|_| format!("'{s}' is not a hex byte (e.g. 42)"))
+}
+
+/// Decodes every line of `input` with `decode`, which writes one result for a good frame; a bad
+/// frame gets a JSON `{"line":N,"error":"..."}` (with `json`) or nothing on `out`, and
+/// `line N: <error>` on `err`. Blank lines are skipped. Returns the number of bad lines.
+///
+/// # Errors
+/// I/O errors of the input or the outputs.
+pub fn decode_stream<R: BufRead, W: Write, E: Write>(
+    mut input: R,
+    out: &mut W,
+    err: &mut E,
+    json: bool,
+    mut decode: impl FnMut(&[u8], &mut W) -> Result<(), String>,
+) -> io::Result<usize> {
+    let mut line = Vec::with_capacity(512);
+    let mut n = 0usize;
+    let mut bad = 0usize;
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        n += 1;
+        let Some(frame) = frame_in_line(&line) else { continue };
+        if let Err(e) = decode(frame, out) {
+            bad += 1;
+            writeln!(err, "line {n}: {e}")?;
+            if json {
+                serde_json::to_writer(&mut *out, &serde_json::json!({ "line": n, "error": e }))?;
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(bad)
+}
+
+/// Keys whose integer values are state bytes or codes, shown in hex.
+const HEX_KEYS: &[&str] = &[
+    "protect1",
+    "protect2",
+    "system",
+    "control",
+    "fault",
+    "balance1",
+    "balance2",
+    "warn1",
+    "warn2",
+    "flags",
+    "info_flag",
+    "alarm1",
+    "alarm2",
+    "status",
+    "lead",
+    "command",
+    "rtn",
+    "adr",
+    "cid2",
+    "switch",
+    "can",
+    "rs485",
+    "mode",
+    "value",
+    "ver",
+];
+
+/// Writes `value` (a decoded frame's JSON) as an indented table with units.
+///
+/// # Errors
+/// I/O errors of `out`.
+pub fn render<W: Write>(value: &Value, out: &mut W) -> io::Result<()> {
+    render_object(value, 0, out)
+}
+
+fn render_object<W: Write>(value: &Value, depth: usize, out: &mut W) -> io::Result<()> {
+    let Value::Object(map) = value else {
+        return writeln!(out, "{:indent$}{}", "", plain(value), indent = depth * 2);
+    };
+    for (key, v) in map {
+        let indent = depth * 2;
+        match v {
+            Value::Object(_) => {
+                writeln!(out, "{:indent$}{}", "", key.replace('_', " "))?;
+                render_object(v, depth + 1, out)?;
+            }
+            Value::Array(items) if items.iter().any(Value::is_object) => {
+                let singular = key.strip_suffix('s').unwrap_or(key);
+                for (i, item) in items.iter().enumerate() {
+                    writeln!(out, "{:indent$}{} {}", "", singular, i + 1)?;
+                    render_object(item, depth + 1, out)?;
+                }
+            }
+            _ => {
+                let (label, shown) = show(key, v);
+                writeln!(out, "{:indent$}{:<24}{}", "", label, shown, indent = indent)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn plain(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A unit suffix: its label-free key, the divisor, decimals and the unit shown.
+fn unit_of(key: &str) -> Option<(&str, i64, usize, &'static str)> {
+    const UNITS: &[(&str, i64, usize, &str)] = &[
+        ("_mv", 1000, 3, " V"),
+        ("_ma", 1000, 3, " A"),
+        ("_mah", 1000, 3, " Ah"),
+        ("_dc", 10, 1, " °C"),
+        ("_pct", 1, 0, " %"),
+        ("_ms", 1, 0, " ms"),
+        ("_us", 1, 0, " µs"),
+        ("_min", 1, 0, " min"),
+        ("_a", 1, 0, " A"),
+    ];
+    UNITS.iter().find_map(|&(suffix, div, dec, unit)| key.strip_suffix(suffix).map(|k| (k, div, dec, unit)))
+}
+
+fn scaled(n: i64, div: i64, dec: usize) -> String {
+    if div == 1 {
+        return n.to_string();
+    }
+    let sign = if n < 0 { "-" } else { "" };
+    let a = n.unsigned_abs();
+    let d = div.unsigned_abs();
+    format!("{sign}{}.{:0dec$}", a / d, a % d)
+}
+
+fn show(key: &str, v: &Value) -> (String, String) {
+    let label = |k: &str| k.replace('_', " ");
+    if let Some((k, div, dec, unit)) = unit_of(key) {
+        let shown = match v {
+            Value::Number(n) => n.as_i64().map_or_else(|| n.to_string(), |n| scaled(n, div, dec) + unit),
+            Value::Array(items) => {
+                let parts: Vec<String> = items
+                    .iter()
+                    .map(|i| i.as_i64().map_or_else(|| plain(i), |n| scaled(n, div, dec)))
+                    .collect();
+                format!("{}{unit}", parts.join(" "))
+            }
+            other => plain(other),
+        };
+        return (label(k), shown);
+    }
+    if key.ends_with("_flags") || key == "flag_names" {
+        let names: Vec<String> = v.as_array().map(|a| a.iter().map(plain).collect()).unwrap_or_default();
+        return (label(key), if names.is_empty() { "-".into() } else { names.join(", ") });
+    }
+    let hex = HEX_KEYS.contains(&key);
+    let shown = match v {
+        Value::Number(n) if hex => n.as_u64().map_or_else(|| n.to_string(), |n| format!("{n:02X}")),
+        Value::Array(items) if hex || key.ends_with("warns") || key == "extra" || key == "info" => {
+            let parts: Vec<String> =
+                items.iter().map(|i| i.as_u64().map_or_else(|| plain(i), |n| format!("{n:02X}"))).collect();
+            if parts.is_empty() { "-".into() } else { parts.join(" ") }
+        }
+        Value::Array(items) => {
+            let parts: Vec<String> = items.iter().map(plain).collect();
+            if parts.is_empty() { "-".into() } else { parts.join(" ") }
+        }
+        other => plain(other),
+    };
+    (label(key), shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_and_sections() {
+        let v = serde_json::json!({
+            "adr": 1, "packs": [{"cells_mv": [3271, 3269], "temps_dc": [241, -5], "protect1": 14,
+            "protect1_flags": ["high_cell_voltage"], "soc_pct": null}]
+        });
+        let mut out = Vec::new();
+        render(&v, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("pack 1"), "{text}");
+        assert!(text.contains("3.271 3.269 V"), "{text}");
+        assert!(text.contains("24.1 -0.5 °C"), "{text}");
+        assert!(text.contains("0E"), "{text}");
+        assert!(text.contains("high_cell_voltage"), "{text}");
+    }
+
+    #[test]
+    fn stream_reports_bad_lines_and_goes_on() {
+        let input = b"~ok\n\nbad\n12:00 ~ok\n".as_slice();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let bad = decode_stream(input, &mut out, &mut err, true, |f, o| {
+            if f == b"~ok" { o.write_all(b"{}\n").map_err(|e| e.to_string()) } else { Err("nope".into()) }
+        })
+        .unwrap();
+        assert_eq!(bad, 1);
+        assert_eq!(String::from_utf8(out).unwrap(), "{}\n{\"error\":\"nope\",\"line\":3}\n{}\n");
+        assert_eq!(String::from_utf8(err).unwrap(), "line 3: nope\n");
+    }
+
+    #[test]
+    fn cid2_arguments() {
+        assert_eq!(parse_hex_byte("42"), Ok(0x42));
+        assert_eq!(parse_hex_byte("0x9b"), Ok(0x9B));
+        assert!(parse_hex_byte("4242").unwrap_err().contains("4242"));
+    }
+}

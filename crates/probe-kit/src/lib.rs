@@ -243,7 +243,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(bad, 1);
-        assert_eq!(String::from_utf8(out).unwrap(), "{}\n{\"error\":\"nope\",\"line\":3}\n{}\n");
+        assert_eq!(String::from_utf8(out).unwrap(), "{}\n{\"line\":3,\"error\":\"nope\"}\n{}\n");
         assert_eq!(String::from_utf8(err).unwrap(), "line 3: nope\n");
     }
 

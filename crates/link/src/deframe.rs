@@ -1,0 +1,112 @@
+use ascii_envelope::{Frame, Framer};
+use modbus_rtu::{Decoder, Side};
+
+/// Cuts a byte stream into frames and checks them; bounded.
+pub trait Deframer: Send {
+    /// Takes as much of `data` as fits; returns how many bytes were taken. After
+    /// [`Deframer::next_frame`] has returned `None`, at least one byte fits.
+    fn push(&mut self, data: &[u8]) -> usize;
+    /// The next frame that passed its check, or `None` when more bytes are needed.
+    fn next_frame(&mut self) -> Option<Vec<u8>>;
+    /// Frames rejected so far (bad checksum, bad CRC, malformed envelope).
+    fn rejected(&self) -> u64;
+    /// Why the last frame was rejected.
+    fn last_rejection(&self) -> Option<String>;
+    /// Forgets any partial frame; returns the bytes dropped.
+    fn clear(&mut self) -> usize;
+}
+
+/// `~ … CR` frames (Pace v25, Pylontech) whose envelope passes [`Frame::parse`]. The frame is
+/// returned whole, CR included.
+#[derive(Debug, Default)]
+pub struct AsciiDeframer {
+    framer: Framer,
+    rejected: u64,
+    last: Option<String>,
+}
+
+impl AsciiDeframer {
+    /// A deframer for the longest legal frame.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Deframer for AsciiDeframer {
+    fn push(&mut self, data: &[u8]) -> usize {
+        self.framer.push(data)
+    }
+
+    fn next_frame(&mut self) -> Option<Vec<u8>> {
+        loop {
+            let frame = self.framer.next_frame()?;
+            match Frame::parse(frame) {
+                Ok(_) => return Some(frame.to_vec()),
+                Err(e) => {
+                    self.rejected += 1;
+                    self.last = Some(format!("{e} in {}", String::from_utf8_lossy(frame).trim_end()));
+                }
+            }
+        }
+    }
+
+    fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    fn last_rejection(&self) -> Option<String> {
+        self.last.clone()
+    }
+
+    fn clear(&mut self) -> usize {
+        let n = self.framer.buffered();
+        self.framer.clear();
+        n
+    }
+}
+
+/// Modbus RTU frames for one direction, CRC-checked, resynchronising on garbage. A frame is
+/// returned as the slave address followed by the PDU; the CRC is checked and removed.
+#[derive(Debug)]
+pub struct RtuDeframer {
+    decoder: Decoder,
+}
+
+impl RtuDeframer {
+    /// A deframer for requests (server side) or responses (client side).
+    pub fn new(side: Side) -> Self {
+        Self { decoder: Decoder::new(side) }
+    }
+}
+
+impl Deframer for RtuDeframer {
+    fn push(&mut self, data: &[u8]) -> usize {
+        self.decoder.push(data)
+    }
+
+    fn next_frame(&mut self) -> Option<Vec<u8>> {
+        loop {
+            // The decoder only yields CRC-valid frames; errors are counted inside it.
+            if let Ok(frame) = self.decoder.next_frame()? {
+                let mut bytes = Vec::with_capacity(frame.pdu.len() + 1);
+                bytes.push(frame.slave);
+                bytes.extend_from_slice(&frame.pdu);
+                return Some(bytes);
+            }
+        }
+    }
+
+    fn rejected(&self) -> u64 {
+        self.decoder.bad_frames()
+    }
+
+    fn last_rejection(&self) -> Option<String> {
+        self.decoder.last_error().map(ToString::to_string)
+    }
+
+    fn clear(&mut self) -> usize {
+        let n = self.decoder.buffered();
+        self.decoder.clear();
+        n
+    }
+}

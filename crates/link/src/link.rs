@@ -1,0 +1,428 @@
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use serialport::{ClearBuffer, SerialPort, TTYPort};
+
+use crate::{Deframer, Endpoint, Error};
+
+/// Counters of one link, for the UI and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Valid frames received.
+    pub frames: u64,
+    /// Requests that got no valid reply in time.
+    pub timeouts: u64,
+    /// Frames rejected by their check (checksum, CRC, envelope).
+    pub checksum_errors: u64,
+    /// Connections made after the first one.
+    pub reconnects: u64,
+    /// Stale bytes dropped before a request.
+    pub stale_bytes: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Whether the link is connected now.
+    pub connected: bool,
+}
+
+enum Conn {
+    Serial(TTYPort),
+    Tcp(TcpStream),
+}
+
+/// First wait after a failure; doubled on each further failure up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest a TCP connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Shortest read timeout handed to the OS (zero means "block forever" to it).
+const MIN_READ: Duration = Duration::from_millis(1);
+
+/// One blocking link. Not shared between threads: one poller owns it.
+pub struct Link {
+    endpoint: Endpoint,
+    name: String,
+    conn: Option<Conn>,
+    listener: Option<TcpListener>,
+    stats: Stats,
+    connected_once: bool,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    last_error: String,
+    /// Bytes read but not yet taken by the deframer (at most one read's worth).
+    pending: Vec<u8>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link").field("endpoint", &self.name).field("stats", &self.stats).finish()
+    }
+}
+
+impl Link {
+    /// A link to `endpoint`; nothing is opened until it is used.
+    pub fn new(endpoint: Endpoint) -> Self {
+        Self {
+            name: endpoint.to_string(),
+            endpoint,
+            conn: None,
+            listener: None,
+            stats: Stats::default(),
+            connected_once: false,
+            retry_at: None,
+            backoff: MIN_BACKOFF,
+            last_error: String::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Parses `url` into a link; nothing is opened until it is used.
+    ///
+    /// # Errors
+    /// [`Error::Url`] when the URL is not a link.
+    pub fn open(url: &str) -> Result<Self, Error> {
+        Ok(Self::new(Endpoint::parse(url)?))
+    }
+
+    /// A link over an already open serial port (e.g. one side of a pty pair in a test).
+    pub fn from_serial_port(port: TTYPort, path: &str, baud: u32) -> Self {
+        let mut link = Self::new(Endpoint::Serial { path: path.to_owned(), baud });
+        link.conn = Some(Conn::Serial(port));
+        link.connected_once = true;
+        link.stats.connected = true;
+        link
+    }
+
+    /// The link's URL.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where it goes.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// For a listening link, the address actually bound (port 0 picks a free one). Binds now.
+    ///
+    /// # Errors
+    /// [`Error::Open`] when the address cannot be bound; `Ok(None)` for other links.
+    pub fn local_addr(&mut self) -> Result<Option<std::net::SocketAddr>, Error> {
+        if let Endpoint::TcpListen { .. } = self.endpoint {
+            self.bind()?;
+            return Ok(self.listener.as_ref().and_then(|l| l.local_addr().ok()));
+        }
+        Ok(None)
+    }
+
+    /// Sends `frame` and waits up to `timeout` for the first valid frame `deframer` yields. Stale
+    /// input is dropped first.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] (saying what did arrive), [`Error::Backoff`] right after a failure,
+    /// [`Error::Open`], [`Error::Io`], [`Error::Closed`], [`Error::NoPeer`].
+    pub fn request(
+        &mut self,
+        frame: &[u8],
+        deframer: &mut dyn Deframer,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, Error> {
+        let deadline = Instant::now() + timeout;
+        self.drop_stale(deframer)?;
+        self.send(frame)?;
+        let rejected_before = deframer.rejected();
+        match self.receive(deframer, deadline)? {
+            Some(reply) => Ok(reply),
+            None => {
+                self.stats.timeouts += 1;
+                let rejected = deframer.rejected() - rejected_before;
+                let detail = match deframer.last_rejection() {
+                    Some(why) if rejected > 0 => format!(" ({rejected} bad frame(s); last: {why})"),
+                    _ => String::new(),
+                };
+                Err(Error::Timeout { endpoint: self.name.clone(), after: timeout, detail })
+            }
+        }
+    }
+
+    /// Writes `frame` whole.
+    ///
+    /// # Errors
+    /// As [`Link::request`].
+    pub fn send(&mut self, frame: &[u8]) -> Result<(), Error> {
+        let conn = self.connected()?;
+        let result = match conn {
+            Conn::Serial(p) => p.write_all(frame).and_then(|()| p.flush()),
+            Conn::Tcp(s) => s.write_all(frame),
+        };
+        match result {
+            Ok(()) => {
+                self.stats.bytes_out += frame.len() as u64;
+                Ok(())
+            }
+            Err(e) => Err(self.fail_io(e)),
+        }
+    }
+
+    /// Reads until `deframer` yields a valid frame (`Some`) or `deadline` passes (`None`).
+    ///
+    /// # Errors
+    /// As [`Link::request`], except that a deadline without a frame is `Ok(None)`.
+    pub fn receive(
+        &mut self,
+        deframer: &mut dyn Deframer,
+        deadline: Instant,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let rejected_before = deframer.rejected();
+        let result = self.receive_inner(deframer, deadline);
+        self.stats.checksum_errors += deframer.rejected() - rejected_before;
+        if let Ok(Some(_)) = result {
+            self.stats.frames += 1;
+        }
+        result
+    }
+
+    fn receive_inner(
+        &mut self,
+        deframer: &mut dyn Deframer,
+        deadline: Instant,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        loop {
+            // Bytes already read go to the deframer as it has room; a frame may complete first.
+            loop {
+                if let Some(frame) = deframer.next_frame() {
+                    return Ok(Some(frame));
+                }
+                if self.pending.is_empty() {
+                    break;
+                }
+                let k = deframer.push(&self.pending);
+                self.pending.drain(..k);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let mut buf = [0u8; 1024];
+            let n = self.read_into(&mut buf, deadline - now)?;
+            self.pending.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// Reads whatever arrives within `timeout` (raw bytes, for sniffing); `Ok(0)` means nothing came.
+    ///
+    /// # Errors
+    /// As [`Link::request`].
+    pub fn read_raw(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, Error> {
+        self.read_into(buf, timeout)
+    }
+
+    /// Closes the connection (a listener keeps listening); the next use reconnects at once.
+    pub fn disconnect(&mut self) {
+        self.conn = None;
+        self.stats.connected = false;
+    }
+
+    fn read_into(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, Error> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.accept_pending();
+            let remaining = deadline.saturating_duration_since(Instant::now()).max(MIN_READ);
+            let result = match self.conn.as_mut() {
+                Some(Conn::Serial(p)) => {
+                    p.set_timeout(remaining).map_err(io::Error::from).and_then(|()| p.read(buf))
+                }
+                Some(Conn::Tcp(s)) => s.set_read_timeout(Some(remaining)).and_then(|()| s.read(buf)),
+                None if matches!(self.endpoint, Endpoint::TcpListen { .. }) => {
+                    // No peer yet: wait for one, up to the deadline.
+                    self.bind()?;
+                    if Instant::now() >= deadline {
+                        return Ok(0);
+                    }
+                    std::thread::sleep(Duration::from_millis(5).min(remaining));
+                    continue;
+                }
+                None => {
+                    self.connected()?;
+                    continue;
+                }
+            };
+            return match result {
+                Ok(0) if matches!(self.conn, Some(Conn::Tcp(_))) => {
+                    self.disconnect();
+                    self.note_failure("connection closed by the peer".into());
+                    Err(Error::Closed { endpoint: self.name.clone() })
+                }
+                Ok(n) => {
+                    self.stats.bytes_in += n as u64;
+                    Ok(n)
+                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(self.fail_io(e)),
+            };
+        }
+    }
+
+    /// Drops bytes that arrived before a request (a late reply to an earlier one, noise).
+    fn drop_stale(&mut self, deframer: &mut dyn Deframer) -> Result<(), Error> {
+        self.stats.stale_bytes += (deframer.clear() + self.pending.len()) as u64;
+        self.pending.clear();
+        self.accept_pending();
+        let Some(conn) = self.conn.as_mut() else { return Ok(()) };
+        let mut dropped = 0u64;
+        match conn {
+            Conn::Serial(p) => {
+                dropped += u64::from(p.bytes_to_read().unwrap_or(0));
+                let _ = p.clear(ClearBuffer::Input);
+            }
+            Conn::Tcp(s) => {
+                if s.set_nonblocking(true).is_ok() {
+                    let mut buf = [0u8; 512];
+                    loop {
+                        match s.read(&mut buf) {
+                            Ok(0) => {
+                                let _ = s.set_nonblocking(false);
+                                self.disconnect();
+                                self.note_failure("connection closed by the peer".into());
+                                return Err(Error::Closed { endpoint: self.name.clone() });
+                            }
+                            Ok(n) => dropped += n as u64,
+                            Err(_) => break,
+                        }
+                    }
+                    let _ = s.set_nonblocking(false);
+                }
+            }
+        }
+        self.stats.stale_bytes += dropped;
+        Ok(())
+    }
+
+    /// The open connection, opening it if needed (not during a backoff).
+    fn connected(&mut self) -> Result<&mut Conn, Error> {
+        self.accept_pending();
+        if self.conn.is_none() {
+            if let Endpoint::TcpListen { .. } = self.endpoint {
+                self.bind()?;
+                return Err(Error::NoPeer { endpoint: self.name.clone() });
+            }
+            if let Some(at) = self.retry_at {
+                let now = Instant::now();
+                if now < at {
+                    return Err(Error::Backoff {
+                        endpoint: self.name.clone(),
+                        last: self.last_error.clone(),
+                        retry_in: at - now,
+                    });
+                }
+            }
+            let conn = match self.connect() {
+                Ok(c) => c,
+                Err(e) => {
+                    let msg = e.to_string();
+                    self.note_failure(msg);
+                    return Err(Error::Open { endpoint: self.name.clone(), source: e });
+                }
+            };
+            self.install(conn);
+        }
+        // Just installed or already there.
+        self.conn.as_mut().ok_or_else(|| Error::NoPeer { endpoint: self.name.clone() })
+    }
+
+    fn connect(&self) -> io::Result<Conn> {
+        match &self.endpoint {
+            Endpoint::Serial { path, baud } => {
+                let port = serialport::new(path, *baud)
+                    .data_bits(serialport::DataBits::Eight)
+                    .parity(serialport::Parity::None)
+                    .stop_bits(serialport::StopBits::One)
+                    .flow_control(serialport::FlowControl::None)
+                    .timeout(MIN_BACKOFF)
+                    .open_native()?;
+                Ok(Conn::Serial(port))
+            }
+            Endpoint::Tcp { addr } => {
+                let mut last =
+                    io::Error::new(io::ErrorKind::NotFound, format!("{addr} resolves to no address"));
+                for sa in addr.to_socket_addrs()? {
+                    match TcpStream::connect_timeout(&sa, CONNECT_TIMEOUT) {
+                        Ok(s) => {
+                            let _ = s.set_nodelay(true);
+                            return Ok(Conn::Tcp(s));
+                        }
+                        Err(e) => last = e,
+                    }
+                }
+                Err(last)
+            }
+            Endpoint::TcpListen { .. } => {
+                Err(io::Error::new(io::ErrorKind::NotConnected, "no peer connected"))
+            }
+        }
+    }
+
+    fn install(&mut self, conn: Conn) {
+        if self.connected_once {
+            self.stats.reconnects += 1;
+        }
+        self.connected_once = true;
+        self.conn = Some(conn);
+        self.stats.connected = true;
+        self.retry_at = None;
+        self.backoff = MIN_BACKOFF;
+    }
+
+    fn bind(&mut self) -> Result<(), Error> {
+        if self.listener.is_some() {
+            return Ok(());
+        }
+        let Endpoint::TcpListen { addr } = &self.endpoint else { return Ok(()) };
+        let listener = TcpListener::bind(addr.as_str())
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| Error::Open { endpoint: self.name.clone(), source })?;
+        self.listener = Some(listener);
+        Ok(())
+    }
+
+    /// A listening link takes a waiting peer, replacing the current one (a converter that
+    /// reconnects has usually lost the old connection without a FIN).
+    fn accept_pending(&mut self) {
+        if !matches!(self.endpoint, Endpoint::TcpListen { .. }) {
+            return;
+        }
+        if self.bind().is_err() {
+            return;
+        }
+        let Some(listener) = self.listener.as_ref() else { return };
+        if let Ok((stream, _)) = listener.accept() {
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_nodelay(true);
+            self.install(Conn::Tcp(stream));
+        }
+    }
+
+    fn fail_io(&mut self, e: io::Error) -> Error {
+        self.disconnect();
+        self.note_failure(e.to_string());
+        Error::Io { endpoint: self.name.clone(), source: e }
+    }
+
+    fn note_failure(&mut self, why: String) {
+        self.last_error = why;
+        if matches!(self.endpoint, Endpoint::TcpListen { .. }) {
+            return; // the peer reconnects to us; nothing to back off from
+        }
+        self.retry_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+}

@@ -46,13 +46,61 @@ fn run(program: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// pymodbus, the independent Modbus implementation the interop tests run against.
+const PYMODBUS: &str = "pymodbus==3.16.1";
+
+/// Makes `target/pyvenv` with pymodbus, installing Debian's venv support if Python lacks it.
+/// Returns the venv's python.
+fn python_with_pymodbus(root: &Path) -> Result<PathBuf> {
+    let venv = root.join("target/pyvenv");
+    let python = venv.join("bin/python");
+    let has = |py: &Path| {
+        Command::new(py)
+            .args(["-c", "import pymodbus"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if has(&python) {
+        return Ok(python);
+    }
+    let venv_str = venv.to_string_lossy().into_owned();
+    if run("python3", &["-m", "venv", &venv_str]).is_err() {
+        eprintln!("python3 cannot make a venv; installing Debian's python3-venv");
+        run("apt-get", &["update", "-q"])?;
+        run("apt-get", &["install", "-y", "-q", "python3-venv", "python3-pip"])?;
+        run("python3", &["-m", "venv", &venv_str])?;
+    }
+    run(
+        &venv.join("bin/pip").to_string_lossy(),
+        &["install", "-q", "--disable-pip-version-check", PYMODBUS],
+    )?;
+    if !has(&python) {
+        bail!("{PYMODBUS} did not install into {venv_str}");
+    }
+    Ok(python)
+}
+
 fn test() -> Result<()> {
     let started = Instant::now();
+    let root = env::current_dir()?;
+    let python = python_with_pymodbus(&root)?;
+
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])?;
     // The protocol crates must also build without their optional serde feature.
     run("cargo", &["check", "-p", "units", "-p", "ascii-envelope", "-p", "pace-proto", "-p", "pylon-proto"])?;
-    run("cargo", &["test", "--workspace", "--all-features", "--no-fail-fast"])?;
+    eprintln!(
+        "\n$ PACE2PYLON_PYTHON={} cargo test --workspace --all-features --no-fail-fast",
+        python.display()
+    );
+    let status = Command::new("cargo")
+        .args(["test", "--workspace", "--all-features", "--no-fail-fast"])
+        .env("PACE2PYLON_PYTHON", &python)
+        .status()?;
+    if !status.success() {
+        bail!("tests failed ({status})");
+    }
     run("cargo", &["test", "--workspace", "--all-features", "--doc"])?;
     eprintln!("\nall checks passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())

@@ -185,7 +185,6 @@ impl serde::Serialize for Reading {
 
 /// The settings: holding registers 0..9 decoded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Settings {
     /// Register 0: Modbus address.
     pub address: u16,
@@ -237,6 +236,26 @@ impl Settings {
             self.under_voltage_cv,
             self.low_soc_pct,
         ]
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Settings {
+    /// Voltages in mV (`full_voltage_mv`), the alarms of unknown scale raw.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mv = |cv: u16| u32::from(cv) * 10;
+        let mut st = s.serialize_struct("Settings", 9)?;
+        st.serialize_field("address", &self.address)?;
+        st.serialize_field("capacity_mah", &self.capacity_mah)?;
+        st.serialize_field("full_voltage_mv", &mv(self.full_voltage_cv))?;
+        st.serialize_field("empty_voltage_mv", &mv(self.empty_voltage_cv))?;
+        st.serialize_field("over_voltage_mv", &mv(self.over_voltage_cv))?;
+        st.serialize_field("over_current_raw", &self.over_current_raw)?;
+        st.serialize_field("over_temperature_raw", &self.over_temperature_raw)?;
+        st.serialize_field("under_voltage_mv", &mv(self.under_voltage_cv))?;
+        st.serialize_field("low_soc_pct", &self.low_soc_pct)?;
+        st.end()
     }
 }
 

@@ -36,6 +36,7 @@
 
 mod analog;
 mod config;
+mod edit;
 pub mod flags;
 mod history;
 mod status;
@@ -49,6 +50,7 @@ pub use config::{
     DateTime, DischargeOc2, EnvironmentTemps, FullCharge, MosfetTemp, Protocols, ShortCircuit, Sleep,
     TempThresholds, VoltageProtection,
 };
+pub use edit::Limit;
 pub use flags::{Balance, ControlState, FaultState, Protect1, Protect2, SystemState, Warn1, Warn2};
 pub use history::HistoryRecord;
 pub use status::{PackStatus, StatusReply, WarnValue};

@@ -254,3 +254,124 @@ mod tests {
         assert!(parse_hex_byte("4242").unwrap_err().contains("4242"));
     }
 }
+
+/// The options every live probe command takes, before or after the subcommand.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LinkArgs {
+    /// The line: /dev/ttyUSB0, serial:///dev/ttyUSB0?baud=9600, tcp://host:port or tcp-listen://addr:port.
+    #[arg(long, global = true, value_name = "URL")]
+    pub link: Option<String>,
+    /// Seconds to wait for a reply.
+    #[arg(long, global = true, default_value_t = 1.0, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub timeout: f64,
+    /// Print JSON (field names carry their unit: cells_mv, temps_dc, current_ma, ...).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 3600.0 => Ok(v),
+        _ => Err(format!("'{s}' is not a number of seconds between 0 and 3600")),
+    }
+}
+
+impl LinkArgs {
+    /// Opens the link named by `--link`.
+    ///
+    /// # Errors
+    /// When `--link` is missing or not a link URL.
+    pub fn open(&self) -> Result<link::Link, String> {
+        let url = self.link.as_deref().ok_or_else(|| {
+            "this command talks to a device: give --link (e.g. --link /dev/ttyUSB0 or --link tcp://host:port)".to_owned()
+        })?;
+        link::Link::open(url).map_err(|e| e.to_string())
+    }
+
+    /// The reply timeout.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.timeout)
+    }
+}
+
+/// Writes `value` as one JSON line or as a table.
+///
+/// # Errors
+/// I/O errors of `out`.
+pub fn print_value<T: serde::Serialize, W: Write>(value: &T, json: bool, out: &mut W) -> io::Result<()> {
+    if json {
+        serde_json::to_writer(&mut *out, value)?;
+        out.write_all(b"\n")
+    } else {
+        render(&serde_json::to_value(value)?, out)
+    }
+}
+
+/// The local time as `HH:MM:SS.mmm`, for sniffed frames.
+pub fn timestamp() -> String {
+    jiff::Zoned::now().strftime("%H:%M:%S%.3f").to_string()
+}
+
+/// A writer that indents every line by two spaces (a decoded frame under its raw line).
+#[derive(Debug)]
+pub struct Indent<W> {
+    inner: W,
+    at_line_start: bool,
+}
+
+impl<W: Write> Indent<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        Self { inner, at_line_start: true }
+    }
+}
+
+impl<W: Write> Write for Indent<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        for line in buf.split_inclusive(|&b| b == b'\n') {
+            if self.at_line_start {
+                self.inner.write_all(b"  ")?;
+            }
+            self.inner.write_all(line)?;
+            self.at_line_start = line.ends_with(b"\n");
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Sends a Modbus request to `slave` and returns the PDU of its reply: the first frame from that
+/// slave whose function is the request's (or its exception). Frames from other slaves or for
+/// other functions are skipped. `Ok(None)` when nothing matching came before the deadline.
+///
+/// # Errors
+/// Link failures other than a timeout, and a request too long to encode.
+pub fn modbus_call(
+    link: &mut link::Link,
+    slave: u8,
+    request: &modbus_rtu::Request,
+    timeout: std::time::Duration,
+) -> Result<Option<Vec<u8>>, String> {
+    let mut frame = Vec::new();
+    request.encode(slave, &mut frame).map_err(|e| e.to_string())?;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut deframer = link::RtuDeframer::new(modbus_rtu::Side::Response);
+    let function = request.function();
+    let mut next = match link.request(&frame, &mut deframer, timeout) {
+        Ok(f) => Some(f),
+        Err(link::Error::Timeout { .. }) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    loop {
+        match next {
+            Some(f) if f.len() >= 2 && f[0] == slave && (f[1] & 0x7F) == function => {
+                return Ok(Some(f[1..].to_vec()));
+            }
+            Some(_) => {}
+            None => return Ok(None),
+        }
+        next = link.receive(&mut deframer, deadline).map_err(|e| e.to_string())?;
+    }
+}

@@ -128,3 +128,13 @@ fn sniff_prints_every_frame_decoded() {
     assert_eq!(lines[2]["error"], "checksum: expected FDA9, found FDA8");
     assert!(lines.iter().all(|l| l["time"].as_str().is_some_and(|t| t.len() == 12)));
 }
+
+#[test]
+fn query_over_a_pty() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let path = peer::serve_pty(AsciiDeframer::new, master(seen));
+    let (code, out, err) =
+        probe(BIN, &["--link", &format!("serial://{path}?baud=9600"), "query", "63", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"charge_voltage_mv\":27350"), "{out}");
+}

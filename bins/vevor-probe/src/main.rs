@@ -46,6 +46,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
         Ok(code) => code,
+        Err(e) if probe_kit::is_broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vevor-probe: {e:#}");
             ExitCode::FAILURE

@@ -32,6 +32,20 @@ pub fn frame_in_line(line: &[u8]) -> Option<&[u8]> {
     Some(&line[start..])
 }
 
+/// Whether `e` is a closed standard output (`probe | head`): the probe then ends quietly.
+pub fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::BrokenPipe {
+                return true;
+            }
+        }
+        source = err.source();
+    }
+    false
+}
+
 /// Parses a CID2 given on the command line: `42`, `0x42` or `42h`, hex.
 ///
 /// # Errors
@@ -157,6 +171,10 @@ fn unit_of(key: &str) -> Option<(&str, i64, usize, &'static str)> {
         ("_mv", 1000, 3, " V"),
         ("_ma", 1000, 3, " A"),
         ("_mah", 1000, 3, " Ah"),
+        ("_mwh", 1000, 3, " Wh"),
+        ("_mw", 1000, 3, " W"),
+        ("_mhz", 1000, 3, " Hz"),
+        ("_c", 1, 0, " °C"),
         ("_dc", 10, 1, " °C"),
         ("_pct", 1, 0, " %"),
         ("_ms", 1, 0, " ms"),

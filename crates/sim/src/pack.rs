@@ -1,0 +1,669 @@
+//! One pack: eight cells in series and the Pace BMS that watches them and answers Pace v25.
+
+use std::collections::HashMap;
+
+use pace_proto::*;
+use units::{CentiAmpHours, CentiAmps, DeciKelvin, Millivolts, Pace, Percent};
+
+use crate::cell::Cell;
+
+/// Currents below this are not counted by the BMS (the original's observation).
+pub const DEAD_BAND_A: f64 = 0.5;
+/// Current a balancing cell is bled with, A.
+pub const BALANCE_A: f64 = 0.12;
+/// Seconds an over-current protection stays before it releases on its own.
+const OVER_CURRENT_RELEASE_S: f64 = 30.0;
+
+/// A fault the simulator can inject into a pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    /// Cell 1 reads 0.45 V high: cell over-voltage protection.
+    CellOv,
+    /// Cell 1 reads 0.9 V low: cell under-voltage protection.
+    CellUv,
+    /// Cell sensors read 40 °C hot.
+    OverTemp,
+    /// Cell sensors read 45 °C cold (below both under-temperature protections).
+    UnderTemp,
+    /// Discharge over-current protection.
+    OverCurrent,
+    /// Short-circuit protection.
+    ShortCircuit,
+    /// Both MOSFETs report a fault.
+    MosfetFault,
+    /// A cell fault.
+    CellFault,
+}
+
+impl FaultKind {
+    /// Every kind with its command name.
+    pub const ALL: &'static [(FaultKind, &'static str)] = &[
+        (Self::CellOv, "cell-ov"),
+        (Self::CellUv, "cell-uv"),
+        (Self::OverTemp, "overtemp"),
+        (Self::UnderTemp, "undertemp"),
+        (Self::OverCurrent, "overcurrent"),
+        (Self::ShortCircuit, "short-circuit"),
+        (Self::MosfetFault, "mosfet-fault"),
+        (Self::CellFault, "cell-fault"),
+    ];
+
+    /// The kind named `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(k, _)| *k)
+    }
+}
+
+/// One pack and its BMS.
+#[derive(Clone, Debug)]
+pub struct Pack {
+    /// Pack number, 1-based.
+    pub number: usize,
+    /// The DIP-switch address it answers.
+    pub adr: u8,
+    /// The cells, in series.
+    pub cells: Vec<Cell>,
+    /// Busbar, fuse and MOSFET resistance outside the cells, Ω.
+    pub extra_resistance: f64,
+    /// The current through the pack in the last step, A (charge positive).
+    pub current_a: f64,
+    /// MOSFET temperature, °C.
+    pub mosfet_temp_c: f64,
+    /// Environment (board) temperature, °C.
+    pub env_temp_c: f64,
+    /// The BMS's stored configuration blocks.
+    pub configs: HashMap<ConfigKind, Config>,
+    /// What the BMS believes is left, mAh (counted with its dead band).
+    pub counted_mah: f64,
+    /// The BMS's full capacity, mAh.
+    pub full_mah: f64,
+    /// Design capacity, mAh.
+    pub design_mah: f64,
+    /// Cycles counted.
+    pub cycles: u16,
+    cycle_ah: f64,
+    /// Protect state 1.
+    pub protect1: Protect1,
+    /// Protect state 2.
+    pub protect2: Protect2,
+    /// Fault state.
+    pub fault: FaultState,
+    /// Control state (switches and commanded MOSFETs).
+    pub control: ControlState,
+    /// Cells being balanced: bit n = cell n + 1.
+    pub balancing: u16,
+    oc_charge_s: f64,
+    oc_discharge_s: f64,
+    /// Injected faults.
+    pub faults: Vec<FaultKind>,
+    /// Not answering at all.
+    pub silent: bool,
+    /// Noise on the line.
+    pub garbage: bool,
+}
+
+fn c_to_k(c: f64) -> DeciKelvin<Pace> {
+    DeciKelvin::from_deci_celsius((c * 10.0).round() as i32)
+}
+
+fn default_configs(cells: usize) -> HashMap<ConfigKind, Config> {
+    let n = cells as u16;
+    let mv = Millivolts::from_raw;
+    let v = |alarm, protect, release| VoltageProtection {
+        lead: 1,
+        alarm: mv(alarm),
+        protect: mv(protect),
+        release: mv(release),
+        delay: 10,
+    };
+    let t = |a: i32, p: i32, r: i32| TempThresholds {
+        alarm: DeciKelvin::from_deci_celsius(a * 10),
+        protect: DeciKelvin::from_deci_celsius(p * 10),
+        release: DeciKelvin::from_deci_celsius(r * 10),
+    };
+    let list = [
+        Config::CellOv(v(3600, 3700, 3380)),
+        Config::CellUv(v(2800, 2500, 2900)),
+        Config::PackOv(v(3600 * n, 3700 * n, 3375 * n)),
+        Config::PackUv(v(2800 * n, 2500 * n, 2900 * n)),
+        Config::ChargeOc(CurrentProtection { lead: 1, alarm_a: 30, protect_a: 35, delay: 10 }),
+        Config::DischargeOc1(CurrentProtection { lead: 1, alarm_a: 30, protect_a: 35, delay: 10 }),
+        Config::DischargeOc2(DischargeOc2 { lead: 0, protect_a: 60, delay: 4, extra: vec![0, 60, 4] }),
+        Config::ShortCircuit(ShortCircuit { delay: 12 }),
+        Config::Balancing(Balancing { threshold: mv(3400), delta: mv(30) }),
+        Config::Sleep(Sleep { cell: mv(3100), lead: 0, minutes: 5 }),
+        Config::FullCharge(FullCharge {
+            voltage: mv(3500 * n),
+            current_ma: 2000,
+            low_soc: Percent::from_raw(5),
+        }),
+        Config::OverTemp(ChargeDischargeTemps { lead: 1, charge: t(51, 55, 50), discharge: t(56, 60, 55) }),
+        Config::UnderTemp(ChargeDischargeTemps { lead: 1, charge: t(0, -5, 0), discharge: t(-15, -20, -15) }),
+        Config::MosfetTemp(MosfetTemp { lead: 1, over: t(90, 110, 85) }),
+        Config::EnvironmentTemp(EnvironmentTemps { lead: 1, under: t(-20, -25, -20), over: t(65, 70, 65) }),
+        Config::ChargeLimiter(ChargeLimiter { lead: 0, current_a: 20 }),
+        Config::Protocols(Protocols { can: 0x13, rs485: 0x14, mode: 0 }),
+    ];
+    list.into_iter().map(|c| (c.kind(), c)).collect()
+}
+
+impl Pack {
+    /// A pack of `cells` (nominal `design_ah`) with a BMS at `adr`.
+    pub fn new(
+        number: usize,
+        adr: u8,
+        cells: Vec<Cell>,
+        design_ah: f64,
+        extra_resistance: f64,
+        ambient_c: f64,
+    ) -> Self {
+        let capacity_ah = cells.iter().map(|c| c.capacity_ah).fold(f64::INFINITY, f64::min);
+        let soc = cells.iter().map(|c| c.soc).sum::<f64>() / cells.len().max(1) as f64;
+        let n = cells.len();
+        Self {
+            number,
+            adr,
+            cells,
+            extra_resistance,
+            current_a: 0.0,
+            mosfet_temp_c: ambient_c,
+            env_temp_c: ambient_c,
+            configs: default_configs(n),
+            counted_mah: soc * capacity_ah * 1000.0,
+            full_mah: capacity_ah * 1000.0,
+            design_mah: design_ah * 1000.0,
+            cycles: 12,
+            cycle_ah: 0.0,
+            protect1: Protect1::empty(),
+            protect2: Protect2::empty(),
+            fault: FaultState::empty(),
+            control: ControlState::BUZZER | ControlState::LED_ALARM,
+            balancing: 0,
+            oc_charge_s: 0.0,
+            oc_discharge_s: 0.0,
+            faults: Vec::new(),
+            silent: false,
+            garbage: false,
+        }
+    }
+
+    fn voltage(&self, kind: ConfigKind) -> VoltageProtection {
+        match self.configs.get(&kind) {
+            Some(Config::CellOv(v) | Config::CellUv(v) | Config::PackOv(v) | Config::PackUv(v)) => *v,
+            _ => VoltageProtection::default(),
+        }
+    }
+
+    fn current(&self, kind: ConfigKind) -> CurrentProtection {
+        match self.configs.get(&kind) {
+            Some(Config::ChargeOc(c) | Config::DischargeOc1(c)) => *c,
+            _ => CurrentProtection::default(),
+        }
+    }
+
+    fn temps_of(&self, kind: ConfigKind) -> (TempThresholds, TempThresholds) {
+        match self.configs.get(&kind) {
+            Some(Config::OverTemp(t) | Config::UnderTemp(t)) => (t.charge, t.discharge),
+            Some(Config::EnvironmentTemp(e)) => (e.under, e.over),
+            Some(Config::MosfetTemp(m)) => (m.over, m.over),
+            _ => (TempThresholds::default(), TempThresholds::default()),
+        }
+    }
+
+    /// Total resistance, Ω.
+    pub fn resistance(&self) -> f64 {
+        self.cells.iter().map(|c| c.resistance).sum::<f64>() + self.extra_resistance
+    }
+
+    /// Open-circuit voltage, V.
+    pub fn ocv_v(&self) -> f64 {
+        self.cells.iter().map(Cell::ocv_mv).sum::<f64>() / 1000.0
+    }
+
+    /// Whether the charge MOSFET conducts.
+    pub fn charge_on(&self) -> bool {
+        !self.control.contains(ControlState::CHARGE_MOSFET_OFF)
+            && !self.protect1.intersects(
+                Protect1::HIGH_CELL_VOLTAGE
+                    | Protect1::HIGH_TOTAL_VOLTAGE
+                    | Protect1::CHARGE_OVER_CURRENT
+                    | Protect1::SHORT_CIRCUIT,
+            )
+            && !self.protect2.intersects(
+                Protect2::HIGH_CHARGE_TEMP
+                    | Protect2::LOW_CHARGE_TEMP
+                    | Protect2::HIGH_MOSFET_TEMP
+                    | Protect2::HIGH_ENVIRONMENT_TEMP
+                    | Protect2::LOW_ENVIRONMENT_TEMP,
+            )
+            && !self.fault.intersects(FaultState::CHARGE_MOSFET)
+    }
+
+    /// Whether the discharge MOSFET conducts. Over-voltage protection locks it too: the Pace
+    /// behaviour the original describes.
+    pub fn discharge_on(&self) -> bool {
+        !self.control.contains(ControlState::DISCHARGE_MOSFET_OFF)
+            && !self.protect1.intersects(
+                Protect1::HIGH_CELL_VOLTAGE
+                    | Protect1::HIGH_TOTAL_VOLTAGE
+                    | Protect1::LOW_CELL_VOLTAGE
+                    | Protect1::LOW_TOTAL_VOLTAGE
+                    | Protect1::DISCHARGE_OVER_CURRENT
+                    | Protect1::SHORT_CIRCUIT,
+            )
+            && !self.protect2.intersects(
+                Protect2::HIGH_DISCHARGE_TEMP
+                    | Protect2::LOW_DISCHARGE_TEMP
+                    | Protect2::HIGH_MOSFET_TEMP
+                    | Protect2::HIGH_ENVIRONMENT_TEMP
+                    | Protect2::LOW_ENVIRONMENT_TEMP,
+            )
+            && !self.fault.intersects(FaultState::DISCHARGE_MOSFET)
+    }
+
+    /// Cell voltages as the BMS measures them, mV (with injected offsets).
+    pub fn measured_cells_mv(&self) -> Vec<f64> {
+        let i = self.current_a;
+        self.cells
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let mut v = c.voltage_mv(i);
+                if k == 0 && self.faults.contains(&FaultKind::CellOv) {
+                    v += 450.0;
+                }
+                if k == 0 && self.faults.contains(&FaultKind::CellUv) {
+                    v -= 900.0;
+                }
+                v
+            })
+            .collect()
+    }
+
+    /// The six sensors in Pace order: cells 1-4 (groups of cells), MOSFET, environment; °C.
+    pub fn measured_temps_c(&self) -> [f64; 6] {
+        let offset = if self.faults.contains(&FaultKind::OverTemp) {
+            40.0
+        } else if self.faults.contains(&FaultKind::UnderTemp) {
+            -45.0
+        } else {
+            0.0
+        };
+        let group = |g: usize| {
+            let n = self.cells.len().max(1);
+            let lo = g * n / 4;
+            let hi = ((g + 1) * n / 4).max(lo + 1).min(n);
+            self.cells[lo..hi].iter().map(|c| c.temp_c).sum::<f64>() / (hi - lo) as f64 + offset
+        };
+        [group(0), group(1), group(2), group(3), self.mosfet_temp_c, self.env_temp_c]
+    }
+
+    /// The BMS's work for `dt` seconds after the current has flowed: counting, protections,
+    /// balancing. Returns the energy bled by balancing, Wh.
+    pub fn bms_step(&mut self, dt: f64) -> f64 {
+        let i = self.current_a;
+        if i.abs() >= DEAD_BAND_A {
+            self.counted_mah = (self.counted_mah + i * dt / 3.6).clamp(0.0, self.full_mah);
+        }
+        if i < 0.0 {
+            self.cycle_ah += -i * dt / 3600.0;
+            if self.cycle_ah >= self.full_mah / 1000.0 {
+                self.cycle_ah = 0.0;
+                self.cycles = self.cycles.saturating_add(1);
+            }
+        }
+        let cells = self.measured_cells_mv();
+        let (max, min) = cells.iter().fold((f64::MIN, f64::MAX), |(hi, lo), &v| (hi.max(v), lo.min(v)));
+        let pack_mv: f64 = cells.iter().sum();
+        let latch = |flags: &mut Protect1, bit: Protect1, on: bool, off: bool| {
+            if on {
+                flags.insert(bit);
+            } else if off {
+                flags.remove(bit);
+            }
+        };
+        let (cov, cuv, pov, puv) = (
+            self.voltage(ConfigKind::CellOv),
+            self.voltage(ConfigKind::CellUv),
+            self.voltage(ConfigKind::PackOv),
+            self.voltage(ConfigKind::PackUv),
+        );
+        let p = &mut self.protect1;
+        latch(
+            p,
+            Protect1::HIGH_CELL_VOLTAGE,
+            max >= f64::from(cov.protect.raw()),
+            max <= f64::from(cov.release.raw()),
+        );
+        latch(
+            p,
+            Protect1::LOW_CELL_VOLTAGE,
+            min <= f64::from(cuv.protect.raw()),
+            min >= f64::from(cuv.release.raw()),
+        );
+        latch(
+            p,
+            Protect1::HIGH_TOTAL_VOLTAGE,
+            pack_mv >= f64::from(pov.protect.raw()),
+            pack_mv <= f64::from(pov.release.raw()),
+        );
+        latch(
+            p,
+            Protect1::LOW_TOTAL_VOLTAGE,
+            pack_mv <= f64::from(puv.protect.raw()),
+            pack_mv >= f64::from(puv.release.raw()),
+        );
+
+        // Over-current: protects at once, releases after a while.
+        let (coc, doc) = (self.current(ConfigKind::ChargeOc), self.current(ConfigKind::DischargeOc1));
+        if i > f64::from(coc.protect_a.unsigned_abs()) {
+            self.protect1.insert(Protect1::CHARGE_OVER_CURRENT);
+            self.oc_charge_s = 0.0;
+        } else if self.protect1.contains(Protect1::CHARGE_OVER_CURRENT) {
+            self.oc_charge_s += dt;
+            if self.oc_charge_s >= OVER_CURRENT_RELEASE_S {
+                self.protect1.remove(Protect1::CHARGE_OVER_CURRENT);
+            }
+        }
+        let injected_oc = self.faults.contains(&FaultKind::OverCurrent);
+        if injected_oc || -i > f64::from(doc.protect_a.unsigned_abs()) {
+            self.protect1.insert(Protect1::DISCHARGE_OVER_CURRENT);
+            self.oc_discharge_s = 0.0;
+        } else if self.protect1.contains(Protect1::DISCHARGE_OVER_CURRENT) {
+            self.oc_discharge_s += dt;
+            if self.oc_discharge_s >= OVER_CURRENT_RELEASE_S {
+                self.protect1.remove(Protect1::DISCHARGE_OVER_CURRENT);
+            }
+        }
+        self.protect1.set(Protect1::SHORT_CIRCUIT, self.faults.contains(&FaultKind::ShortCircuit));
+
+        // Temperatures.
+        let temps = self.measured_temps_c();
+        let cell_max = temps[..4].iter().copied().fold(f64::MIN, f64::max);
+        let cell_min = temps[..4].iter().copied().fold(f64::MAX, f64::min);
+        let dc = |t: DeciKelvin<Pace>| f64::from(t.to_deci_celsius()) / 10.0;
+        let (ot_c, ot_d) = self.temps_of(ConfigKind::OverTemp);
+        let (ut_c, ut_d) = self.temps_of(ConfigKind::UnderTemp);
+        let (mos, _) = self.temps_of(ConfigKind::MosfetTemp);
+        let (env_u, env_o) = self.temps_of(ConfigKind::EnvironmentTemp);
+        let mut latch2 = |bit: Protect2, on: bool, off: bool| {
+            if on {
+                self.protect2.insert(bit);
+            } else if off {
+                self.protect2.remove(bit);
+            }
+        };
+        latch2(Protect2::HIGH_CHARGE_TEMP, cell_max >= dc(ot_c.protect), cell_max <= dc(ot_c.release));
+        latch2(Protect2::HIGH_DISCHARGE_TEMP, cell_max >= dc(ot_d.protect), cell_max <= dc(ot_d.release));
+        latch2(Protect2::LOW_CHARGE_TEMP, cell_min <= dc(ut_c.protect), cell_min >= dc(ut_c.release) + 5.0);
+        latch2(Protect2::LOW_DISCHARGE_TEMP, cell_min <= dc(ut_d.protect), cell_min >= dc(ut_d.release));
+        latch2(Protect2::HIGH_MOSFET_TEMP, temps[4] >= dc(mos.protect), temps[4] <= dc(mos.release));
+        latch2(Protect2::HIGH_ENVIRONMENT_TEMP, temps[5] >= dc(env_o.protect), temps[5] <= dc(env_o.release));
+        latch2(Protect2::LOW_ENVIRONMENT_TEMP, temps[5] <= dc(env_u.protect), temps[5] >= dc(env_u.release));
+
+        // "Fully": at the full-charge voltage with a small tail current; recalibrates the counter.
+        let full_mv = match self.configs.get(&ConfigKind::FullCharge) {
+            Some(Config::FullCharge(f)) => (f64::from(f.voltage.raw()), f64::from(f.current_ma) / 1000.0),
+            _ => (f64::MAX, 0.0),
+        };
+        if pack_mv >= full_mv.0 && i.abs() <= full_mv.1.max(0.1)
+            || self.protect1.contains(Protect1::HIGH_CELL_VOLTAGE)
+        {
+            self.protect2.insert(Protect2::FULLY);
+            self.counted_mah = self.full_mah;
+        } else if self.counted_mah < 0.95 * self.full_mah {
+            self.protect2.remove(Protect2::FULLY);
+        }
+
+        self.fault.set(
+            FaultState::CHARGE_MOSFET | FaultState::DISCHARGE_MOSFET,
+            self.faults.contains(&FaultKind::MosfetFault),
+        );
+        self.fault.set(FaultState::CELL, self.faults.contains(&FaultKind::CellFault));
+
+        // Balancing: the Pace BMS balances only while over-voltage protection is active.
+        let (threshold, delta) = match self.configs.get(&ConfigKind::Balancing) {
+            Some(Config::Balancing(b)) => (f64::from(b.threshold.raw()), f64::from(b.delta.raw())),
+            _ => (3400.0, 30.0),
+        };
+        self.balancing = 0;
+        let mut bled_wh = 0.0;
+        if self.protect1.intersects(Protect1::HIGH_CELL_VOLTAGE | Protect1::HIGH_TOTAL_VOLTAGE) {
+            for (k, cell) in self.cells.iter_mut().enumerate() {
+                let v = cells[k];
+                if v >= threshold && v >= min + delta {
+                    self.balancing |= 1 << k;
+                    bled_wh += cell.ocv_mv() / 1000.0 * BALANCE_A * dt / 3600.0;
+                    cell.pass(-BALANCE_A, dt);
+                }
+            }
+        }
+        bled_wh
+    }
+
+    fn warn(value: f64, low: f64, high: f64) -> WarnValue {
+        if value >= high {
+            WarnValue::ABOVE_UPPER
+        } else if value <= low {
+            WarnValue::BELOW_LOWER
+        } else {
+            WarnValue::NORMAL
+        }
+    }
+
+    /// The 0x42 block.
+    pub fn analog(&self) -> PackAnalog {
+        let cells: Vec<Millivolts> = self
+            .measured_cells_mv()
+            .iter()
+            .map(|v| Millivolts::from_raw(v.round().clamp(0.0, 65535.0) as u16))
+            .collect();
+        let voltage =
+            Millivolts::from_raw(cells.iter().map(|c| u32::from(c.raw())).sum::<u32>().min(65535) as u16);
+        let cah = |mah: f64| CentiAmpHours::from_raw((mah / 10.0).round().clamp(0.0, 65535.0) as u16);
+        PackAnalog {
+            cells,
+            temps: self.measured_temps_c().iter().map(|&t| c_to_k(t)).collect(),
+            current: CentiAmps::from_raw((self.current_a * 100.0).round().clamp(-32768.0, 32767.0) as i16),
+            voltage,
+            remaining: cah(self.counted_mah),
+            user_defined: 3,
+            full: cah(self.full_mah),
+            cycles: self.cycles,
+            design: cah(self.design_mah),
+            extra: Vec::new(),
+        }
+    }
+
+    /// The 0x44 block.
+    pub fn status(&self) -> PackStatus {
+        let cov = self.voltage(ConfigKind::CellOv);
+        let cuv = self.voltage(ConfigKind::CellUv);
+        let pov = self.voltage(ConfigKind::PackOv);
+        let puv = self.voltage(ConfigKind::PackUv);
+        let cells = self.measured_cells_mv();
+        let pack_mv: f64 = cells.iter().sum();
+        let (ot_c, _) = self.temps_of(ConfigKind::OverTemp);
+        let (ut_c, _) = self.temps_of(ConfigKind::UnderTemp);
+        let dc = |t: DeciKelvin<Pace>| f64::from(t.to_deci_celsius()) / 10.0;
+        let temps = self.measured_temps_c();
+        let (coc, doc) = (self.current(ConfigKind::ChargeOc), self.current(ConfigKind::DischargeOc1));
+        let mut warn1 = Warn1::empty();
+        warn1.set(Warn1::HIGH_CELL_VOLTAGE, cells.iter().any(|&v| v >= f64::from(cov.alarm.raw())));
+        warn1.set(Warn1::LOW_CELL_VOLTAGE, cells.iter().any(|&v| v <= f64::from(cuv.alarm.raw())));
+        warn1.set(Warn1::HIGH_TOTAL_VOLTAGE, pack_mv >= f64::from(pov.alarm.raw()));
+        warn1.set(Warn1::LOW_TOTAL_VOLTAGE, pack_mv <= f64::from(puv.alarm.raw()));
+        warn1.set(Warn1::CHARGE_CURRENT, self.current_a >= f64::from(coc.alarm_a.unsigned_abs()));
+        warn1.set(Warn1::DISCHARGE_CURRENT, -self.current_a >= f64::from(doc.alarm_a.unsigned_abs()));
+        let mut warn2 = Warn2::empty();
+        warn2.set(Warn2::HIGH_CHARGE_TEMP, temps[..4].iter().any(|&t| t >= dc(ot_c.alarm)));
+        warn2.set(Warn2::LOW_CHARGE_TEMP, temps[..4].iter().any(|&t| t <= dc(ut_c.alarm)));
+        warn2.set(Warn2::LOW_SOC, self.counted_mah < 0.05 * self.full_mah);
+        let mut system = SystemState::empty();
+        system.set(SystemState::CHARGE_MOSFET_ON, self.charge_on());
+        system.set(SystemState::DISCHARGE_MOSFET_ON, self.discharge_on());
+        system.set(SystemState::DISCHARGING, self.current_a < -0.2);
+        system.set(SystemState::CHARGING, self.current_a > 0.2);
+        PackStatus {
+            cell_warns: cells
+                .iter()
+                .map(|&v| Self::warn(v, f64::from(cuv.alarm.raw()), f64::from(cov.alarm.raw())))
+                .collect(),
+            temp_warns: temps.iter().map(|&t| Self::warn(t, dc(ut_c.alarm), dc(ot_c.alarm))).collect(),
+            charge_current_warn: if warn1.contains(Warn1::CHARGE_CURRENT) {
+                WarnValue::ABOVE_UPPER
+            } else {
+                WarnValue::NORMAL
+            },
+            voltage_warn: Self::warn(pack_mv, f64::from(puv.alarm.raw()), f64::from(pov.alarm.raw())),
+            discharge_current_warn: if warn1.contains(Warn1::DISCHARGE_CURRENT) {
+                WarnValue::ABOVE_UPPER
+            } else {
+                WarnValue::NORMAL
+            },
+            protect1: self.protect1,
+            protect2: self.protect2,
+            system,
+            control: self.control,
+            fault: self.fault,
+            // The Pace PDF's reading: state 1 = cells 1-8.
+            balance: Balance(self.balancing.to_le_bytes()),
+            warn1,
+            warn2,
+            extra: Vec::new(),
+        }
+    }
+
+    fn system_state(&self) -> SystemState {
+        self.status().system
+    }
+
+    /// Answers one request as the BMS would; `None` when it stays silent (another address).
+    pub fn answer(&mut self, request: &Request, now: pace_proto::DateTime) -> Option<Reply> {
+        if request.adr != self.adr {
+            return None;
+        }
+        let ok = |r: Response| Ok(r);
+        let refuse = |rtn: Rtn, info: Vec<u8>| Err(Refusal { rtn, info });
+        let outcome = match &request.command {
+            Command::Analog { pack } => ok(Response::Analog(AnalogReply {
+                info_flag: 0,
+                command: if *pack == 0xFF { 1 } else { *pack },
+                packs: vec![self.analog()],
+            })),
+            Command::Status { pack } => ok(Response::Status(StatusReply {
+                info_flag: 0,
+                command: if *pack == 0xFF { 1 } else { *pack },
+                packs: vec![self.status()],
+            })),
+            Command::PackCount => ok(Response::PackCount { count: 1 }),
+            Command::Version => {
+                ok(Response::Version { version: Text::padded("P08S020A-SIM-1.00", 20, b' ') })
+            }
+            Command::Serial => ok(Response::Serial {
+                serial: Text::padded(&format!("SIMPACK{:02}-2611", self.number), 20, b' '),
+            }),
+            Command::ReadConfig(ConfigKind::Capacity) => {
+                let cah = |mah: f64| CentiAmpHours::from_raw((mah / 10.0).round().clamp(0.0, 65535.0) as u16);
+                ok(Response::Config(Config::Capacity(Capacity {
+                    remaining: cah(self.counted_mah),
+                    full: cah(self.full_mah),
+                    design: cah(self.design_mah),
+                })))
+            }
+            Command::ReadConfig(ConfigKind::Time) => ok(Response::Config(Config::Time(now))),
+            Command::ReadConfig(ConfigKind::DischargeOc1) => {
+                // Read back negative, as real packs do.
+                let mut c = self.current(ConfigKind::DischargeOc1);
+                c.alarm_a = -c.alarm_a.abs();
+                c.protect_a = -c.protect_a.abs();
+                ok(Response::Config(Config::DischargeOc1(c)))
+            }
+            Command::ReadConfig(kind) => match self.configs.get(kind) {
+                Some(c) => ok(Response::Config(c.clone())),
+                None => refuse(Rtn::Cid2Invalid, vec![]),
+            },
+            Command::WriteConfig(Config::Time(_)) => ok(Response::Ack),
+            Command::WriteConfig(config) => {
+                let mut stored = config.clone();
+                if let Config::DischargeOc2(d) = &mut stored {
+                    d.extra = vec![d.lead, d.protect_a, d.delay];
+                }
+                self.configs.insert(config.kind(), stored);
+                ok(Response::Ack)
+            }
+            Command::Switch(sw) => {
+                let c = &mut self.control;
+                match sw {
+                    SwitchCommand::BuzzerOff => c.remove(ControlState::BUZZER),
+                    SwitchCommand::BuzzerOn => c.insert(ControlState::BUZZER),
+                    SwitchCommand::LedOff => c.remove(ControlState::LED_ALARM),
+                    SwitchCommand::LedOn => c.insert(ControlState::LED_ALARM),
+                    SwitchCommand::LimiterOff => c.remove(ControlState::CURRENT_LIMITER),
+                    SwitchCommand::LimiterOn => c.insert(ControlState::CURRENT_LIMITER),
+                    SwitchCommand::GearHigh => c.remove(ControlState::LOW_GEAR),
+                    SwitchCommand::GearLow => c.insert(ControlState::LOW_GEAR),
+                    SwitchCommand::Unknown(_) => {}
+                }
+                ok(Response::Switch { command: *sw, control: self.control })
+            }
+            Command::ChargeMosfet(s) | Command::DischargeMosfet(s) => {
+                let charge = matches!(request.command, Command::ChargeMosfet(_));
+                let (this, other) = if charge {
+                    (ControlState::CHARGE_MOSFET_OFF, ControlState::DISCHARGE_MOSFET_OFF)
+                } else {
+                    (ControlState::DISCHARGE_MOSFET_OFF, ControlState::CHARGE_MOSFET_OFF)
+                };
+                match s {
+                    MosfetSwitch::Off if self.control.contains(other) => {
+                        // The BMS keeps at least one MOSFET on.
+                        refuse(Rtn::OperationError, vec![self.system_state().bits()])
+                    }
+                    MosfetSwitch::Off => {
+                        self.control.insert(this);
+                        ok(Response::Mosfet { system: self.system_state() })
+                    }
+                    MosfetSwitch::On => {
+                        self.control.remove(this);
+                        if charge {
+                            // Turning the charge MOSFET on unlocks a pack held by over-voltage
+                            // protection once its cells have come down from the protect level.
+                            let cov = self.voltage(ConfigKind::CellOv);
+                            let max = self.measured_cells_mv().into_iter().fold(f64::MIN, f64::max);
+                            if max < f64::from(cov.protect.raw()) {
+                                self.protect1
+                                    .remove(Protect1::HIGH_CELL_VOLTAGE | Protect1::HIGH_TOTAL_VOLTAGE);
+                            }
+                        }
+                        ok(Response::Mosfet { system: self.system_state() })
+                    }
+                    MosfetSwitch::Unknown(_) => refuse(Rtn::InvalidData, vec![]),
+                }
+            }
+            Command::Shutdown => {
+                // A reboot: commanded MOSFET states are forgotten.
+                self.control.remove(ControlState::CHARGE_MOSFET_OFF | ControlState::DISCHARGE_MOSFET_OFF);
+                ok(Response::Ack)
+            }
+            Command::History { .. } => ok(Response::Ack),
+        };
+        Some(Reply { adr: self.adr, outcome })
+    }
+
+    /// Injects a fault.
+    pub fn inject(&mut self, kind: FaultKind) {
+        if !self.faults.contains(&kind) {
+            self.faults.push(kind);
+        }
+    }
+
+    /// Clears injected faults and every latched protection.
+    pub fn clear(&mut self) {
+        self.faults.clear();
+        self.protect1 = Protect1::empty();
+        self.protect2 = Protect2::empty();
+        self.fault = FaultState::empty();
+        self.silent = false;
+        self.garbage = false;
+    }
+}

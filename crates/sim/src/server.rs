@@ -1,0 +1,250 @@
+//! The plant on links: every device answers on its own line, a clock thread moves plant time,
+//! and the inverter polls whoever is on its BMS port.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use link::{AsciiDeframer, Deframer, Link, RtuDeframer};
+use modbus_rtu::{Request as RtuRequest, Side};
+use pylon_proto::{Command, Dialect, Reply, Request, Response};
+
+use crate::Plant;
+
+/// How the devices behave on their lines.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Options {
+    /// Plant seconds per real second.
+    pub speed: f64,
+    /// Line speed used to pace replies, so a reply takes as long as on a real wire (8N1).
+    pub baud: u32,
+    /// A BMS's think time before it starts to answer.
+    pub reply_delay: Duration,
+    /// How often the inverter polls 0x61 and 0x63.
+    pub poll_every: Duration,
+    /// Without a valid 0x63 for this long the inverter uses its no-communication settings.
+    pub no_comm_after: Duration,
+    /// Address the inverter polls (the Vevor polls 2).
+    pub pylon_adr: u8,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            speed: 1.0,
+            baud: 9600,
+            reply_delay: Duration::from_millis(15),
+            poll_every: Duration::from_secs(1),
+            no_comm_after: Duration::from_secs(30),
+            pylon_adr: 2,
+        }
+    }
+}
+
+/// The lines of a plant: one per pack, the counter, the inverter's Modbus port and its BMS port.
+#[derive(Debug)]
+pub struct Lines {
+    /// One per pack, in order.
+    pub packs: Vec<Link>,
+    /// The coulomb counter's line.
+    pub coil: Link,
+    /// The inverter's Modbus port.
+    pub inverter: Link,
+    /// The inverter's BMS port (it polls as a Pylontech master).
+    pub bms_port: Link,
+}
+
+/// A running simulation.
+#[derive(Debug)]
+pub struct Sim {
+    plant: Arc<Mutex<Plant>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Locks the plant; a thread that panicked while holding it leaves it usable (plain data).
+pub fn lock(plant: &Mutex<Plant>) -> MutexGuard<'_, Plant> {
+    plant.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A device thread's body: the shared plant and the stop flag.
+type Job = Box<dyn FnOnce(&Mutex<Plant>, &AtomicBool) + Send>;
+
+fn wire_time(bytes: usize, baud: u32) -> Duration {
+    Duration::from_secs_f64(bytes as f64 * 10.0 / f64::from(baud.max(1)))
+}
+
+impl Sim {
+    /// Starts the clock and one thread per line.
+    pub fn start(plant: Plant, lines: Lines, options: Options) -> Self {
+        let plant = Arc::new(Mutex::new(plant));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let mut spawn = |f: Job| {
+            let (plant, stop) = (plant.clone(), stop.clone());
+            threads.push(thread::spawn(move || f(&plant, &stop)));
+        };
+        spawn(Box::new(move |p, s| clock(p, s, options.speed)));
+        for (k, link) in lines.packs.into_iter().enumerate() {
+            spawn(Box::new(move |p, s| {
+                serve(link, AsciiDeframer::new(), p, s, options, |p, f| pack_reply(p, k, f))
+            }));
+        }
+        let coil = lines.coil;
+        spawn(Box::new(move |p, s| serve(coil, RtuDeframer::new(Side::Request), p, s, options, coil_reply)));
+        let inverter = lines.inverter;
+        spawn(Box::new(move |p, s| {
+            serve(inverter, RtuDeframer::new(Side::Request), p, s, options, inverter_reply)
+        }));
+        let bms_port = lines.bms_port;
+        spawn(Box::new(move |p, s| poll_bms(bms_port, p, s, options)));
+        Self { plant, stop, threads }
+    }
+
+    /// The plant, to read or change while it runs.
+    pub fn plant(&self) -> Arc<Mutex<Plant>> {
+        self.plant.clone()
+    }
+
+    /// Runs a fault-injection command.
+    ///
+    /// # Errors
+    /// What is wrong with the command.
+    pub fn command(&self, line: &str) -> Result<String, String> {
+        lock(&self.plant).command(line)
+    }
+
+    /// Stops every thread and waits for them.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn clock(plant: &Mutex<Plant>, stop: &AtomicBool, speed: f64) {
+    let tick = Duration::from_millis(50);
+    let mut last = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        thread::sleep(tick);
+        let now = Instant::now();
+        let dt = (now - last).as_secs_f64() * speed;
+        last = now;
+        lock(plant).step(dt);
+    }
+}
+
+/// Answers frames on `link` with `answer` until stopped, pacing each reply like the wire. A link
+/// error (the peer left) is waited out: the next peer is served.
+fn serve<D: Deframer>(
+    mut link: Link,
+    mut deframer: D,
+    plant: &Mutex<Plant>,
+    stop: &AtomicBool,
+    options: Options,
+    answer: impl Fn(&Mutex<Plant>, &[u8]) -> Option<Vec<u8>>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        match link.receive(&mut deframer, Instant::now() + Duration::from_millis(200)) {
+            Ok(Some(frame)) => {
+                if let Some(reply) = answer(plant, &frame) {
+                    thread::sleep(options.reply_delay + wire_time(reply.len(), options.baud));
+                    let _ = link.send(&reply);
+                }
+            }
+            Ok(None) => {}
+            Err(_) => thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+fn pack_reply(plant: &Mutex<Plant>, k: usize, frame: &[u8]) -> Option<Vec<u8>> {
+    let mut p = lock(plant);
+    let now = p.date_time();
+    let pack = p.packs.get_mut(k)?;
+    if pack.silent {
+        return None;
+    }
+    let request = pace_proto::Request::parse(frame).ok()?;
+    let reply = pack.answer(&request, now)?;
+    let garbage = pack.garbage;
+    let mut out = Vec::new();
+    reply.emit(&mut out).ok()?;
+    if garbage {
+        // Noise before the reply, and now and then a reply with a broken character.
+        let mut noisy: Vec<u8> = (0..8).map(|_| p.rng.byte()).filter(|b| *b != b'~').collect();
+        if p.rng.next_f64() < 0.5 && out.len() > 20 {
+            out[15] = if out[15] == b'0' { b'1' } else { b'0' };
+        }
+        noisy.extend_from_slice(&out);
+        return Some(noisy);
+    }
+    Some(out)
+}
+
+fn coil_reply(plant: &Mutex<Plant>, frame: &[u8]) -> Option<Vec<u8>> {
+    let mut p = lock(plant);
+    let (slave, pdu) = frame.split_first()?;
+    if p.coil.silent || *slave != coil_modbus::DEFAULT_SLAVE {
+        return None;
+    }
+    let request = RtuRequest::parse(pdu).ok()?;
+    let (response, effect) = p.coil.registers.serve(&request);
+    p.coil.apply(effect);
+    let mut out = Vec::new();
+    response.encode(*slave, &mut out).ok()?;
+    Some(out)
+}
+
+fn inverter_reply(plant: &Mutex<Plant>, frame: &[u8]) -> Option<Vec<u8>> {
+    let mut p = lock(plant);
+    let (slave, pdu) = frame.split_first()?;
+    if *slave != vevor_modbus::DEFAULT_SLAVE {
+        return None;
+    }
+    let request = RtuRequest::parse(pdu).ok()?;
+    let (response, _) = p.inverter.registers.serve(&request);
+    let mut out = Vec::new();
+    response.encode(*slave, &mut out).ok()?;
+    Some(out)
+}
+
+/// The inverter as a Pylontech master: 0x61 then 0x63 about once a second to whoever is on its BMS
+/// port; without a valid 0x63 for `no_comm_after` it falls back to its no-communication settings.
+fn poll_bms(mut link: Link, plant: &Mutex<Plant>, stop: &AtomicBool, options: Options) {
+    let mut last_ok = Instant::now();
+    let mut deframer = AsciiDeframer::new();
+    let timeout = Duration::from_millis(900);
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let mut good = false;
+        for command in [Command::SystemAnalog, Command::SystemManagement] {
+            let mut frame = Vec::new();
+            if (Request { adr: options.pylon_adr, command }).emit(&mut frame).is_err() {
+                continue;
+            }
+            let Ok(bytes) = link.request(&frame, &mut deframer, timeout) else { continue };
+            match Reply::parse(command.cid2(), &bytes, Dialect::default()).map(|r| r.outcome) {
+                Ok(Ok(Response::SystemAnalog(a))) => lock(plant).inverter.bms_soc = Some(a.soc.raw()),
+                Ok(Ok(Response::SystemManagement(m))) => {
+                    lock(plant).inverter.bms = Some(m);
+                    good = true;
+                }
+                _ => {}
+            }
+        }
+        if good {
+            last_ok = Instant::now();
+        } else if last_ok.elapsed() >= options.no_comm_after {
+            lock(plant).inverter.bms = None;
+        }
+        let rest = options.poll_every.saturating_sub(started.elapsed());
+        // Sleep in small steps so a stop request is seen quickly.
+        let until = Instant::now() + rest;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

@@ -139,7 +139,9 @@ fn the_bms_dead_band_lets_pack_soc_drift_while_the_coil_stays_right() {
 
 #[test]
 fn every_fault_kind_shows_up_in_the_right_status_bits() {
-    let cases: &[(&str, fn(&pace_proto::PackStatus) -> bool)] = &[
+    /// A fault kind and how a host sees it in the status bytes.
+    type Case = (&'static str, fn(&pace_proto::PackStatus) -> bool);
+    let cases: &[Case] = &[
         ("cell-ov", |s| s.protect1.contains(Protect1::HIGH_CELL_VOLTAGE)),
         ("cell-uv", |s| s.protect1.contains(Protect1::LOW_CELL_VOLTAGE)),
         ("overtemp", |s| s.protect2.contains(Protect2::HIGH_CHARGE_TEMP | Protect2::HIGH_DISCHARGE_TEMP)),

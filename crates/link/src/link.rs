@@ -41,6 +41,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Shortest read timeout handed to the OS (zero means "block forever" to it).
 const MIN_READ: Duration = Duration::from_millis(1);
 
+/// serialport's error as an `io::Error` carrying its description once.
+fn serial_error(e: serialport::Error) -> io::Error {
+    let kind = match e.kind {
+        serialport::ErrorKind::Io(kind) => kind,
+        serialport::ErrorKind::NoDevice => io::ErrorKind::NotFound,
+        serialport::ErrorKind::InvalidInput => io::ErrorKind::InvalidInput,
+        serialport::ErrorKind::Unknown => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, e.description)
+}
+
 /// One blocking link. Not shared between threads: one poller owns it.
 pub struct Link {
     endpoint: Endpoint,
@@ -348,7 +359,8 @@ impl Link {
                     .stop_bits(serialport::StopBits::One)
                     .flow_control(serialport::FlowControl::None)
                     .timeout(MIN_BACKOFF)
-                    .open_native()?;
+                    .open_native()
+                    .map_err(serial_error)?;
                 Ok(Conn::Serial(port))
             }
             Endpoint::Tcp { addr } => {

@@ -1,0 +1,474 @@
+use pace_proto::{FaultState, Protect1, Protect2};
+
+/// A monotonic instant in milliseconds, from any epoch the caller keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Millis(pub u64);
+
+impl Millis {
+    /// Milliseconds from `earlier` to `self` (0 if `earlier` is later).
+    pub fn since(self, earlier: Millis) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+/// The thresholds of the rules, SAFETY.md defaults. Voltages in mV, temperatures in 0.1 °C.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Thresholds {
+    /// Rules 2-3: data older than this is stale.
+    pub stale_after_ms: u64,
+    /// Rule 10: a decision older than this is not served.
+    pub decision_max_age_ms: u64,
+    /// Rule 7: the current may exceed the limit by this factor...
+    pub overcurrent_factor: f64,
+    /// ... for this long before both directions are blocked,
+    pub overcurrent_for_ms: u64,
+    /// ... and the block releases after the current stayed below the limit this long.
+    pub overcurrent_release_ms: u64,
+    /// Rule 11: a cell above this blocks charging...
+    pub cell_ov_mv: u16,
+    /// ... until every cell is below this.
+    pub cell_ov_release_mv: u16,
+    /// Rule 14: a cell below this blocks discharging...
+    pub cell_uv_mv: u16,
+    /// ... until every cell is above this.
+    pub cell_uv_release_mv: u16,
+    /// Rule 8: cell temperature above this blocks both...
+    pub cell_ot_dc: i32,
+    /// ... until below this.
+    pub cell_ot_release_dc: i32,
+    /// Rule 8: BMS/environment temperature.
+    pub bms_ot_dc: i32,
+    /// Its release.
+    pub bms_ot_release_dc: i32,
+    /// Rule 8: MOSFET temperature.
+    pub mosfet_ot_dc: i32,
+    /// Its release.
+    pub mosfet_ot_release_dc: i32,
+    /// Rule 9: cell temperature below this blocks both (no discharging LiFePO4 that cold)...
+    pub cell_cold_discharge_dc: i32,
+    /// ... until above this.
+    pub cell_cold_discharge_release_dc: i32,
+    /// Rule 12: cell temperature below this blocks charging...
+    pub cell_cold_charge_dc: i32,
+    /// ... until above this.
+    pub cell_cold_charge_release_dc: i32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            stale_after_ms: 5000,
+            decision_max_age_ms: 3000,
+            overcurrent_factor: 1.2,
+            overcurrent_for_ms: 2000,
+            overcurrent_release_ms: 10_000,
+            cell_ov_mv: 3630,
+            cell_ov_release_mv: 3300,
+            cell_uv_mv: 2850,
+            cell_uv_release_mv: 3100,
+            cell_ot_dc: 500,
+            cell_ot_release_dc: 450,
+            bms_ot_dc: 550,
+            bms_ot_release_dc: 500,
+            mosfet_ot_dc: 600,
+            mosfet_ot_release_dc: 550,
+            cell_cold_discharge_dc: -150,
+            cell_cold_discharge_release_dc: -100,
+            cell_cold_charge_dc: 20,
+            cell_cold_charge_release_dc: 50,
+        }
+    }
+}
+
+/// What a pack last reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PackObservation {
+    /// When its last 0x42 reply arrived (`None`: never).
+    pub analog_at: Option<Millis>,
+    /// When its last 0x44 reply arrived (`None`: never).
+    pub status_at: Option<Millis>,
+    /// Cell voltages, mV.
+    pub cells_mv: Vec<u16>,
+    /// Temperatures in Pace order (cells 1-4, MOSFET, environment), 0.1 °C.
+    pub temps_dc: Vec<i32>,
+    /// Protect state 1.
+    pub protect1: Protect1,
+    /// Protect state 2.
+    pub protect2: Protect2,
+    /// Fault state.
+    pub fault: FaultState,
+}
+
+impl PackObservation {
+    /// A pack whose analog and status replies both arrived at `at`, with no data yet.
+    pub fn seen_at(at: Millis) -> Self {
+        Self { analog_at: Some(at), status_at: Some(at), ..Self::default() }
+    }
+}
+
+/// Everything one decision looks at.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation<'a> {
+    /// Now.
+    pub now: Millis,
+    /// The packs, pack 1 first.
+    pub packs: &'a [PackObservation],
+    /// `None` when no counter is configured; else when its data last arrived (`Some(None)`: never).
+    pub coil: Option<Option<Millis>>,
+    /// Stack current, mA, charge positive (`None`: unknown).
+    pub current_ma: Option<i32>,
+    /// The system's charge current limit, mA (`None`: the packs' limits are not read yet).
+    pub charge_limit_ma: Option<i32>,
+    /// The system's discharge current limit, mA, positive.
+    pub discharge_limit_ma: Option<i32>,
+    /// The operator forced both directions off.
+    pub forced_disable: bool,
+    /// A rebalance is active: BMS and software over-voltage are expected.
+    pub rebalance_active: bool,
+    /// A completed rebalance is settling: charging stays off.
+    pub rebalance_settling: bool,
+}
+
+impl Observation<'_> {
+    /// An observation at `now` with no packs, no counter, known limits of 100 A, no current.
+    pub fn at(now: Millis) -> Self {
+        Observation {
+            now,
+            packs: &[],
+            coil: None,
+            current_ma: Some(0),
+            charge_limit_ma: Some(100_000),
+            discharge_limit_ma: Some(100_000),
+            forced_disable: false,
+            rebalance_active: false,
+            rebalance_settling: false,
+        }
+    }
+}
+
+/// What a reason blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Blocks {
+    /// Charge and discharge.
+    Both,
+    /// Charging only.
+    Charge,
+    /// Discharging only.
+    Discharge,
+}
+
+/// Why charging and/or discharging is off. Packs are numbered from 1.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Rule 1: the operator forced both off.
+    ForcedDisable,
+    /// Rule 2: a pack's data is older than `stale_after` or never arrived.
+    PackStale {
+        /// The pack.
+        pack: usize,
+    },
+    /// Rule 3: the counter's data is older than `stale_after` or never arrived.
+    CoilStale,
+    /// Rule 4: a BMS protection other than over-voltage.
+    BmsProtection {
+        /// The pack.
+        pack: usize,
+        /// Protect state 1 bits that count (6, 5, 4, 3, 1).
+        protect1: u8,
+        /// Protect state 2 bits that count (6-0).
+        protect2: u8,
+    },
+    /// Rule 5: a BMS fault.
+    BmsFault {
+        /// The pack.
+        pack: usize,
+        /// Fault bits that count (5, 4, 2, 1, 0).
+        fault: u8,
+    },
+    /// Rule 6: BMS over-voltage protection outside a rebalance (the BMS locks both directions).
+    BmsOverVoltage {
+        /// The pack.
+        pack: usize,
+    },
+    /// Rule 7: the current stayed above 1.2 × its limit.
+    OverCurrent,
+    /// Rule 8: a cell is too hot.
+    CellOverTemperature,
+    /// Rule 8: a BMS board is too hot.
+    BmsOverTemperature,
+    /// Rule 8: a MOSFET is too hot.
+    MosfetOverTemperature,
+    /// Rule 9: a cell is too cold to discharge.
+    CellTooCold,
+    /// Rule 10: the safety loop has not decided for too long (set by the replying side).
+    DecisionStale,
+    /// The system's current limits are not known yet (the packs' limits are unread): nothing true
+    /// can be said about currents, so both stay off.
+    LimitsUnknown,
+    /// Rule 11: a cell above the over-voltage threshold.
+    CellOverVoltage,
+    /// Rule 12: a cell is too cold to charge.
+    TooColdToCharge,
+    /// Rule 13: a completed rebalance is settling.
+    RebalanceSettling,
+    /// Rule 14: a cell below the under-voltage threshold (a rebalance is needed).
+    CellUnderVoltage,
+}
+
+impl Reason {
+    /// What it blocks.
+    pub fn blocks(&self) -> Blocks {
+        match self {
+            Self::CellOverVoltage | Self::TooColdToCharge | Self::RebalanceSettling => Blocks::Charge,
+            Self::CellUnderVoltage => Blocks::Discharge,
+            _ => Blocks::Both,
+        }
+    }
+
+    /// The SAFETY.md §3 rule number (0 for the limits-unknown reason, which the spec does not list).
+    pub fn rule(&self) -> u8 {
+        match self {
+            Self::ForcedDisable => 1,
+            Self::PackStale { .. } => 2,
+            Self::CoilStale => 3,
+            Self::BmsProtection { .. } => 4,
+            Self::BmsFault { .. } => 5,
+            Self::BmsOverVoltage { .. } => 6,
+            Self::OverCurrent => 7,
+            Self::CellOverTemperature | Self::BmsOverTemperature | Self::MosfetOverTemperature => 8,
+            Self::CellTooCold => 9,
+            Self::DecisionStale => 10,
+            Self::LimitsUnknown => 0,
+            Self::CellOverVoltage => 11,
+            Self::TooColdToCharge => 12,
+            Self::RebalanceSettling => 13,
+            Self::CellUnderVoltage => 14,
+        }
+    }
+
+    /// The reason in plain words, for the UI and the event log.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::ForcedDisable => "charging and discharging are forced off by the operator".into(),
+            Self::PackStale { pack } => format!("pack {pack} has not answered recently"),
+            Self::CoilStale => "the coulomb counter has not answered recently".into(),
+            Self::BmsProtection { pack, protect1, protect2 } => {
+                format!(
+                    "pack {pack} BMS protection active (protect 1 {protect1:02X}, protect 2 {protect2:02X})"
+                )
+            }
+            Self::BmsFault { pack, fault } => format!("pack {pack} BMS reports a fault ({fault:02X})"),
+            Self::BmsOverVoltage { pack } => {
+                format!("pack {pack} BMS over-voltage protection (it locks both directions)")
+            }
+            Self::OverCurrent => "the current stayed above its limit".into(),
+            Self::CellOverTemperature => "a cell is too hot".into(),
+            Self::BmsOverTemperature => "a BMS board is too hot".into(),
+            Self::MosfetOverTemperature => "a MOSFET is too hot".into(),
+            Self::CellTooCold => "a cell is too cold to discharge".into(),
+            Self::DecisionStale => "the safety loop stopped deciding".into(),
+            Self::LimitsUnknown => "the packs' current limits are not read yet".into(),
+            Self::CellOverVoltage => "a cell is above the over-voltage threshold".into(),
+            Self::TooColdToCharge => "a cell is too cold to charge".into(),
+            Self::RebalanceSettling => "a completed rebalance is settling".into(),
+            Self::CellUnderVoltage => {
+                "a cell is below the under-voltage threshold; a rebalance is needed".into()
+            }
+        }
+    }
+}
+
+/// One decision and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// When it was made.
+    pub at: Millis,
+    /// Charging enabled.
+    pub charge: bool,
+    /// Discharging enabled.
+    pub discharge: bool,
+    /// Every reason that blocks something, in rule order.
+    pub reasons: Vec<Reason>,
+    /// Rule 14 fired: a rebalance is needed.
+    pub rebalance_needed: bool,
+}
+
+impl Decision {
+    /// Whether the decision may still be served at `now` (rule 10).
+    pub fn is_fresh(&self, now: Millis, max_age_ms: u64) -> bool {
+        now.since(self.at) <= max_age_ms
+    }
+}
+
+/// A latch with hysteresis: set when `set` holds, cleared when `release` holds.
+fn latch(flag: &mut bool, set: bool, release: bool) {
+    if set {
+        *flag = true;
+    } else if release {
+        *flag = false;
+    }
+}
+
+/// Protect 1 bits of rule 4: short circuit, discharge OC, charge OC, low total V, low cell V.
+const RULE4_P1: u8 = 0b0111_1010;
+/// Protect 2 bits of rule 4: every temperature protection (b7 "fully" is not a protection).
+const RULE4_P2: u8 = 0b0111_1111;
+/// Fault bits of rule 5.
+const RULE5_FAULT: u8 = 0b0011_0111;
+
+/// The safety loop's state: the latches and the over-current timer.
+#[derive(Clone, Debug, Default)]
+pub struct Maestro {
+    thresholds: Thresholds,
+    cell_ov: bool,
+    cell_uv: bool,
+    cell_ot: bool,
+    bms_ot: bool,
+    mosfet_ot: bool,
+    cold: bool,
+    cold_charge: bool,
+    overcurrent: bool,
+    over_since: Option<Millis>,
+    below_since: Option<Millis>,
+}
+
+impl Maestro {
+    /// A safety loop with these thresholds and every latch released.
+    pub fn new(thresholds: Thresholds) -> Self {
+        Self { thresholds, ..Self::default() }
+    }
+
+    /// The thresholds.
+    pub fn thresholds(&self) -> &Thresholds {
+        &self.thresholds
+    }
+
+    /// Decides. Packs with no data for a value (no cells, no temperatures yet) do not trip the
+    /// rules on that value; rule 2 already blocks them.
+    pub fn decide(&mut self, obs: &Observation<'_>) -> Decision {
+        let t = self.thresholds;
+        let now = obs.now;
+        let mut reasons = Vec::new();
+        if obs.forced_disable {
+            reasons.push(Reason::ForcedDisable);
+        }
+        let stale = |at: Option<Millis>| at.is_none_or(|at| now.since(at) > t.stale_after_ms);
+        for (k, p) in obs.packs.iter().enumerate() {
+            if stale(p.analog_at) || stale(p.status_at) {
+                reasons.push(Reason::PackStale { pack: k + 1 });
+            }
+        }
+        if let Some(coil_at) = obs.coil {
+            if stale(coil_at) {
+                reasons.push(Reason::CoilStale);
+            }
+        }
+        for (k, p) in obs.packs.iter().enumerate() {
+            let (p1, p2) = (p.protect1.bits() & RULE4_P1, p.protect2.bits() & RULE4_P2);
+            if p1 != 0 || p2 != 0 {
+                reasons.push(Reason::BmsProtection { pack: k + 1, protect1: p1, protect2: p2 });
+            }
+        }
+        for (k, p) in obs.packs.iter().enumerate() {
+            let f = p.fault.bits() & RULE5_FAULT;
+            if f != 0 {
+                reasons.push(Reason::BmsFault { pack: k + 1, fault: f });
+            }
+        }
+        if !obs.rebalance_active {
+            for (k, p) in obs.packs.iter().enumerate() {
+                if p.protect1.intersects(Protect1::HIGH_CELL_VOLTAGE | Protect1::HIGH_TOTAL_VOLTAGE) {
+                    reasons.push(Reason::BmsOverVoltage { pack: k + 1 });
+                }
+            }
+        }
+
+        // Rule 7: over-current with a hold time and a release time.
+        match (obs.current_ma, obs.charge_limit_ma, obs.discharge_limit_ma) {
+            (Some(i), Some(cl), Some(dl)) => {
+                let limit = if i >= 0 { cl } else { dl };
+                let magnitude = f64::from(i.unsigned_abs());
+                if magnitude > t.overcurrent_factor * f64::from(limit.max(0)) {
+                    let since = *self.over_since.get_or_insert(now);
+                    if now.since(since) > t.overcurrent_for_ms {
+                        self.overcurrent = true;
+                    }
+                } else {
+                    self.over_since = None;
+                }
+                if magnitude < f64::from(limit.max(0)) {
+                    let since = *self.below_since.get_or_insert(now);
+                    if self.overcurrent && now.since(since) >= t.overcurrent_release_ms {
+                        self.overcurrent = false;
+                    }
+                } else {
+                    self.below_since = None;
+                }
+            }
+            _ => reasons.push(Reason::LimitsUnknown),
+        }
+        if self.overcurrent {
+            reasons.push(Reason::OverCurrent);
+        }
+
+        // Rules 8, 9, 12: temperatures with hysteresis.
+        let cell_temps = || obs.packs.iter().flat_map(|p| p.temps_dc.iter().take(4).copied());
+        let sensor = |i: usize| obs.packs.iter().filter_map(move |p| p.temps_dc.get(i).copied());
+        let max = |it: &mut dyn Iterator<Item = i32>| it.max();
+        let min = |it: &mut dyn Iterator<Item = i32>| it.min();
+        let (cell_max, cell_min) = (max(&mut cell_temps()), min(&mut cell_temps()));
+        let (mos_max, bms_max) = (max(&mut sensor(4)), max(&mut sensor(5)));
+        if let (Some(hi), Some(lo)) = (cell_max, cell_min) {
+            latch(&mut self.cell_ot, hi > t.cell_ot_dc, hi < t.cell_ot_release_dc);
+            latch(&mut self.cold, lo < t.cell_cold_discharge_dc, lo > t.cell_cold_discharge_release_dc);
+            latch(&mut self.cold_charge, lo < t.cell_cold_charge_dc, lo > t.cell_cold_charge_release_dc);
+        }
+        if let Some(m) = mos_max {
+            latch(&mut self.mosfet_ot, m > t.mosfet_ot_dc, m < t.mosfet_ot_release_dc);
+        }
+        if let Some(b) = bms_max {
+            latch(&mut self.bms_ot, b > t.bms_ot_dc, b < t.bms_ot_release_dc);
+        }
+        if self.cell_ot {
+            reasons.push(Reason::CellOverTemperature);
+        }
+        if self.bms_ot {
+            reasons.push(Reason::BmsOverTemperature);
+        }
+        if self.mosfet_ot {
+            reasons.push(Reason::MosfetOverTemperature);
+        }
+        if self.cold {
+            reasons.push(Reason::CellTooCold);
+        }
+
+        // Rules 11 and 14: cell voltages with hysteresis. The over-voltage latch follows the cells
+        // during a rebalance too, but only blocks outside one.
+        let cells = || obs.packs.iter().flat_map(|p| p.cells_mv.iter().copied());
+        if let (Some(hi), Some(lo)) = (cells().max(), cells().min()) {
+            latch(&mut self.cell_ov, hi > t.cell_ov_mv, hi < t.cell_ov_release_mv);
+            latch(&mut self.cell_uv, lo < t.cell_uv_mv, lo > t.cell_uv_release_mv);
+        }
+        if self.cell_ov && !obs.rebalance_active {
+            reasons.push(Reason::CellOverVoltage);
+        }
+        if self.cold_charge {
+            reasons.push(Reason::TooColdToCharge);
+        }
+        if obs.rebalance_settling {
+            reasons.push(Reason::RebalanceSettling);
+        }
+        if self.cell_uv {
+            reasons.push(Reason::CellUnderVoltage);
+        }
+
+        let blocked = |b: Blocks| reasons.iter().any(|r| r.blocks() == Blocks::Both || r.blocks() == b);
+        Decision {
+            at: now,
+            charge: !blocked(Blocks::Charge),
+            discharge: !blocked(Blocks::Discharge),
+            rebalance_needed: self.cell_uv,
+            reasons,
+        }
+    }
+}

@@ -14,6 +14,11 @@ pub trait Deframer: Send {
     fn last_rejection(&self) -> Option<String>;
     /// Forgets any partial frame; returns the bytes dropped.
     fn clear(&mut self) -> usize;
+    /// The line went quiet: held bytes cannot be the start of a frame still arriving. A framing
+    /// that waits on possible long frames (Modbus RTU) resynchronises here; the default does nothing.
+    fn gap(&mut self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// `~ … CR` frames (Pace v25, Pylontech) whose envelope passes [`Frame::parse`]. The frame is
@@ -79,19 +84,27 @@ impl RtuDeframer {
     }
 }
 
+fn to_bytes(frame: modbus_rtu::RtuFrame) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(frame.pdu.len() + 1);
+    bytes.push(frame.slave);
+    bytes.extend_from_slice(&frame.pdu);
+    bytes
+}
+
 impl Deframer for RtuDeframer {
     fn push(&mut self, data: &[u8]) -> usize {
         self.decoder.push(data)
+    }
+
+    fn gap(&mut self) -> Option<Vec<u8>> {
+        self.decoder.gap().map(to_bytes)
     }
 
     fn next_frame(&mut self) -> Option<Vec<u8>> {
         loop {
             // The decoder only yields CRC-valid frames; errors are counted inside it.
             if let Ok(frame) = self.decoder.next_frame()? {
-                let mut bytes = Vec::with_capacity(frame.pdu.len() + 1);
-                bytes.push(frame.slave);
-                bytes.extend_from_slice(&frame.pdu);
-                return Some(bytes);
+                return Some(to_bytes(frame));
             }
         }
     }

@@ -38,6 +38,9 @@ const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Longest a TCP connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Silence on the line this long counts as an inter-frame gap (Modbus RTU's 3.5 characters are
+/// 4 ms at 9600 baud; console servers forward in chunks, so the gap is generous).
+const GAP: Duration = Duration::from_millis(50);
 /// Shortest read timeout handed to the OS (zero means "block forever" to it).
 const MIN_READ: Duration = Duration::from_millis(1);
 
@@ -223,7 +226,13 @@ impl Link {
                 return Ok(None);
             }
             let mut buf = [0u8; 1024];
-            let n = self.read_into(&mut buf, deadline - now)?;
+            let n = self.read_into(&mut buf, (deadline - now).min(GAP))?;
+            if n == 0 {
+                // A quiet line: an inter-frame gap for the framings that need one.
+                if let Some(frame) = deframer.gap() {
+                    return Ok(Some(frame));
+                }
+            }
             self.pending.extend_from_slice(&buf[..n]);
         }
     }

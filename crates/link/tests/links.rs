@@ -239,3 +239,34 @@ fn a_missing_serial_device_is_named() {
         "serial:///dev/does-not-exist-pace2pylon: cannot open: No such file or directory"
     );
 }
+
+#[test]
+fn rtu_garbage_that_looks_like_a_long_frame_is_skipped_at_the_gap() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut req = [0u8; 8];
+        s.read_exact(&mut req).unwrap();
+        // 00 01 0A reads as the start of a 15-byte read-coils reply; the real reply follows at once.
+        let mut reply = vec![0x00, 0x01, 0x0A];
+        reply.extend_from_slice(&[0x01, 0x03, 0x06, 0x08, 0xFC, 0x13, 0x88, 0x04, 0xB0, 0xF7, 0xF3]);
+        s.write_all(&reply).unwrap();
+        thread::sleep(Duration::from_millis(500));
+    });
+    let mut link = Link::open(&url).unwrap();
+    let started = Instant::now();
+    let frame = link
+        .request(
+            &[0x01, 0x03, 0x00, 0xCA, 0x00, 0x03, 0x25, 0xF5],
+            &mut RtuDeframer::new(modbus_rtu::Side::Response),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+    assert_eq!(frame, [0x01, 0x03, 0x06, 0x08, 0xFC, 0x13, 0x88, 0x04, 0xB0]);
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "found at the first gap: {:?}",
+        started.elapsed()
+    );
+}

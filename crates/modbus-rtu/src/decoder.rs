@@ -32,6 +32,30 @@ pub fn pdu_len(side: Side, pdu: &[u8]) -> Result<Option<usize>, Error> {
     Ok(len)
 }
 
+/// One byte into a running CRC-16/MODBUS.
+fn crc_step(crc: u16, byte: u8) -> u16 {
+    let mut crc = crc ^ u16::from(byte);
+    for _ in 0..8 {
+        crc = if crc & 1 != 0 { (crc >> 1) ^ 0xA001 } else { crc >> 1 };
+    }
+    crc
+}
+
+/// The shortest length (at least 4) whose last two bytes are the CRC of the bytes before them,
+/// found in one pass with a running CRC.
+fn first_crc_valid_end(buf: &[u8]) -> Option<usize> {
+    let mut crc = buf.iter().take(2).fold(0xFFFF, |c, &b| crc_step(c, b));
+    for end in 4..=buf.len() {
+        if end > 4 {
+            crc = crc_step(crc, buf[end - 3]);
+        }
+        if crc == u16::from_le_bytes([buf[end - 2], buf[end - 1]]) {
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// One CRC-checked frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RtuFrame {
@@ -59,8 +83,10 @@ pub fn encode_frame(slave: u8, pdu: &[u8], out: &mut Vec<u8>) -> Result<usize, E
 
 /// Finds CRC-valid frames in a byte stream (split reads, garbage, several frames at once).
 ///
-/// On garbage — an unknown function code or a CRC mismatch at the expected length — it drops one
-/// byte and tries again from the next. The buffer never exceeds [`MAX_FRAME_LEN`] bytes.
+/// Framing is by expected length (the function's PDU length) and by inter-frame gap: on garbage —
+/// an unknown function code or a CRC mismatch at the expected length — it drops one byte and tries
+/// again; bytes that could still be the start of a long frame wait until the caller reports a quiet
+/// line with [`Decoder::gap`]. The buffer never exceeds [`MAX_FRAME_LEN`] bytes.
 #[derive(Clone, Debug)]
 pub struct Decoder {
     side: Side,
@@ -68,12 +94,21 @@ pub struct Decoder {
     discarded: u64,
     bad_frames: u64,
     last_error: Option<Error>,
+    /// Set while [`Decoder::gap`] runs: nothing more is coming, so a short 0x6F reply may end here.
+    at_gap: bool,
 }
 
 impl Decoder {
     /// A decoder for one direction.
     pub fn new(side: Side) -> Self {
-        Self { side, buf: Vec::with_capacity(MAX_FRAME_LEN), discarded: 0, bad_frames: 0, last_error: None }
+        Self {
+            side,
+            buf: Vec::with_capacity(MAX_FRAME_LEN),
+            discarded: 0,
+            bad_frames: 0,
+            last_error: None,
+            at_gap: false,
+        }
     }
 
     /// Appends as much of `data` as fits and returns how many bytes were taken. Take frames with
@@ -99,16 +134,7 @@ impl Decoder {
                 Ok(Some(len)) => {
                     let total = len + 3;
                     if self.buf.len() < total {
-                        // Garbage can look like the start of a long frame; if a whole valid frame is
-                        // already waiting behind it, resynchronise there instead of waiting.
-                        match self.valid_frame_after_start() {
-                            Some(at) => {
-                                self.discarded += at as u64;
-                                self.buf.drain(..at);
-                                continue;
-                            }
-                            None => return None,
-                        }
+                        return None;
                     }
                     let expected = crc16(&self.buf[..total - 2]);
                     let found = u16::from_le_bytes([self.buf[total - 2], self.buf[total - 1]]);
@@ -129,23 +155,18 @@ impl Decoder {
                                 == u16::from_le_bytes([self.buf[end - 2], self.buf[end - 1]])
                     };
                     let counted = 5 + usize::from(self.buf[2]);
-                    let end = [8, counted]
-                        .into_iter()
-                        .find(|&e| crc_ok(e))
-                        .or_else(|| (4..=self.buf.len()).find(|&e| crc_ok(e)));
+                    // Any other CRC-valid end only once the 8-byte echo is ruled out, so a reply
+                    // still arriving is not cut short by a chance CRC match of a prefix.
+                    let end = [8, counted].into_iter().find(|&e| crc_ok(e)).or_else(|| {
+                        if self.buf.len() >= 8 || self.at_gap { first_crc_valid_end(&self.buf) } else { None }
+                    });
                     match end {
                         Some(end) => return Some(Ok(self.take(end))),
                         None if self.buf.len() >= MAX_FRAME_LEN => self.skip(Error::Malformed {
                             function: FN_SET_LEVEL,
                             what: "no CRC-valid end".into(),
                         }),
-                        None => match self.valid_frame_after_start() {
-                            Some(at) => {
-                                self.discarded += at as u64;
-                                self.buf.drain(..at);
-                            }
-                            None => return None,
-                        },
+                        None => return None,
                     }
                 }
                 Ok(None) => return None,
@@ -169,18 +190,25 @@ impl Decoder {
         }
     }
 
-    /// The offset (after 0) of the first complete, CRC-valid frame of known length in the buffer.
-    fn valid_frame_after_start(&self) -> Option<usize> {
-        (1..self.buf.len().saturating_sub(3)).find(|&at| {
-            let rest = &self.buf[at..];
-            match pdu_len(self.side, &rest[1..]) {
-                Ok(Some(len)) if len + 3 <= rest.len() => {
-                    let end = len + 3;
-                    crc16(&rest[..end - 2]) == u16::from_le_bytes([rest[end - 2], rest[end - 1]])
+    /// The line went quiet (an inter-frame gap): what is held cannot be the start of a frame still
+    /// arriving. Drops bytes until a complete valid frame starts the buffer and returns it, or
+    /// empties the buffer. Garbage that looks like the start of a long frame thus cannot hide a
+    /// real frame behind it for longer than one gap.
+    pub fn gap(&mut self) -> Option<RtuFrame> {
+        self.at_gap = true;
+        let found = loop {
+            match self.next_frame() {
+                Some(Ok(frame)) => break Some(frame),
+                Some(Err(_)) => {}
+                None if self.buf.is_empty() => break None,
+                None => {
+                    self.buf.remove(0);
+                    self.discarded += 1;
                 }
-                _ => false,
             }
-        })
+        };
+        self.at_gap = false;
+        found
     }
 
     fn take(&mut self, n: usize) -> RtuFrame {
@@ -241,6 +269,15 @@ mod tests {
     }
 
     #[test]
+    fn the_running_crc_matches_the_crc() {
+        let mut frame = Vec::new();
+        encode_frame(1, &[0x6F, 0x00, 0x00, 0x00, 0x0F], &mut frame).unwrap();
+        assert_eq!(first_crc_valid_end(&frame), Some(8));
+        let data = [0x01u8, 0x03, 0x06, 0x08, 0xFC, 0x13, 0x88, 0x04, 0xB0];
+        assert_eq!(data.iter().fold(0xFFFF, |c, &b| crc_step(c, b)), crc16(&data));
+    }
+
+    #[test]
     fn eg4_pdf_examples_verify() {
         assert_eq!(frames(Side::Request, &[0x01, 0x03, 0x00, 0xCA, 0x00, 0x03, 0x25, 0xF5], 1).len(), 1);
         assert_eq!(frames(Side::Response, &READ_REPLY, 1).len(), 1);
@@ -271,6 +308,19 @@ mod tests {
         let mut counted = Vec::new();
         encode_frame(1, &[0x6F, 0x02, 0x00, 0x0F], &mut counted).unwrap();
         assert_eq!(frames(Side::Response, &counted, 1)[0].pdu, &counted[1..5]);
+    }
+
+    #[test]
+    fn a_gap_resynchronises_past_garbage_that_looks_like_a_long_frame() {
+        // 00 01 0A looks like the start of an 13-byte read-coils reply; the real reply follows.
+        let mut d = Decoder::new(Side::Response);
+        let mut data = vec![0x00, 0x01, 0x0A];
+        data.extend_from_slice(&READ_REPLY);
+        let mut got = Vec::new();
+        d.feed(&data, |f| got.push(f));
+        assert!(got.is_empty(), "without a gap the decoder waits for the long frame");
+        assert_eq!(d.gap().map(|f| f.pdu), Some(READ_REPLY[1..9].to_vec()));
+        assert_eq!(d.buffered(), 0);
     }
 
     #[test]

@@ -31,6 +31,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod rebalance;
 mod rules;
 
+pub use rebalance::{
+    Action, Event, Outcome, Rebalance, RebalanceConfig, RebalanceInput, RebalanceState, Step, Targets,
+    Trigger,
+};
 pub use rules::{Blocks, Decision, Maestro, Millis, Observation, PackObservation, Reason, Thresholds};

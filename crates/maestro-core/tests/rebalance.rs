@@ -1,0 +1,126 @@
+//! The rebalance procedure of SAFETY.md §4, driven through a whole cycle with time passed in.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+use maestro_core::*;
+
+const DAY: u64 = 24 * 3600;
+
+fn input(now_s: u64, minute: u16) -> RebalanceInput {
+    RebalanceInput {
+        now_s,
+        local_minute: minute,
+        coil_voltage_mv: Some(26_800),
+        coil_current_ma: Some(20_000),
+        coil_remaining_mah: Some(150_000),
+        output_priority: Some(OUTPUT_SBU),
+        ..RebalanceInput::default()
+    }
+}
+
+use maestro_core::rebalance::{CHARGE_PV_AND_UTILITY, CHARGE_PV_ONLY, OUTPUT_SBU, OUTPUT_UTILITY_FIRST};
+
+#[test]
+fn a_whole_cycle_from_cell_under_voltage_to_settled() {
+    let mut r = Rebalance::new(RebalanceConfig::default(), RebalanceState::default());
+    // Rule 14 fires at 10:00: start.
+    let out = r.step(&RebalanceInput { cell_under_voltage: true, ..input(1000, 600) });
+    assert_eq!(out.events, [Event::Started(Trigger::CellUnderVoltage)]);
+    assert!(out.state_changed);
+    assert_eq!(r.state().remembered_output_priority, Some(OUTPUT_SBU));
+    let t = out.targets;
+    assert_eq!((t.output_priority, t.charging_priority), (Some(OUTPUT_UTILITY_FIRST), Some(CHARGE_PV_ONLY)));
+    assert_eq!(t.coil, Some((240_000, 2795)));
+    assert!(t.raised_charge_voltage && !t.settling);
+    // In a cheap window (13:30) the grid may help.
+    assert_eq!(r.step(&input(2000, 810)).targets.charging_priority, Some(CHARGE_PV_AND_UTILITY));
+    // Threshold hit at 27.81 V, but the current is still high: keep going.
+    let out = r.step(&RebalanceInput { coil_voltage_mv: Some(27_810), ..input(3000, 900) });
+    assert_eq!(out.events, [Event::ThresholdHit]);
+    assert!(out.targets.raised_charge_voltage);
+    // The voltage sags, current tails off, but a pack still balances: keep going.
+    let out = r.step(&RebalanceInput { coil_current_ma: Some(3000), balancing: true, ..input(4000, 900) });
+    assert!(out.events.is_empty() && out.targets.raised_charge_voltage);
+    // Balancing done: complete.
+    let out = r.step(&RebalanceInput { coil_current_ma: Some(3000), ..input(5000, 900) });
+    assert_eq!(out.events, [Event::Completed]);
+    assert_eq!(
+        out.actions,
+        [Action::UnlockPacks, Action::CalibrateCoilFull { capacity_mah: 239_999, full_voltage_cv: 2795 }]
+    );
+    assert_eq!(
+        (out.targets.output_priority, out.targets.charging_priority),
+        (Some(OUTPUT_SBU), Some(CHARGE_PV_ONLY))
+    );
+    assert!(out.targets.settling && !out.targets.raised_charge_voltage);
+    assert_eq!(r.state().step, Step::Settling);
+    assert_eq!(r.state().last_completed_s, Some(5000));
+    assert!(!r.state().needed);
+    // Settling: charging stays blocked until the coil has given back the extra 35 Ah.
+    let out = r.step(&RebalanceInput { coil_remaining_mah: Some(230_000), ..input(6000, 900) });
+    assert!(out.targets.settling);
+    let out = r.step(&RebalanceInput { coil_remaining_mah: Some(205_000), ..input(7000, 900) });
+    assert_eq!(out.events, [Event::Settled]);
+    assert_eq!(out.targets.coil, Some((205_000, 2735)));
+    assert!(!out.targets.settling);
+    assert_eq!(r.state().step, Step::Idle);
+}
+
+#[test]
+fn a_forced_charging_priority_wins() {
+    let mut r = Rebalance::new(RebalanceConfig::default(), RebalanceState::default());
+    r.force_charging_priority(Some(1));
+    let out = r.step(&RebalanceInput { start: true, ..input(0, 60) });
+    assert_eq!(out.events, [Event::Started(Trigger::Operator)]);
+    assert_eq!(out.targets.charging_priority, Some(1));
+}
+
+#[test]
+fn cancel_restores_everything_but_does_not_calibrate() {
+    let mut r = Rebalance::new(RebalanceConfig::default(), RebalanceState::default());
+    r.step(&RebalanceInput { start: true, output_priority: Some(1), ..input(0, 600) });
+    let out = r.step(&RebalanceInput { cancel: true, ..input(10, 600) });
+    assert_eq!(out.events, [Event::Cancelled]);
+    assert_eq!(out.actions, [Action::UnlockPacks]);
+    let t = out.targets;
+    assert_eq!(
+        (t.output_priority, t.charging_priority, t.coil),
+        (Some(1), Some(CHARGE_PV_ONLY), Some((205_000, 2735)))
+    );
+    assert!(!t.raised_charge_voltage && !t.settling);
+    assert!(r.state().soc_uncalibrated, "the UI must say the SOC is uncalibrated");
+    assert_eq!(r.state().step, Step::Idle);
+    // Cancelling when idle does nothing.
+    assert_eq!(r.step(&RebalanceInput { cancel: true, ..input(20, 600) }), Outcome::default());
+}
+
+#[test]
+fn due_after_rebalance_every() {
+    let state = RebalanceState { last_completed_s: Some(0), ..RebalanceState::default() };
+    let mut r = Rebalance::new(RebalanceConfig::default(), state);
+    assert!(r.step(&input(14 * DAY, 600)).events.is_empty());
+    assert_eq!(r.step(&input(14 * DAY + 1, 600)).events, [Event::Started(Trigger::Due)]);
+}
+
+#[test]
+fn a_restart_resumes_the_same_step() {
+    let mut r = Rebalance::new(RebalanceConfig::default(), RebalanceState::default());
+    r.step(&RebalanceInput { cell_under_voltage: true, ..input(0, 600) });
+    r.step(&RebalanceInput { coil_voltage_mv: Some(27_900), ..input(100, 600) });
+    // Persist, "restart", load.
+    let saved = serde_json::to_string(r.state()).unwrap();
+    let loaded: RebalanceState = serde_json::from_str(&saved).unwrap();
+    assert_eq!(&loaded, r.state());
+    let mut resumed = Rebalance::new(RebalanceConfig::default(), loaded);
+    let next = RebalanceInput { coil_current_ma: Some(1000), ..input(200, 600) };
+    // The resumed procedure remembers the threshold hit and completes exactly like the original.
+    assert_eq!(resumed.step(&next), r.step(&next));
+    assert_eq!(resumed.state().step, Step::Settling);
+}
+
+#[test]
+fn a_state_file_with_unknown_fields_is_refused() {
+    let e =
+        serde_json::from_str::<RebalanceState>(r#"{"step":"running","needed":true,"bogus":1}"#).unwrap_err();
+    assert!(e.to_string().contains("unknown field `bogus`"), "{e}");
+}

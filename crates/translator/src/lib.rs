@@ -22,6 +22,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod respond;
+
 use pace_proto::PackAnalog;
 use units::{DeciKelvin, Millivolts, Pace, Percent};
 

@@ -1,0 +1,274 @@
+//! The configuration file: TOML, every key known, defaults from SAFETY.md.
+
+use serde::{Deserialize, Serialize};
+
+/// The whole file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The inverter-facing Pylontech side.
+    pub pylon: Pylon,
+    /// The packs, pack 1 first.
+    #[serde(rename = "pack")]
+    pub packs: Vec<Pack>,
+    /// The coulomb counter, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coil: Option<ModbusDevice>,
+    /// The inverter's Modbus port, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inverter: Option<ModbusDevice>,
+    /// Fail-safe thresholds.
+    #[serde(default)]
+    pub safety: Safety,
+    /// Poll timing.
+    #[serde(default)]
+    pub poll: Poll,
+}
+
+/// `[pylon]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pylon {
+    /// The line to the inverter's BMS port.
+    pub link: String,
+    /// The master's address.
+    #[serde(default = "default_address")]
+    pub address: u8,
+    /// Answer system commands at any address (SRNE).
+    #[serde(default)]
+    pub any_address: bool,
+    /// Unit of the 0x61 current: `centi_amp` (10 mA, the Vevor) or `deci_amp`.
+    #[serde(default)]
+    pub system_current_unit: CurrentUnit,
+    /// Send the discharge limit positive.
+    #[serde(default)]
+    pub positive_discharge_limit: bool,
+    /// Add the trailing byte after 0x44 Status5, as real units do.
+    #[serde(default)]
+    pub alarm_trailing_byte: bool,
+    /// `disable` (default) or `silent`.
+    #[serde(default)]
+    pub on_comm_loss: CommLoss,
+    /// 0x51/0x60 device name.
+    #[serde(default = "default_name")]
+    pub device_name: String,
+    /// 0x51/0x60 manufacturer.
+    #[serde(default = "default_name")]
+    pub manufacturer: String,
+}
+
+fn default_address() -> u8 {
+    2
+}
+fn default_name() -> String {
+    "pace2pylon".into()
+}
+
+/// The 0x61 current unit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CurrentUnit {
+    /// 10 mA.
+    #[default]
+    CentiAmp,
+    /// 0.1 A.
+    DeciAmp,
+}
+
+/// The comm-loss policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommLoss {
+    /// Disabled replies.
+    #[default]
+    Disable,
+    /// No replies.
+    Silent,
+}
+
+/// `[[pack]]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pack {
+    /// Its line.
+    pub link: String,
+    /// Its DIP-switch address.
+    #[serde(default)]
+    pub adr: u8,
+}
+
+/// `[coil]` and `[inverter]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModbusDevice {
+    /// Its line.
+    pub link: String,
+    /// Its Modbus address.
+    #[serde(default = "default_slave")]
+    pub slave: u8,
+}
+
+fn default_slave() -> u8 {
+    1
+}
+
+/// `[safety]`: SAFETY.md's thresholds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Safety {
+    /// Rules 2-3, seconds.
+    pub stale_after_s: f64,
+    /// Rule 10, seconds.
+    pub decision_max_age_s: f64,
+    /// Rule 7, seconds.
+    pub overcurrent_for_s: f64,
+    /// Rule 11, mV.
+    pub cell_ov_mv: u16,
+    /// Rule 11 release, mV.
+    pub cell_ov_release_mv: u16,
+    /// Rule 14, mV.
+    pub cell_uv_mv: u16,
+    /// Rule 14 release, mV.
+    pub cell_uv_release_mv: u16,
+    /// Rule 8 cell, °C.
+    pub cell_ot_c: f64,
+    /// Rule 12, °C.
+    pub cell_cold_charge_c: f64,
+    /// Rule 9, °C.
+    pub cell_cold_discharge_c: f64,
+    /// The regular charge voltage limit, mV.
+    pub charge_voltage_mv: u16,
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Self {
+            stale_after_s: 5.0,
+            decision_max_age_s: 3.0,
+            overcurrent_for_s: 2.0,
+            cell_ov_mv: 3630,
+            cell_ov_release_mv: 3300,
+            cell_uv_mv: 2850,
+            cell_uv_release_mv: 3100,
+            cell_ot_c: 50.0,
+            cell_cold_charge_c: 2.0,
+            cell_cold_discharge_c: -15.0,
+            charge_voltage_mv: 27350,
+        }
+    }
+}
+
+/// `[poll]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Poll {
+    /// 0x42 + 0x44 every this many seconds.
+    pub period_s: f64,
+    /// Reply timeout, seconds.
+    pub timeout_s: f64,
+    /// Limit reads every this many seconds.
+    pub limits_every_s: f64,
+}
+
+impl Default for Poll {
+    fn default() -> Self {
+        Self { period_s: 1.0, timeout_s: 0.5, limits_every_s: 600.0 }
+    }
+}
+
+/// A configuration error, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// TOML syntax or a key's type/value (toml names the key and the line).
+    #[error("{file}: {message}")]
+    Toml {
+        /// The file.
+        file: String,
+        /// toml's message.
+        message: String,
+    },
+    /// A value out of its range.
+    #[error("{file}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        file: String,
+        /// The key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Parses and checks `text` read from `file`.
+    ///
+    /// # Errors
+    /// [`Error`] naming the key and the problem.
+    pub fn parse(text: &str, file: &str) -> Result<Self, Error> {
+        let config: Config = toml::from_str(text)
+            .map_err(|e| Error::Toml { file: file.into(), message: e.to_string().trim_end().to_owned() })?;
+        config.check(file)?;
+        Ok(config)
+    }
+
+    fn check(&self, file: &str) -> Result<(), Error> {
+        let bad =
+            |key: &str, message: String| Err(Error::Invalid { file: file.into(), key: key.into(), message });
+        if self.packs.is_empty() {
+            return bad("pack", "at least one [[pack]] is needed".into());
+        }
+        let mut links = vec![("pylon.link".to_owned(), &self.pylon.link)];
+        links.extend(self.packs.iter().enumerate().map(|(k, p)| (format!("pack[{}].link", k + 1), &p.link)));
+        if let Some(c) = &self.coil {
+            links.push(("coil.link".into(), &c.link));
+        }
+        if let Some(i) = &self.inverter {
+            links.push(("inverter.link".into(), &i.link));
+        }
+        for (key, url) in &links {
+            if let Err(e) = link::Endpoint::parse(url) {
+                return bad(key, e.to_string());
+            }
+        }
+        for (k, (key, url)) in links.iter().enumerate() {
+            if let Some((other, _)) = links[..k].iter().find(|(_, u)| u == url) {
+                return bad(
+                    key,
+                    format!("{url} is already used by {other}; every device needs its own line"),
+                );
+            }
+        }
+        let s = &self.safety;
+        for (key, v, lo, hi) in [
+            ("safety.stale_after_s", s.stale_after_s, 1.0, 600.0),
+            ("safety.decision_max_age_s", s.decision_max_age_s, 0.5, 60.0),
+            ("safety.overcurrent_for_s", s.overcurrent_for_s, 0.0, 60.0),
+            ("poll.period_s", self.poll.period_s, 0.2, 60.0),
+            ("poll.timeout_s", self.poll.timeout_s, 0.05, 10.0),
+            ("poll.limits_every_s", self.poll.limits_every_s, 10.0, 86400.0),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return bad(key, format!("{v} is outside {lo}..{hi}"));
+            }
+        }
+        if s.cell_ov_release_mv >= s.cell_ov_mv || s.cell_uv_release_mv <= s.cell_uv_mv {
+            return bad("safety", "a release threshold must lie on the safe side of its threshold".into());
+        }
+        if self.poll.timeout_s >= self.poll.period_s {
+            return bad(
+                "poll.timeout_s",
+                format!(
+                    "{} must be shorter than poll.period_s ({})",
+                    self.poll.timeout_s, self.poll.period_s
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The effective configuration, as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
+    }
+}

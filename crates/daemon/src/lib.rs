@@ -1,0 +1,16 @@
+//! The pace2pylon daemon: the configuration, one poller thread per pack and one for the counter,
+//! the safety loop, and the Pylontech responder on the inverter's line.
+//!
+//! ```text
+//!   pack pollers ──┐                                   ┌─► responder ◄──► inverter (0x61/0x63 ...)
+//!   coil poller ───┼─► shared readings ─► safety loop ─┤   (answers from one immutable snapshot,
+//!                  │                     (maestro +    │    checking its age on every reply)
+//!                  │                      translator)  └─► snapshot (Arc, swapped whole)
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod runtime;
+
+pub use config::Config;

@@ -1,0 +1,481 @@
+//! The daemon's threads. A dead line, a garbled frame or a silent device never blocks another
+//! thread: each device has its own poller, the safety loop only reads what they stored, and the
+//! responder answers from the last immutable snapshot.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use link::{AsciiDeframer, Link, RtuDeframer};
+use maestro_core::{Decision, Maestro, Millis, Observation, PackObservation, Reason, Thresholds};
+use pace_proto::{
+    Command, Config as PaceConfig, ConfigKind, PackAnalog, PackStatus, Reply, Request, Response, Text,
+};
+use translator::respond::{CommLoss, EmulationSettings, Enable, PackSnapshot, Protections, Snapshot};
+use translator::{Input, PackInput, PackLimits, Settings};
+
+use crate::config::{self, Config};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the pollers last read from one pack.
+#[derive(Clone, Debug, Default)]
+pub struct PackReadings {
+    /// Last 0x42 block and when it arrived.
+    pub analog: Option<(PackAnalog, Millis)>,
+    /// Last 0x44 block and when it arrived.
+    pub status: Option<(PackStatus, Millis)>,
+    /// Limits read from its configuration.
+    pub limits: PackLimits,
+    /// Whether all limit reads succeeded once.
+    pub limits_read: bool,
+    /// C2 serial.
+    pub serial: Option<Text>,
+    /// C1 version.
+    pub version: Option<Text>,
+    /// The last problem on its line.
+    pub last_error: Option<String>,
+}
+
+/// The counter's last reading.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CoilReadings {
+    /// Reading and when it arrived.
+    pub reading: Option<(coil_modbus::Reading, Millis)>,
+}
+
+/// State shared between the threads.
+#[derive(Debug)]
+pub struct Shared {
+    epoch: Instant,
+    /// One per pack.
+    pub packs: Vec<Mutex<PackReadings>>,
+    /// The counter.
+    pub coil: Mutex<CoilReadings>,
+    /// The snapshot the responder answers from, swapped whole.
+    pub snapshot: Mutex<Arc<Snapshot>>,
+    /// The last decision.
+    pub decision: Mutex<Option<Decision>>,
+    /// Recent events, newest last (bounded).
+    pub events: Mutex<VecDeque<String>>,
+}
+
+impl Shared {
+    /// Monotonic now.
+    pub fn now(&self) -> Millis {
+        Millis(self.epoch.elapsed().as_millis() as u64)
+    }
+
+    fn event(&self, text: String) {
+        log::info!("{text}");
+        let mut e = lock(&self.events);
+        if e.len() >= 1000 {
+            e.pop_front();
+        }
+        e.push_back(text);
+    }
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Daemon {
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// Sleeps up to `d`, waking early when asked to stop.
+fn nap(stop: &AtomicBool, d: Duration) {
+    let until = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+impl Daemon {
+    /// Starts every thread. Links open lazily: a dead line makes its device stale, not the start fail.
+    ///
+    /// # Errors
+    /// A link URL that cannot be used (the configuration was checked, so this is rare).
+    pub fn start(config: Config) -> Result<Self, link::Error> {
+        let shared = Arc::new(Shared {
+            epoch: Instant::now(),
+            packs: config.packs.iter().map(|_| Mutex::new(PackReadings::default())).collect(),
+            coil: Mutex::new(CoilReadings::default()),
+            snapshot: Mutex::new(Arc::new(Snapshot::default())),
+            decision: Mutex::new(None),
+            events: Mutex::new(VecDeque::new()),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for (k, pack) in config.packs.iter().enumerate() {
+            let link = Link::open(&pack.link)?;
+            let (shared, stop, poll, adr) = (shared.clone(), stop.clone(), config.poll.clone(), pack.adr);
+            threads.push(thread::spawn(move || poll_pack(k, adr, link, &shared, &stop, &poll)));
+        }
+        if let Some(coil) = &config.coil {
+            let link = Link::open(&coil.link)?;
+            let (shared, stop, poll, slave) = (shared.clone(), stop.clone(), config.poll.clone(), coil.slave);
+            threads.push(thread::spawn(move || poll_coil(slave, link, &shared, &stop, &poll)));
+        }
+        {
+            let (shared, stop, config) = (shared.clone(), stop.clone(), config.clone());
+            threads.push(thread::spawn(move || safety_loop(&config, &shared, &stop)));
+        }
+        {
+            let link = Link::open(&config.pylon.link)?;
+            let settings = emulation_settings(&config);
+            let (shared, stop) = (shared.clone(), stop.clone());
+            threads.push(thread::spawn(move || respond_loop(link, &settings, &shared, &stop)));
+        }
+        Ok(Self { shared, stop, threads })
+    }
+
+    /// The shared state (readings, decision, snapshot, events).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The snapshot the responder answers from now.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        lock(&self.shared.snapshot).clone()
+    }
+
+    /// Stops every thread and waits for them.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn emulation_settings(config: &Config) -> EmulationSettings {
+    let p = &config.pylon;
+    let s = &config.safety;
+    let version =
+        env!("CARGO_PKG_VERSION").split('.').map(|v| v.parse::<u8>().unwrap_or(0)).collect::<Vec<_>>();
+    EmulationSettings {
+        address: p.address,
+        any_address: p.any_address,
+        system_current_unit: match p.system_current_unit {
+            config::CurrentUnit::CentiAmp => pylon_proto::SystemCurrentUnit::CentiAmp,
+            config::CurrentUnit::DeciAmp => pylon_proto::SystemCurrentUnit::DeciAmp,
+        },
+        positive_discharge_limit: p.positive_discharge_limit,
+        alarm_trailing_byte: p.alarm_trailing_byte,
+        on_comm_loss: match p.on_comm_loss {
+            config::CommLoss::Disable => CommLoss::Disable,
+            config::CommLoss::Silent => CommLoss::Silent,
+        },
+        device_name: p.device_name.clone(),
+        manufacturer: p.manufacturer.clone(),
+        version: (
+            version.first().copied().unwrap_or(0),
+            version.get(1).copied().unwrap_or(0),
+            version.get(2).copied().unwrap_or(0),
+        ),
+        cell_ov_mv: s.cell_ov_mv,
+        cell_uv_mv: s.cell_uv_mv,
+        cell_ot_dc: (s.cell_ot_c * 10.0).round() as i32,
+        cell_cold_charge_dc: (s.cell_cold_charge_c * 10.0).round() as i32,
+        cell_cold_discharge_dc: (s.cell_cold_discharge_c * 10.0).round() as i32,
+        decision_max_age_ms: (s.decision_max_age_s * 1000.0) as u64,
+    }
+}
+
+/// One Pace request; the reply's content, or a message naming the link and the problem.
+fn pace(link: &mut Link, adr: u8, command: Command, timeout: Duration) -> Result<Response, String> {
+    let cid2 = command.cid2();
+    let mut frame = Vec::new();
+    Request { adr, command }.emit(&mut frame).map_err(|e| e.to_string())?;
+    let bytes = link.request(&frame, &mut AsciiDeframer::new(), timeout).map_err(|e| e.to_string())?;
+    let reply = Reply::parse(cid2, &bytes).map_err(|e| format!("{}: {e}", link.name()))?;
+    reply.outcome.map_err(|r| format!("{}: the BMS refused CID2 {cid2:02X}: {}", link.name(), r.rtn))
+}
+
+fn poll_pack(k: usize, adr: u8, mut link: Link, shared: &Shared, stop: &AtomicBool, poll: &config::Poll) {
+    let timeout = secs(poll.timeout_s);
+    let mut last_limits: Option<Instant> = None;
+    let mut last_error = String::new();
+    let slot = &shared.packs[k];
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let mut errors = Vec::new();
+        match pace(&mut link, adr, Command::Analog { pack: 0xFF }, timeout) {
+            Ok(Response::Analog(mut a)) if !a.packs.is_empty() => {
+                lock(slot).analog = Some((a.packs.swap_remove(0), shared.now()))
+            }
+            Ok(other) => errors.push(format!("{}: unexpected reply to 0x42: {other:?}", link.name())),
+            Err(e) => errors.push(e),
+        }
+        match pace(&mut link, adr, Command::Status { pack: 0xFF }, timeout) {
+            Ok(Response::Status(mut s)) if !s.packs.is_empty() => {
+                lock(slot).status = Some((s.packs.swap_remove(0), shared.now()))
+            }
+            Ok(other) => errors.push(format!("{}: unexpected reply to 0x44: {other:?}", link.name())),
+            Err(e) => errors.push(e),
+        }
+        if errors.is_empty() && last_limits.is_none_or(|t| t.elapsed() >= secs(poll.limits_every_s)) {
+            match read_limits(&mut link, adr, timeout) {
+                Ok((limits, version, serial)) => {
+                    let mut s = lock(slot);
+                    s.limits = limits;
+                    s.limits_read = true;
+                    s.version = version.or(s.version.take());
+                    s.serial = serial.or(s.serial.take());
+                    last_limits = Some(Instant::now());
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let error = errors.join("; ");
+        if error != last_error {
+            if error.is_empty() {
+                shared.event(format!("pack {} answers again", k + 1));
+            } else {
+                log::warn!("pack {}: {error}", k + 1);
+            }
+            last_error = error.clone();
+        }
+        lock(slot).last_error = (!error.is_empty()).then_some(error);
+        nap(stop, secs(poll.period_s).saturating_sub(started.elapsed()));
+    }
+}
+
+type LimitsRead = (PackLimits, Option<Text>, Option<Text>);
+
+/// D5 D7 D9 DB D3, then C1/C2 (whose failure does not matter).
+fn read_limits(link: &mut Link, adr: u8, timeout: Duration) -> Result<LimitsRead, String> {
+    let mut limits = PackLimits::default();
+    for kind in [
+        ConfigKind::PackOv,
+        ConfigKind::PackUv,
+        ConfigKind::ChargeOc,
+        ConfigKind::DischargeOc1,
+        ConfigKind::CellUv,
+    ] {
+        match pace(link, adr, Command::ReadConfig(kind), timeout)? {
+            Response::Config(PaceConfig::PackOv(v)) => limits.pack_ov_alarm = Some(v.alarm),
+            Response::Config(PaceConfig::PackUv(v)) => {
+                limits.pack_uv_alarm = Some(v.alarm);
+                limits.pack_uv_protect = Some(v.protect);
+            }
+            Response::Config(PaceConfig::CellUv(v)) => limits.cell_uv_protect = Some(v.protect),
+            Response::Config(PaceConfig::ChargeOc(c)) => {
+                limits.charge_oc_alarm_a = Some(c.alarm_a.unsigned_abs())
+            }
+            Response::Config(PaceConfig::DischargeOc1(c)) => {
+                limits.discharge_oc_alarm_a = Some(c.alarm_a.unsigned_abs())
+            }
+            other => return Err(format!("{}: unexpected reply to {}: {other:?}", link.name(), kind.name())),
+        }
+    }
+    let version = match pace(link, adr, Command::Version, timeout) {
+        Ok(Response::Version { version }) => Some(version),
+        _ => None,
+    };
+    let serial = match pace(link, adr, Command::Serial, timeout) {
+        Ok(Response::Serial { serial }) => Some(serial),
+        _ => None,
+    };
+    Ok((limits, version, serial))
+}
+
+fn poll_coil(slave: u8, mut link: Link, shared: &Shared, stop: &AtomicBool, poll: &config::Poll) {
+    let timeout = secs(poll.timeout_s.max(0.5));
+    let mut frame = Vec::new();
+    if coil_modbus::request::read_inputs().encode(slave, &mut frame).is_err() {
+        return;
+    }
+    let mut was_ok = true;
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        let result = link
+            .request(&frame, &mut RtuDeframer::new(modbus_rtu::Side::Response), timeout)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| match bytes.split_first() {
+                Some((s, pdu)) if *s == slave => coil_modbus::parse_inputs(pdu).map_err(|e| e.to_string()),
+                _ => Err(format!("{}: a reply from another address", link.name())),
+            });
+        let problem = match result {
+            Ok(Ok(reading)) => {
+                lock(&shared.coil).reading = Some((reading, shared.now()));
+                None
+            }
+            Ok(Err(code)) => Some(format!("{}: the counter refused: {code}", link.name())),
+            Err(e) => Some(e),
+        };
+        match problem {
+            None if !was_ok => {
+                shared.event("the coulomb counter answers again".into());
+                was_ok = true;
+            }
+            Some(p) if was_ok => {
+                log::warn!("coil: {p}");
+                was_ok = false;
+            }
+            _ => {}
+        }
+        nap(stop, secs(poll.period_s).saturating_sub(started.elapsed()));
+    }
+}
+
+fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
+    let s = &config.safety;
+    let mut maestro = Maestro::new(Thresholds {
+        stale_after_ms: (s.stale_after_s * 1000.0) as u64,
+        decision_max_age_ms: (s.decision_max_age_s * 1000.0) as u64,
+        overcurrent_for_ms: (s.overcurrent_for_s * 1000.0) as u64,
+        cell_ov_mv: s.cell_ov_mv,
+        cell_ov_release_mv: s.cell_ov_release_mv,
+        cell_uv_mv: s.cell_uv_mv,
+        cell_uv_release_mv: s.cell_uv_release_mv,
+        cell_ot_dc: (s.cell_ot_c * 10.0).round() as i32,
+        cell_cold_charge_dc: (s.cell_cold_charge_c * 10.0).round() as i32,
+        cell_cold_discharge_dc: (s.cell_cold_discharge_c * 10.0).round() as i32,
+        ..Thresholds::default()
+    });
+    let settings =
+        Settings { charge_voltage: units::Millivolts::from_raw(s.charge_voltage_mv), ..Settings::default() };
+    let mut last: Option<(bool, bool)> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let now = shared.now();
+        let readings: Vec<PackReadings> = shared.packs.iter().map(|p| lock(p).clone()).collect();
+        let coil = lock(&shared.coil).reading;
+        let observed: Vec<PackObservation> = readings
+            .iter()
+            .map(|r| PackObservation {
+                analog_at: r.analog.as_ref().map(|(_, t)| *t),
+                status_at: r.status.as_ref().map(|(_, t)| *t),
+                cells_mv: r
+                    .analog
+                    .as_ref()
+                    .map(|(a, _)| a.cells.iter().map(|c| c.raw()).collect())
+                    .unwrap_or_default(),
+                temps_dc: r
+                    .analog
+                    .as_ref()
+                    .map(|(a, _)| a.temps.iter().map(|t| t.to_deci_celsius()).collect())
+                    .unwrap_or_default(),
+                protect1: r.status.as_ref().map(|(s, _)| s.protect1).unwrap_or_default(),
+                protect2: r.status.as_ref().map(|(s, _)| s.protect2).unwrap_or_default(),
+                fault: r.status.as_ref().map(|(s, _)| s.fault).unwrap_or_default(),
+            })
+            .collect();
+        let inputs: Vec<PackInput<'_>> = readings
+            .iter()
+            .map(|r| PackInput { analog: r.analog.as_ref().map(|(a, _)| a), limits: r.limits })
+            .collect();
+        let input = Input {
+            packs: &inputs,
+            coil: coil.as_ref().map(|(c, _)| c),
+            rebalance_active: false,
+            charge_voltage_override: None,
+        };
+        let view = translator::aggregate(&input, &settings);
+        let all_limits = readings.iter().all(|r| r.limits_read);
+        let obs = Observation {
+            now,
+            packs: &observed,
+            coil: config.coil.as_ref().map(|_| coil.map(|(_, t)| t)),
+            current_ma: view.map(|v| v.current_ma),
+            charge_limit_ma: view.and_then(|v| v.max_charge_ma).filter(|_| all_limits),
+            discharge_limit_ma: view.and_then(|v| v.max_discharge_ma).filter(|_| all_limits),
+            forced_disable: false,
+            rebalance_active: false,
+            rebalance_settling: false,
+        };
+        let decision = maestro.decide(&obs);
+        let complete = readings.iter().all(|r| r.analog.is_some() && r.status.is_some() && r.limits_read)
+            && (config.coil.is_none() || coil.is_some());
+        let comm_lost =
+            decision.reasons.iter().any(|r| matches!(r, Reason::PackStale { .. } | Reason::CoilStale));
+        let protections = protections(&decision);
+        let snapshot = Snapshot {
+            view: if complete { view } else { None },
+            packs: readings
+                .iter()
+                .map(|r| PackSnapshot {
+                    analog: r.analog.as_ref().map(|(a, _)| a.clone()),
+                    status: r.status.as_ref().map(|(s, _)| s.clone()),
+                    limits: r.limits,
+                    serial: r.serial.clone(),
+                })
+                .collect(),
+            enable: Enable {
+                charge: decision.charge,
+                discharge: decision.discharge,
+                at_ms: now.0,
+                comm_lost,
+            },
+            protections,
+        };
+        let state = (decision.charge, decision.discharge);
+        if last != Some(state) {
+            let words: Vec<String> = decision.reasons.iter().map(Reason::describe).collect();
+            shared.event(format!(
+                "charge {}, discharge {}{}",
+                if decision.charge { "enabled" } else { "disabled" },
+                if decision.discharge { "enabled" } else { "disabled" },
+                if words.is_empty() { String::new() } else { format!(": {}", words.join("; ")) }
+            ));
+            last = Some(state);
+        }
+        *lock(&shared.snapshot) = Arc::new(snapshot);
+        *lock(&shared.decision) = Some(decision);
+        nap(stop, Duration::from_millis(250));
+    }
+}
+
+fn protections(d: &Decision) -> Protections {
+    let mut p = Protections::default();
+    for r in &d.reasons {
+        match r {
+            Reason::BmsOverVoltage { .. } | Reason::CellOverVoltage => p.over_voltage = true,
+            Reason::CellUnderVoltage => p.under_voltage = true,
+            Reason::CellOverTemperature | Reason::BmsOverTemperature | Reason::MosfetOverTemperature => {
+                p.over_temperature = true
+            }
+            Reason::CellTooCold | Reason::TooColdToCharge => p.under_temperature = true,
+            Reason::OverCurrent => p.discharge_over_current = true,
+            Reason::BmsFault { .. } | Reason::BmsProtection { .. } => p.fault = true,
+            _ => {}
+        }
+    }
+    p
+}
+
+fn respond_loop(mut link: Link, settings: &EmulationSettings, shared: &Shared, stop: &AtomicBool) {
+    let mut deframer = AsciiDeframer::new();
+    while !stop.load(Ordering::Relaxed) {
+        match link.receive(&mut deframer, Instant::now() + Duration::from_millis(200)) {
+            Ok(Some(frame)) => {
+                let snapshot = lock(&shared.snapshot).clone();
+                if let Some(reply) = translator::respond::respond(&snapshot, &frame, settings, shared.now().0)
+                {
+                    if let Err(e) = link.send(&reply) {
+                        log::warn!("pylon: {e}");
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                log::debug!("pylon: {e}");
+                nap(stop, Duration::from_millis(200));
+            }
+        }
+    }
+}

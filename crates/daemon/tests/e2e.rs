@@ -1,0 +1,102 @@
+//! The daemon against the simulated plant over real TCP, as a real installation is wired: the
+//! simulated inverter polls the daemon's Pylontech responder, and what it is told is asserted.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+use std::time::{Duration, Instant};
+
+use daemon::Config;
+use daemon::runtime::Daemon;
+use link::Link;
+use pylon_proto::ManagementFlags;
+use sim::server::{Lines, Options, Sim, lock};
+use sim::{Plant, PlantConfig};
+
+fn listen() -> (Link, String) {
+    let mut l = Link::open("tcp-listen://127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().unwrap();
+    (l, format!("tcp://{addr}"))
+}
+
+fn start(packs: usize) -> (Sim, Daemon) {
+    let (mut links, mut urls) = (Vec::new(), Vec::new());
+    for _ in 0..packs {
+        let (l, u) = listen();
+        links.push(l);
+        urls.push(u);
+    }
+    let (coil, coil_url) = listen();
+    let (inverter, inverter_url) = listen();
+    let (bms_port, bms_url) = listen();
+    let plant = Plant::new(PlantConfig { packs, start_of_day_s: 11.0 * 3600.0, ..PlantConfig::default() });
+    let sim = Sim::start(plant, Lines { packs: links, coil, inverter, bms_port }, Options::default());
+    let mut toml = format!(
+        "[pylon]\nlink = \"{bms_url}\"\n\n[coil]\nlink = \"{coil_url}\"\n\n[inverter]\nlink = \"{inverter_url}\"\n\n"
+    );
+    for u in &urls {
+        toml += &format!("[[pack]]\nlink = \"{u}\"\nadr = 0\n\n");
+    }
+    let config = Config::parse(&toml, "test.toml").unwrap();
+    (sim, Daemon::start(config).unwrap())
+}
+
+/// Waits until the simulated inverter's last 0x63 satisfies `f`; returns how long it took.
+fn until(sim: &Sim, limit: Duration, f: impl Fn(ManagementFlags) -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        if lock(&sim.plant()).inverter.bms.is_some_and(|m| f(m.flags)) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the inverter was not told in {limit:?}: {:?}",
+            lock(&sim.plant()).inverter.bms
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn enabled(f: ManagementFlags) -> bool {
+    f.contains(ManagementFlags::CHARGE_ENABLE | ManagementFlags::DISCHARGE_ENABLE)
+}
+
+#[test]
+fn the_inverter_is_enabled_then_disabled_by_a_reported_fault() {
+    let (sim, daemon) = start(2);
+    let first = until(&sim, Duration::from_secs(15), enabled);
+    eprintln!("first enabled 0x63 after {first:?}");
+    // The inverter now follows the BMS: it charges from the PV surplus at 11:00.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(lock(&sim.plant()).inverter.limits().from_bms);
+    sim.command("fault pack 1 overtemp").unwrap();
+    let t = until(&sim, Duration::from_secs(5), |f| {
+        !f.intersects(ManagementFlags::CHARGE_ENABLE | ManagementFlags::DISCHARGE_ENABLE)
+    });
+    eprintln!("time to safe for a reported fault, as the inverter saw it: {t:?}");
+    // One poll period (1 s) for the daemon, one for the inverter's own poll, plus the loop.
+    assert!(t < Duration::from_millis(2800), "{t:?}");
+    let reasons = daemon.shared().decision.lock().unwrap().clone().unwrap().reasons;
+    assert!(
+        reasons.iter().any(|r| matches!(r, maestro_core::Reason::BmsProtection { pack: 1, .. })),
+        "{reasons:?}"
+    );
+    sim.command("clear pack 1").unwrap();
+    until(&sim, Duration::from_secs(5), enabled);
+    daemon.stop();
+    sim.stop();
+}
+
+#[test]
+fn a_silent_pack_disables_within_stale_after() {
+    let (sim, daemon) = start(2);
+    until(&sim, Duration::from_secs(15), enabled);
+    sim.command("silence pack 2").unwrap();
+    let t = until(&sim, Duration::from_secs(10), |f| f.is_empty());
+    eprintln!("time to safe for a silent pack, as the inverter saw it: {t:?}");
+    // stale_after 5 s + the inverter's poll.
+    assert!(t >= Duration::from_secs(4) && t < Duration::from_millis(7500), "{t:?}");
+    let events = daemon.shared().events.lock().unwrap().clone();
+    assert!(events.iter().any(|e| e.contains("pack 2 has not answered recently")), "{events:?}");
+    daemon.stop();
+    sim.stop();
+}

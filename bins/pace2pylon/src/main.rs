@@ -1,5 +1,5 @@
-//! `pace2pylon`: a stack of Pace-BMS packs posing as one Pylontech master BMS. This build has the
-//! simulated plant (`sim`); `run`, `demo` and `check-config` come with the daemon.
+//! `pace2pylon`: a stack of Pace-BMS packs posing as one Pylontech master BMS: `run`, `check-config`,
+//! `demo` (the daemon against the simulated plant in one process) and `sim`.
 
 use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+
 use clap::{Parser, Subcommand};
 use link::Link;
 use sim::server::{Lines, Options, Sim};
@@ -23,6 +24,20 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Run the daemon.
+    Run {
+        /// The configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: std::path::PathBuf,
+    },
+    /// Check a configuration file and print the effective configuration.
+    CheckConfig {
+        /// The configuration file.
+        file: std::path::PathBuf,
+    },
+    /// The daemon and a simulated plant in one process, wired through real protocol bytes on
+    /// loopback TCP. Fault commands on standard input, as for `sim`.
+    Demo(DemoArgs),
     /// Serve a simulated plant like a console server: pack N on TCP port P+N-1, the coulomb
     /// counter on P+100, the inverter's Modbus port on P+101 and its BMS port on P+102 (the
     /// simulated inverter polls whoever connects there). Fault commands are read from standard
@@ -67,10 +82,34 @@ struct SimArgs {
     print_config: bool,
 }
 
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// Number of packs.
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u16).range(1..=64))]
+    packs: u16,
+    /// Plant seconds per real second.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Seed of the plant's small random spreads.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// A scripted story: pack-silent, cell-ov, overtemp, coil-silent, garbage.
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Expose the Pylontech port on ADDR (host:port) for an external master instead of the
+    /// simulated inverter.
+    #[arg(long, value_name = "ADDR")]
+    pylon_listen: Option<String>,
+}
+
 fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Sim(args) => sim(&args),
+        Cmd::Run { config } => run(&config),
+        Cmd::CheckConfig { file } => check_config(&file),
+        Cmd::Demo(args) => demo(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -141,10 +180,7 @@ fn sim(args: &SimArgs) -> anyhow::Result<()> {
     let options = Options { speed: args.speed, baud: args.baud, ..Options::default() };
     let sim = Sim::start(Plant::new(config), Lines { packs, coil, inverter, bms_port }, options);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, stop.clone()).context("cannot install the signal handler")?;
-    }
+    let stop = stop_flag()?;
     let (tx, rx) = mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in io::stdin().lock().lines() {
@@ -173,6 +209,184 @@ fn sim(args: &SimArgs) -> anyhow::Result<()> {
     eprintln!("pace2pylon sim: stopping");
     sim.stop();
     Ok(())
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<daemon::Config> {
+    let name = path.display().to_string();
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the configuration {name}"))?;
+    Ok(daemon::Config::parse(&text, &name)?)
+}
+
+fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = load(path)?;
+    println!("# {}: valid. Effective configuration, defaults filled in:\n", path.display());
+    print!("{}", config.to_toml());
+    Ok(())
+}
+
+fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone()).context("cannot install the signal handler")?;
+    }
+    Ok(stop)
+}
+
+fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = load(path)?;
+    let stop = stop_flag()?;
+    log::info!(
+        "pace2pylon {}: {} packs, Pylontech on {}",
+        env!("CARGO_PKG_VERSION"),
+        config.packs.len(),
+        config.pylon.link
+    );
+    let daemon = daemon::runtime::Daemon::start(config)?;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    log::info!("stopping");
+    daemon.stop();
+    Ok(())
+}
+
+/// The scripted stories of `demo --scenario`: fault commands and when to send them (plant-independent
+/// real seconds after start).
+fn scenario(name: &str) -> anyhow::Result<Vec<(u64, &'static str)>> {
+    Ok(match name {
+        "pack-silent" => vec![(20, "silence pack 2"), (60, "restore pack 2")],
+        "cell-ov" => vec![(20, "fault pack 1 cell-ov"), (60, "clear pack 1")],
+        "overtemp" => vec![(20, "fault pack 1 overtemp"), (60, "clear pack 1")],
+        "coil-silent" => vec![(20, "silence coil"), (60, "restore coil")],
+        "garbage" => vec![(20, "garbage pack 1"), (60, "restore pack 1")],
+        "cell-uv-rebalance" => {
+            bail!("scenario cell-uv-rebalance needs the rebalance wiring, which this build does not have yet")
+        }
+        other => bail!(
+            "unknown scenario '{other}'; scenarios: pack-silent, cell-ov, overtemp, coil-silent, garbage"
+        ),
+    })
+}
+
+fn demo(args: &DemoArgs) -> anyhow::Result<()> {
+    if !(args.speed > 0.0 && args.speed <= 100_000.0) {
+        bail!("--speed must be above 0 and at most 100000");
+    }
+    let script = args.scenario.as_deref().map(scenario).transpose()?.unwrap_or_default();
+    let ephemeral = || {
+        listen("127.0.0.1", 0).and_then(|(mut l, _)| {
+            let addr = l.local_addr()?.context("no local address")?;
+            Ok((l, format!("tcp://{addr}")))
+        })
+    };
+    let (mut pack_links, mut pack_urls) = (Vec::new(), Vec::new());
+    for _ in 0..args.packs {
+        let (l, u) = ephemeral()?;
+        pack_links.push(l);
+        pack_urls.push(u);
+    }
+    let (coil, coil_url) = ephemeral()?;
+    let (inverter, inverter_url) = ephemeral()?;
+    let (bms_port, bms_url) = ephemeral()?;
+    let pylon_link = match &args.pylon_listen {
+        Some(addr) => format!("tcp-listen://{addr}"),
+        None => bms_url.clone(),
+    };
+    let mut toml = format!(
+        "[pylon]\nlink = \"{pylon_link}\"\n\n[coil]\nlink = \"{coil_url}\"\n\n[inverter]\nlink = \"{inverter_url}\"\n\n"
+    );
+    for u in &pack_urls {
+        toml += &format!("[[pack]]\nlink = \"{u}\"\nadr = 0\n\n");
+    }
+    let config = daemon::Config::parse(&toml, "demo")?;
+    let plant = PlantConfig { packs: usize::from(args.packs), seed: args.seed, ..PlantConfig::default() };
+    let options = Options { speed: args.speed, ..Options::default() };
+    let sim = Sim::start(Plant::new(plant), Lines { packs: pack_links, coil, inverter, bms_port }, options);
+    let stop = stop_flag()?;
+    let daemon = daemon::runtime::Daemon::start(config)?;
+    println!(
+        "pace2pylon demo: {} simulated packs at {}x speed; the daemon polls them and answers the simulated inverter",
+        args.packs, args.speed
+    );
+    match &args.pylon_listen {
+        Some(addr) => println!(
+            "  Pylontech port for an external master: tcp://{addr} (the simulated inverter runs on its no-comm settings)"
+        ),
+        None => println!("  the simulated inverter polls the daemon on {bms_url}"),
+    }
+    println!(
+        "  probes: pace-probe --link {} analog | coil-probe --link {coil_url} read | vevor-probe --link {inverter_url} read",
+        pack_urls[0]
+    );
+    println!(
+        "  fault commands on standard input: silence|restore|garbage|clear pack N, fault pack N KIND, drift pack N MV, silence|restore coil"
+    );
+    println!("  (the web UI, API and MQTT are not in this build yet; status is printed every 5 s)");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in io::stdin().lock().lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let mut script = script.into_iter().peekable();
+    let mut last_status = std::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let elapsed = started.elapsed().as_secs();
+        while let Some(&(at, cmd)) = script.peek() {
+            if elapsed < at {
+                break;
+            }
+            println!("scenario: {cmd} -> {}", sim.command(cmd).unwrap_or_else(|e| format!("error: {e}")));
+            script.next();
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) if !line.trim().is_empty() => match sim.command(&line) {
+                Ok(_) => println!("ok"),
+                Err(e) => println!("error: {e}"),
+            },
+            _ => {}
+        }
+        if last_status.elapsed() >= Duration::from_secs(5) {
+            last_status = std::time::Instant::now();
+            print_status(&sim, &daemon);
+        }
+    }
+    daemon.stop();
+    sim.stop();
+    Ok(())
+}
+
+fn print_status(sim: &Sim, daemon: &daemon::runtime::Daemon) {
+    let snapshot = daemon.snapshot();
+    let decision = daemon.shared().decision.lock().map(|d| d.clone()).unwrap_or(None);
+    let plant = sim::server::lock(&sim.plant()).clone();
+    let onoff = |b: bool| if b { "on" } else { "OFF" };
+    let (charge, discharge, reasons) =
+        decision.map_or((false, false, Vec::new()), |d| (d.charge, d.discharge, d.reasons));
+    let view = snapshot.view;
+    println!(
+        "{:02}:{:02} plant | charge {} discharge {} | SOC {} | {:.2} V {:+.1} A | PV {:.0} W load {:.0} W grid {:.0} W{}",
+        plant.hour() as u32,
+        ((plant.hour() * 60.0) % 60.0) as u32,
+        onoff(charge),
+        onoff(discharge),
+        view.map_or("-".into(), |v| format!("{} %", v.soc.raw())),
+        plant.bus_v,
+        plant.current_a,
+        plant.inverter.pv_w,
+        plant.inverter.load_w,
+        plant.inverter.grid_w,
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" | {}", reasons.iter().map(|r| r.describe()).collect::<Vec<_>>().join("; "))
+        }
+    );
 }
 
 /// A `pace2pylon run` configuration for the simulator's lines.

@@ -1,0 +1,95 @@
+//! `check-config`, `run` and `demo` as a user runs them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pace2pylon");
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dist/pace2pylon.example.toml");
+
+fn check(text: &str) -> (i32, String, String) {
+    let path = std::env::temp_dir().join(format!("p2p-check-{}-{}.toml", std::process::id(), text.len()));
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN).arg("check-config").arg(&path).output().unwrap();
+    let _ = std::fs::remove_file(&path);
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn the_example_configuration_is_valid() {
+    let out = Command::new(BIN).args(["check-config", EXAMPLE]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("valid") && text.contains("stale_after_s = 5.0"), "{text}");
+}
+
+#[test]
+fn configuration_errors_name_the_key() {
+    let base = "[pylon]\nlink = \"tcp://h:1\"\n\n[[pack]]\nlink = \"tcp://h:2\"\n";
+    assert_eq!(check(base).0, 0);
+    let (code, _, err) = check(&format!("{base}\n[safety]\nstale_after = 5\n"));
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown field `stale_after`"), "{err}");
+    let (_, _, err) = check("[pylon]\nlink = \"tcp://h:1\"\n");
+    assert!(err.contains("missing field `pack`"), "{err}");
+    let (_, _, err) = check("[pylon]\nlink = \"tcp://h\"\n\n[[pack]]\nlink = \"tcp://h:2\"\n");
+    assert!(err.contains("pylon.link: tcp://h: missing ':port'"), "{err}");
+    let (_, _, err) = check("[pylon]\nlink = \"tcp://h:1\"\n\n[[pack]]\nlink = \"tcp://h:1\"\n");
+    assert!(err.contains("pack[1].link: tcp://h:1 is already used by pylon.link"), "{err}");
+    let (_, _, err) = check(&format!("{base}\n[poll]\nperiod_s = 0.01\n"));
+    assert!(err.contains("poll.period_s: 0.01 is outside 0.2..60"), "{err}");
+    let (_, _, err) = check(&format!("{base}\n[pylon2]\n"));
+    assert!(err.contains("unknown field `pylon2`"), "{err}");
+    let out = Command::new(BIN).args(["check-config", "/nonexistent/p2p.toml"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot read the configuration /nonexistent/p2p.toml")
+    );
+}
+
+#[test]
+fn the_demo_runs_the_stack_and_reacts_to_an_injected_fault() {
+    let mut child = Command::new(BIN)
+        .args(["demo", "--packs", "3", "--speed", "30"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let started = Instant::now();
+    let mut seen_on = false;
+    let mut seen_off = false;
+    for line in lines {
+        let line = line.unwrap();
+        if line.contains("charge on discharge on") {
+            seen_on = true;
+            use std::io::Write;
+            writeln!(stdin, "fault pack 3 cell-uv").unwrap();
+        }
+        if seen_on && line.contains("discharge OFF") && line.contains("pack 3 BMS protection active") {
+            seen_off = true;
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(40), "no reaction yet");
+    }
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(child.wait().unwrap().success());
+    assert!(seen_on && seen_off);
+}
+
+#[test]
+fn unknown_scenarios_are_named() {
+    let out = Command::new(BIN).args(["demo", "--scenario", "meteor"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown scenario 'meteor'; scenarios: pack-silent")
+    );
+}

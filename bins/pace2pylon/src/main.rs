@@ -29,6 +29,9 @@ enum Cmd {
         /// The configuration file.
         #[arg(long, value_name = "FILE")]
         config: std::path::PathBuf,
+        /// Set an unreadable state file aside (renamed `*.corrupt-<time>`) and start afresh.
+        #[arg(long)]
+        reset_state: bool,
     },
     /// Check a configuration file and print the effective configuration.
     CheckConfig {
@@ -107,7 +110,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Sim(args) => sim(&args),
-        Cmd::Run { config } => run(&config),
+        Cmd::Run { config, reset_state } => run(&config, reset_state),
         Cmd::CheckConfig { file } => check_config(&file),
         Cmd::Demo(args) => demo(&args),
     };
@@ -233,8 +236,18 @@ fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-fn run(path: &std::path::Path) -> anyhow::Result<()> {
+fn run(path: &std::path::Path, reset_state: bool) -> anyhow::Result<()> {
     let config = load(path)?;
+    if reset_state {
+        let file = std::path::Path::new(&config.state.state_file);
+        if daemon::state::load(file).is_err() {
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            if let Some(aside) = daemon::state::set_aside(file, now)? {
+                log::warn!("state file set aside as {}; starting afresh", aside.display());
+            }
+        }
+    }
     let stop = stop_flag()?;
     log::info!(
         "pace2pylon {}: {} packs, Pylontech on {}",
@@ -299,6 +312,14 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     for u in &pack_urls {
         toml += &format!("[[pack]]\nlink = \"{u}\"\nadr = 0\n\n");
     }
+    // The demo keeps its state and event log in a temporary directory of its own.
+    let dir = std::env::temp_dir().join(format!("pace2pylon-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    toml += &format!(
+        "[state]\nstate_file = \"{}\"\nevent_log = \"{}\"\n",
+        dir.join("state.json").display(),
+        dir.join("events.jsonl").display()
+    );
     let config = daemon::Config::parse(&toml, "demo")?;
     let plant = PlantConfig { packs: usize::from(args.packs), seed: args.seed, ..PlantConfig::default() };
     let options = Options { speed: args.speed, ..Options::default() };
@@ -322,6 +343,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     println!(
         "  fault commands on standard input: silence|restore|garbage|clear pack N, fault pack N KIND, drift pack N MV, silence|restore coil"
     );
+    println!("  event log: {}", dir.join("events.jsonl").display());
     println!("  (the web UI, API and MQTT are not in this build yet; status is printed every 5 s)");
     let (tx, rx) = mpsc::channel::<String>();
     std::thread::spawn(move || {

@@ -23,6 +23,34 @@ pub struct Config {
     /// Poll timing.
     #[serde(default)]
     pub poll: Poll,
+    /// The state file and the event log.
+    #[serde(default)]
+    pub state: State,
+}
+
+/// `[state]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct State {
+    /// Rebalance state and operator overrides (JSON, mode 0600, written atomically).
+    pub state_file: String,
+    /// The event log (JSON lines, mode 0600).
+    pub event_log: String,
+    /// Rotate the event log past this size, bytes.
+    pub event_log_max_bytes: u64,
+    /// Rotated event logs kept.
+    pub event_log_keep: u32,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            state_file: "/var/lib/pace2pylon/state.json".into(),
+            event_log: "/var/lib/pace2pylon/events.jsonl".into(),
+            event_log_max_bytes: 1 << 20,
+            event_log_keep: 3,
+        }
+    }
 }
 
 /// `[pylon]`.

@@ -12,5 +12,6 @@
 
 pub mod config;
 pub mod runtime;
+pub mod state;
 
 pub use config::Config;

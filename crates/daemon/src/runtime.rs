@@ -17,6 +17,7 @@ use translator::respond::{CommLoss, EmulationSettings, Enable, PackSnapshot, Pro
 use translator::{Input, PackInput, PackLimits, Settings};
 
 use crate::config::{self, Config};
+use crate::state::{self, EventLine, EventLog, Persisted};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -62,6 +63,10 @@ pub struct Shared {
     pub decision: Mutex<Option<Decision>>,
     /// Recent events, newest last (bounded).
     pub events: Mutex<VecDeque<String>>,
+    /// What survives a restart.
+    pub persisted: Mutex<Persisted>,
+    state_file: std::path::PathBuf,
+    event_log: EventLog,
 }
 
 impl Shared {
@@ -71,13 +76,38 @@ impl Shared {
     }
 
     fn event(&self, text: String) {
-        log::info!("{text}");
+        self.event_with(text, Vec::new());
+    }
+
+    fn event_with(&self, text: String, reasons: Vec<String>) {
+        let line = if reasons.is_empty() { text.clone() } else { format!("{text}: {}", reasons.join("; ")) };
+        log::info!("{line}");
+        if let Err(e) = self.event_log.append(&EventLine { time: wall_clock(), event: text, reasons }) {
+            log::warn!("event log: {e}");
+        }
         let mut e = lock(&self.events);
         if e.len() >= 1000 {
             e.pop_front();
         }
-        e.push_back(text);
+        e.push_back(line);
     }
+}
+
+/// The wall clock as RFC 3339 UTC, for the event log.
+fn wall_clock() -> String {
+    jiff::Timestamp::now().round(jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A link URL that cannot be used.
+    #[error(transparent)]
+    Link(#[from] link::Error),
+    /// The state file.
+    #[error(transparent)]
+    State(#[from] state::Error),
 }
 
 /// A running daemon.
@@ -108,8 +138,16 @@ impl Daemon {
     /// Starts every thread. Links open lazily: a dead line makes its device stale, not the start fail.
     ///
     /// # Errors
-    /// A link URL that cannot be used (the configuration was checked, so this is rare).
-    pub fn start(config: Config) -> Result<Self, link::Error> {
+    /// A corrupt or unreadable state file (never replaced silently), or a link URL that cannot be
+    /// used (the configuration was checked, so this is rare).
+    pub fn start(config: Config) -> Result<Self, StartError> {
+        let state_file = std::path::PathBuf::from(&config.state.state_file);
+        let persisted = state::load(&state_file)?;
+        let event_log = EventLog::new(
+            config.state.event_log.clone().into(),
+            config.state.event_log_max_bytes,
+            config.state.event_log_keep,
+        );
         let shared = Arc::new(Shared {
             epoch: Instant::now(),
             packs: config.packs.iter().map(|_| Mutex::new(PackReadings::default())).collect(),
@@ -117,7 +155,15 @@ impl Daemon {
             snapshot: Mutex::new(Arc::new(Snapshot::default())),
             decision: Mutex::new(None),
             events: Mutex::new(VecDeque::new()),
+            persisted: Mutex::new(persisted),
+            state_file,
+            event_log,
         });
+        shared.event(format!(
+            "pace2pylon {} started with {} packs",
+            env!("CARGO_PKG_VERSION"),
+            config.packs.len()
+        ));
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for (k, pack) in config.packs.iter().enumerate() {
@@ -153,12 +199,25 @@ impl Daemon {
         lock(&self.shared.snapshot).clone()
     }
 
+    /// Changes the operator's orders and writes the state file at once.
+    ///
+    /// # Errors
+    /// The state file cannot be written (the change still applies in memory).
+    pub fn set_overrides(&self, overrides: state::Overrides) -> Result<(), state::Error> {
+        let mut p = lock(&self.shared.persisted);
+        p.overrides = overrides;
+        p.version = 1;
+        self.shared.event(format!("operator: {:?}", p.overrides));
+        state::save(&self.shared.state_file, &p)
+    }
+
     /// Stops every thread and waits for them.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
             let _ = t.join();
         }
+        self.shared.event("pace2pylon stopped".into());
     }
 }
 
@@ -394,7 +453,7 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
             current_ma: view.map(|v| v.current_ma),
             charge_limit_ma: view.and_then(|v| v.max_charge_ma).filter(|_| all_limits),
             discharge_limit_ma: view.and_then(|v| v.max_discharge_ma).filter(|_| all_limits),
-            forced_disable: false,
+            forced_disable: lock(&shared.persisted).overrides.forced_disable,
             rebalance_active: false,
             rebalance_settling: false,
         };
@@ -426,12 +485,14 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
         let state = (decision.charge, decision.discharge);
         if last != Some(state) {
             let words: Vec<String> = decision.reasons.iter().map(Reason::describe).collect();
-            shared.event(format!(
-                "charge {}, discharge {}{}",
-                if decision.charge { "enabled" } else { "disabled" },
-                if decision.discharge { "enabled" } else { "disabled" },
-                if words.is_empty() { String::new() } else { format!(": {}", words.join("; ")) }
-            ));
+            shared.event_with(
+                format!(
+                    "charge {}, discharge {}",
+                    if decision.charge { "enabled" } else { "disabled" },
+                    if decision.discharge { "enabled" } else { "disabled" }
+                ),
+                words,
+            );
             last = Some(state);
         }
         *lock(&shared.snapshot) = Arc::new(snapshot);

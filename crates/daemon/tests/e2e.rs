@@ -18,7 +18,18 @@ fn listen() -> (Link, String) {
     (l, format!("tcp://{addr}"))
 }
 
+fn state_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("p2p-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
 fn start(packs: usize) -> (Sim, Daemon) {
+    start_in(packs, &state_dir(&format!("{packs}-{:?}", std::thread::current().id())))
+}
+
+fn start_in(packs: usize, dir: &std::path::Path) -> (Sim, Daemon) {
     let (mut links, mut urls) = (Vec::new(), Vec::new());
     for _ in 0..packs {
         let (l, u) = listen();
@@ -36,6 +47,11 @@ fn start(packs: usize) -> (Sim, Daemon) {
     for u in &urls {
         toml += &format!("[[pack]]\nlink = \"{u}\"\nadr = 0\n\n");
     }
+    toml += &format!(
+        "[state]\nstate_file = \"{}\"\nevent_log = \"{}\"\n",
+        dir.join("state.json").display(),
+        dir.join("events.jsonl").display()
+    );
     let config = Config::parse(&toml, "test.toml").unwrap();
     (sim, Daemon::start(config).unwrap())
 }
@@ -99,4 +115,44 @@ fn a_silent_pack_disables_within_stale_after() {
     assert!(events.iter().any(|e| e.contains("pack 2 has not answered recently")), "{events:?}");
     daemon.stop();
     sim.stop();
+}
+
+#[test]
+fn a_forced_disable_survives_a_restart() {
+    let dir = state_dir("restart");
+    let (sim, daemon) = start_in(1, &dir);
+    until(&sim, Duration::from_secs(15), enabled);
+    daemon.set_overrides(daemon::state::Overrides { forced_disable: true, charge_voltage_mv: None }).unwrap();
+    until(&sim, Duration::from_secs(5), |f| f.is_empty());
+    daemon.stop();
+    sim.stop();
+    // A new daemon on a new plant, the same state file: still forced off.
+    let (sim, daemon) = start_in(1, &dir);
+    std::thread::sleep(Duration::from_secs(4));
+    let told = lock(&sim.plant()).inverter.bms;
+    assert!(told.is_some_and(|m| m.flags.is_empty()), "{told:?}");
+    let reasons = daemon.shared().decision.lock().unwrap().clone().unwrap().reasons;
+    assert!(reasons.contains(&maestro_core::Reason::ForcedDisable), "{reasons:?}");
+    let log = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("charge disabled, discharge disabled")
+                && l.contains("forced off by the operator")),
+        "{log}"
+    );
+    daemon.stop();
+    sim.stop();
+}
+
+#[test]
+fn a_corrupt_state_file_stops_start_up() {
+    let dir = state_dir("corrupt");
+    std::fs::write(dir.join("state.json"), "not json").unwrap();
+    let toml = format!(
+        "[pylon]\nlink = \"tcp://127.0.0.1:1\"\n[[pack]]\nlink = \"tcp://127.0.0.1:2\"\n[state]\nstate_file = \"{}\"\nevent_log = \"{}\"\n",
+        dir.join("state.json").display(),
+        dir.join("events.jsonl").display()
+    );
+    let e = Daemon::start(Config::parse(&toml, "t.toml").unwrap()).unwrap_err().to_string();
+    assert!(e.contains("state.json cannot be read") && e.contains("--reset-state"), "{e}");
 }

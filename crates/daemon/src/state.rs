@@ -1,0 +1,167 @@
+//! What survives a restart (SAFETY.md §5): the rebalance state and the operator's overrides, in a
+//! JSON file written atomically (temp file, fsync, rename) with mode 0600; and the event log, an
+//! append-only JSON-lines file rotated by size.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use maestro_core::RebalanceState;
+use serde::{Deserialize, Serialize};
+
+/// The operator's standing orders.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Overrides {
+    /// Charging and discharging forced off.
+    pub forced_disable: bool,
+    /// Charge voltage limit override, mV.
+    pub charge_voltage_mv: Option<u16>,
+}
+
+/// The state file's content.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Persisted {
+    /// Format version.
+    pub version: u32,
+    /// The rebalance procedure.
+    pub rebalance: RebalanceState,
+    /// The operator's orders.
+    pub overrides: Overrides,
+}
+
+/// A problem with the state file or the event log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The state file exists but cannot be understood: start-up stops; it is never replaced silently.
+    #[error(
+        "state file {path} cannot be read: {why}; fix it, or start with --reset-state to set it aside and begin afresh"
+    )]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// Why.
+        why: String,
+    },
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.display().to_string(), source }
+}
+
+/// Loads the state file; a missing file is a fresh start.
+///
+/// # Errors
+/// [`Error::Corrupt`] for a file that does not parse, [`Error::Io`] when it cannot be read.
+pub fn load(path: &Path) -> Result<Persisted, Error> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Persisted::default()),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Corrupt { path: path.display().to_string(), why: e.to_string() })
+}
+
+/// Moves a state file aside (`<file>.corrupt-<unix seconds>`) for `--reset-state`; returns where.
+///
+/// # Errors
+/// [`Error::Io`] when it cannot be renamed.
+pub fn set_aside(path: &Path, now_s: u64) -> Result<Option<PathBuf>, Error> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let aside = PathBuf::from(format!("{}.corrupt-{now_s}", path.display()));
+    fs::rename(path, &aside).map_err(io_err(path))?;
+    Ok(Some(aside))
+}
+
+/// Writes the state file atomically: a temp file beside it (mode 0600), fsync, rename, fsync the
+/// directory.
+///
+/// # Errors
+/// [`Error::Io`].
+pub fn save(path: &Path, state: &Persisted) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(state).map_err(|e| io_err(path)(io::Error::other(e)))?;
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
+        f.write_all(b"\n").map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// The append-only event log, rotated when it passes `max_bytes` (`.1` … `.keep`).
+#[derive(Debug)]
+pub struct EventLog {
+    path: PathBuf,
+    max_bytes: u64,
+    keep: u32,
+}
+
+/// One event line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLine {
+    /// Wall clock, RFC 3339 (UTC).
+    pub time: String,
+    /// What happened.
+    pub event: String,
+    /// Why, in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+}
+
+impl EventLog {
+    /// A log at `path`.
+    pub fn new(path: PathBuf, max_bytes: u64, keep: u32) -> Self {
+        Self { path, max_bytes, keep: keep.max(1) }
+    }
+
+    /// Appends one line (file mode 0600), rotating first when the file is too big.
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub fn append(&self, line: &EventLine) -> Result<(), Error> {
+        if fs::metadata(&self.path).is_ok_and(|m| m.len() >= self.max_bytes) {
+            for k in (1..self.keep).rev() {
+                let from = format!("{}.{k}", self.path.display());
+                let _ = fs::rename(&from, format!("{}.{}", self.path.display(), k + 1));
+            }
+            fs::rename(&self.path, format!("{}.1", self.path.display())).map_err(io_err(&self.path))?;
+        }
+        let mut f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&self.path)
+            .map_err(io_err(&self.path))?;
+        let mut text = serde_json::to_string(line).map_err(|e| io_err(&self.path)(io::Error::other(e)))?;
+        text.push('\n');
+        f.write_all(text.as_bytes()).map_err(io_err(&self.path))
+    }
+}

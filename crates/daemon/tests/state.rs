@@ -1,0 +1,74 @@
+//! The state file and the event log (SAFETY.md §5).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+use std::os::unix::fs::PermissionsExt;
+
+use daemon::state::*;
+use maestro_core::{RebalanceState, Step};
+
+fn dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("p2p-state-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn a_state_survives_a_restart_and_is_private() {
+    let d = dir("roundtrip");
+    let path = d.join("state.json");
+    assert_eq!(load(&path).unwrap(), Persisted::default(), "a missing file is a fresh start");
+    let state = Persisted {
+        version: 1,
+        rebalance: RebalanceState {
+            step: Step::Running,
+            needed: true,
+            threshold_hit: true,
+            remembered_output_priority: Some(2),
+            ..RebalanceState::default()
+        },
+        overrides: Overrides { forced_disable: true, charge_voltage_mv: Some(27500) },
+    };
+    save(&path, &state).unwrap();
+    assert_eq!(load(&path).unwrap(), state);
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(!d.join("state.json.tmp").exists());
+}
+
+#[test]
+fn a_corrupt_state_file_stops_start_up_and_can_be_set_aside() {
+    let d = dir("corrupt");
+    let path = d.join("state.json");
+    std::fs::write(&path, "{\"rebalance\": {\"step\": \"sideways\"}}").unwrap();
+    let e = load(&path).unwrap_err().to_string();
+    assert!(e.starts_with(&format!("state file {} cannot be read: ", path.display())), "{e}");
+    assert!(e.ends_with("fix it, or start with --reset-state to set it aside and begin afresh"), "{e}");
+    // It is never replaced silently: it is still there, unchanged.
+    assert!(std::fs::read_to_string(&path).unwrap().contains("sideways"));
+    let aside = set_aside(&path, 1234).unwrap().unwrap();
+    assert!(aside.ends_with("state.json.corrupt-1234"));
+    assert_eq!(load(&path).unwrap(), Persisted::default());
+}
+
+#[test]
+fn the_event_log_appends_json_lines_and_rotates_by_size() {
+    let d = dir("events");
+    let path = d.join("events.jsonl");
+    let log = EventLog::new(path.clone(), 300, 2);
+    for k in 0..20 {
+        log.append(&EventLine {
+            time: format!("2026-11-24T08:00:{k:02}Z"),
+            event: format!("event {k}"),
+            reasons: vec!["a cell is too hot".into()],
+        })
+        .unwrap();
+    }
+    let current = std::fs::read_to_string(&path).unwrap();
+    let last: EventLine = serde_json::from_str(current.lines().last().unwrap()).unwrap();
+    assert_eq!(last.event, "event 19");
+    assert!(std::fs::metadata(&path).unwrap().len() < 300 + 120);
+    assert!(d.join("events.jsonl.1").exists() && d.join("events.jsonl.2").exists());
+    assert!(!d.join("events.jsonl.3").exists(), "only `keep` rotated files are kept");
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+}

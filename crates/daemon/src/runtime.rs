@@ -65,6 +65,8 @@ pub struct Shared {
     pub events: Mutex<VecDeque<String>>,
     /// What survives a restart.
     pub persisted: Mutex<Persisted>,
+    /// Fault injection: while set, the safety loop stops deciding, as a hung loop would (rule 10).
+    pub freeze_safety_loop: AtomicBool,
     state_file: std::path::PathBuf,
     event_log: EventLog,
 }
@@ -122,6 +124,29 @@ fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
+/// Runs `body` on its own thread; if it panics, logs it and runs it again after a backoff (1 s
+/// doubling to 30 s), until `stop`. A normal return ends the thread.
+pub fn supervise(name: String, stop: Arc<AtomicBool>, body: impl Fn() + Send + 'static) -> JoinHandle<()> {
+    thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&body));
+                if result.is_ok() || stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                log::error!("thread {name} panicked; restarting it in {} s", backoff.as_secs());
+                nap(&stop, backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        })
+        .unwrap_or_else(|e| {
+            log::error!("cannot start thread: {e}");
+            thread::spawn(|| {})
+        })
+}
+
 /// Sleeps up to `d`, waking early when asked to stop.
 fn nap(stop: &AtomicBool, d: Duration) {
     let until = Instant::now() + d;
@@ -156,6 +181,7 @@ impl Daemon {
             decision: Mutex::new(None),
             events: Mutex::new(VecDeque::new()),
             persisted: Mutex::new(persisted),
+            freeze_safety_loop: AtomicBool::new(false),
             state_file,
             event_log,
         });
@@ -166,25 +192,48 @@ impl Daemon {
         ));
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
+        // Every worker opens its link itself, so a restarted worker starts clean.
+        for url in config
+            .packs
+            .iter()
+            .map(|p| &p.link)
+            .chain(config.coil.iter().map(|c| &c.link))
+            .chain([&config.pylon.link])
+        {
+            link::Endpoint::parse(url)?;
+        }
         for (k, pack) in config.packs.iter().enumerate() {
-            let link = Link::open(&pack.link)?;
-            let (shared, stop, poll, adr) = (shared.clone(), stop.clone(), config.poll.clone(), pack.adr);
-            threads.push(thread::spawn(move || poll_pack(k, adr, link, &shared, &stop, &poll)));
+            let (shared, stop2, poll, adr, url) =
+                (shared.clone(), stop.clone(), config.poll.clone(), pack.adr, pack.link.clone());
+            threads.push(supervise(format!("pack {}", k + 1), stop.clone(), move || {
+                if let Ok(link) = Link::open(&url) {
+                    poll_pack(k, adr, link, &shared, &stop2, &poll);
+                }
+            }));
         }
         if let Some(coil) = &config.coil {
-            let link = Link::open(&coil.link)?;
-            let (shared, stop, poll, slave) = (shared.clone(), stop.clone(), config.poll.clone(), coil.slave);
-            threads.push(thread::spawn(move || poll_coil(slave, link, &shared, &stop, &poll)));
+            let (shared, stop2, poll, slave, url) =
+                (shared.clone(), stop.clone(), config.poll.clone(), coil.slave, coil.link.clone());
+            threads.push(supervise("coil".into(), stop.clone(), move || {
+                if let Ok(link) = Link::open(&url) {
+                    poll_coil(slave, link, &shared, &stop2, &poll);
+                }
+            }));
         }
         {
-            let (shared, stop, config) = (shared.clone(), stop.clone(), config.clone());
-            threads.push(thread::spawn(move || safety_loop(&config, &shared, &stop)));
+            let (shared, stop2, config) = (shared.clone(), stop.clone(), config.clone());
+            threads.push(supervise("safety".into(), stop.clone(), move || {
+                safety_loop(&config, &shared, &stop2)
+            }));
         }
         {
-            let link = Link::open(&config.pylon.link)?;
             let settings = emulation_settings(&config);
-            let (shared, stop) = (shared.clone(), stop.clone());
-            threads.push(thread::spawn(move || respond_loop(link, &settings, &shared, &stop)));
+            let (shared, stop2, url) = (shared.clone(), stop.clone(), config.pylon.link.clone());
+            threads.push(supervise("pylon".into(), stop.clone(), move || {
+                if let Ok(link) = Link::open(&url) {
+                    respond_loop(link, &settings, &shared, &stop2);
+                }
+            }));
         }
         Ok(Self { shared, stop, threads })
     }
@@ -411,6 +460,10 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
         Settings { charge_voltage: units::Millivolts::from_raw(s.charge_voltage_mv), ..Settings::default() };
     let mut last: Option<(bool, bool)> = None;
     while !stop.load(Ordering::Relaxed) {
+        if shared.freeze_safety_loop.load(Ordering::Relaxed) {
+            nap(stop, Duration::from_millis(250));
+            continue;
+        }
         let now = shared.now();
         let readings: Vec<PackReadings> = shared.packs.iter().map(|p| lock(p).clone()).collect();
         let coil = lock(&shared.coil).reading;

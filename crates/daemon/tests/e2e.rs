@@ -156,3 +156,34 @@ fn a_corrupt_state_file_stops_start_up() {
     let e = Daemon::start(Config::parse(&toml, "t.toml").unwrap()).unwrap_err().to_string();
     assert!(e.contains("state.json cannot be read") && e.contains("--reset-state"), "{e}");
 }
+
+#[test]
+fn a_stalled_safety_loop_stops_enabled_replies() {
+    let (sim, daemon) = start(1);
+    until(&sim, Duration::from_secs(15), enabled);
+    daemon.shared().freeze_safety_loop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let t = until(&sim, Duration::from_secs(8), |f| f.is_empty());
+    eprintln!("a stalled safety loop reached the inverter as disabled after {t:?}");
+    // decision_max_age 3 s + the inverter's 1 s poll.
+    assert!(t < Duration::from_millis(4600), "{t:?}");
+    daemon.shared().freeze_safety_loop.store(false, std::sync::atomic::Ordering::Relaxed);
+    until(&sim, Duration::from_secs(5), enabled);
+    daemon.stop();
+    sim.stop();
+}
+
+#[test]
+fn a_panicking_worker_is_restarted() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let runs = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let r = runs.clone();
+    let handle = daemon::runtime::supervise("flaky".into(), stop, move || {
+        if r.fetch_add(1, Ordering::Relaxed) < 2 {
+            panic!("injected");
+        }
+    });
+    handle.join().unwrap();
+    assert_eq!(runs.load(Ordering::Relaxed), 3, "two panics, two restarts, then a normal end");
+}

@@ -26,6 +26,76 @@ pub struct Config {
     /// The state file and the event log.
     #[serde(default)]
     pub state: State,
+    /// The rebalance procedure.
+    #[serde(default)]
+    pub rebalance: Rebalance,
+    /// Cheap-tariff windows.
+    #[serde(default)]
+    pub tariff: Tariff,
+}
+
+/// `[rebalance]` (SAFETY.md §4 defaults).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rebalance {
+    /// A rebalance is due this many days after the last one.
+    pub every_days: f64,
+    /// Coil capacity during a rebalance, mAh.
+    pub capacity_mah: u32,
+    /// Coil capacity normally, mAh.
+    pub regular_capacity_mah: u32,
+    /// Charge voltage limit and coil full voltage during a rebalance, mV.
+    pub charge_voltage_mv: u16,
+    /// Coil voltage that marks "threshold hit", mV.
+    pub threshold_mv: u32,
+    /// Completion needs the coil current below this, A.
+    pub tail_current_a: f64,
+}
+
+impl Default for Rebalance {
+    fn default() -> Self {
+        Self {
+            every_days: 14.0,
+            capacity_mah: 240_000,
+            regular_capacity_mah: 205_000,
+            charge_voltage_mv: 27950,
+            threshold_mv: 27_800,
+            tail_current_a: 5.0,
+        }
+    }
+}
+
+/// `[tariff]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tariff {
+    /// IANA time zone of the windows (e.g. `Europe/Warsaw`).
+    pub time_zone: String,
+    /// Cheap windows, `HH:MM-HH:MM` local time.
+    pub cheap_windows: Vec<String>,
+}
+
+impl Default for Tariff {
+    fn default() -> Self {
+        Self {
+            time_zone: "UTC".into(),
+            cheap_windows: vec!["00:00-06:00".into(), "13:00-15:00".into(), "22:00-24:00".into()],
+        }
+    }
+}
+
+/// Parses `HH:MM-HH:MM` into minutes after midnight, `[start, end)`.
+pub fn parse_window(w: &str) -> Result<(u16, u16), String> {
+    let minutes = |t: &str| -> Option<u16> {
+        let (h, m) = t.trim().split_once(':')?;
+        let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+        (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
+    };
+    let (a, b) = w.split_once('-').ok_or_else(|| format!("'{w}' is not HH:MM-HH:MM"))?;
+    match (minutes(a), minutes(b)) {
+        (Some(a), Some(b)) if a < b => Ok((a, b)),
+        _ => Err(format!("'{w}' is not HH:MM-HH:MM with the start before the end")),
+    }
 }
 
 /// `[state]`.
@@ -282,6 +352,24 @@ impl Config {
         }
         if s.cell_ov_release_mv >= s.cell_ov_mv || s.cell_uv_release_mv <= s.cell_uv_mv {
             return bad("safety", "a release threshold must lie on the safe side of its threshold".into());
+        }
+        for (k, w) in self.tariff.cheap_windows.iter().enumerate() {
+            if let Err(e) = parse_window(w) {
+                return bad(&format!("tariff.cheap_windows[{}]", k + 1), e);
+            }
+        }
+        if jiff::tz::TimeZone::get(&self.tariff.time_zone).is_err() {
+            return bad(
+                "tariff.time_zone",
+                format!("'{}' is not a known time zone (e.g. Europe/Warsaw, UTC)", self.tariff.time_zone),
+            );
+        }
+        let r = &self.rebalance;
+        if r.regular_capacity_mah >= r.capacity_mah {
+            return bad("rebalance.regular_capacity_mah", "must be below rebalance.capacity_mah".into());
+        }
+        if !(1.0..=365.0).contains(&r.every_days) {
+            return bad("rebalance.every_days", format!("{} is outside 1..365", r.every_days));
         }
         if self.poll.timeout_s >= self.poll.period_s {
             return bad(

@@ -9,7 +9,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use link::{AsciiDeframer, Link, RtuDeframer};
-use maestro_core::{Decision, Maestro, Millis, Observation, PackObservation, Reason, Thresholds};
+use maestro_core::{
+    Action, Decision, Maestro, Millis, Observation, PackObservation, Reason, Rebalance, RebalanceConfig,
+    RebalanceInput, Step, Targets, Thresholds,
+};
 use pace_proto::{
     Command, Config as PaceConfig, ConfigKind, PackAnalog, PackStatus, Reply, Request, Response, Text,
 };
@@ -49,6 +52,24 @@ pub struct CoilReadings {
     pub reading: Option<(coil_modbus::Reading, Millis)>,
 }
 
+/// What the inverter reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InverterReadings {
+    /// Register 301.
+    pub output_priority: Option<u16>,
+    /// Register 331.
+    pub charging_priority: Option<u16>,
+}
+
+/// Operator requests waiting for the safety loop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Requests {
+    /// Start a rebalance.
+    pub start: bool,
+    /// Cancel the rebalance.
+    pub cancel: bool,
+}
+
 /// State shared between the threads.
 #[derive(Debug)]
 pub struct Shared {
@@ -67,6 +88,18 @@ pub struct Shared {
     pub persisted: Mutex<Persisted>,
     /// Fault injection: while set, the safety loop stops deciding, as a hung loop would (rule 10).
     pub freeze_safety_loop: AtomicBool,
+    /// What the inverter reports (registers 301 and 331).
+    pub inverter: Mutex<InverterReadings>,
+    /// The counter's settings as last read.
+    pub coil_settings: Mutex<Option<coil_modbus::Settings>>,
+    /// The values the rebalance procedure wants the devices at.
+    pub targets: Mutex<Targets>,
+    /// One-shot commands for each pack's poller (e.g. 0x9A to unlock it).
+    pub pack_commands: Vec<Mutex<Vec<Command>>>,
+    /// One-shot actions for the counter.
+    pub coil_actions: Mutex<Vec<Action>>,
+    /// Operator requests for the procedure, taken by the safety loop.
+    pub requests: Mutex<Requests>,
     state_file: std::path::PathBuf,
     event_log: EventLog,
 }
@@ -182,6 +215,12 @@ impl Daemon {
             events: Mutex::new(VecDeque::new()),
             persisted: Mutex::new(persisted),
             freeze_safety_loop: AtomicBool::new(false),
+            inverter: Mutex::new(InverterReadings::default()),
+            coil_settings: Mutex::new(None),
+            targets: Mutex::new(Targets::default()),
+            pack_commands: config.packs.iter().map(|_| Mutex::new(Vec::new())).collect(),
+            coil_actions: Mutex::new(Vec::new()),
+            requests: Mutex::new(Requests::default()),
             state_file,
             event_log,
         });
@@ -217,6 +256,15 @@ impl Daemon {
             threads.push(supervise("coil".into(), stop.clone(), move || {
                 if let Ok(link) = Link::open(&url) {
                     poll_coil(slave, link, &shared, &stop2, &poll);
+                }
+            }));
+        }
+        if let Some(inverter) = &config.inverter {
+            let (shared, stop2, slave, url) =
+                (shared.clone(), stop.clone(), inverter.slave, inverter.link.clone());
+            threads.push(supervise("inverter".into(), stop.clone(), move || {
+                if let Ok(link) = Link::open(&url) {
+                    poll_inverter(slave, link, &shared, &stop2);
                 }
             }));
         }
@@ -258,6 +306,16 @@ impl Daemon {
         p.version = 1;
         self.shared.event(format!("operator: {:?}", p.overrides));
         state::save(&self.shared.state_file, &p)
+    }
+
+    /// Asks the safety loop to start a rebalance.
+    pub fn rebalance_start(&self) {
+        lock(&self.shared.requests).start = true;
+    }
+
+    /// Asks the safety loop to cancel the rebalance.
+    pub fn rebalance_cancel(&self) {
+        lock(&self.shared.requests).cancel = true;
     }
 
     /// Stops every thread and waits for them.
@@ -336,6 +394,14 @@ fn poll_pack(k: usize, adr: u8, mut link: Link, shared: &Shared, stop: &AtomicBo
             Ok(other) => errors.push(format!("{}: unexpected reply to 0x44: {other:?}", link.name())),
             Err(e) => errors.push(e),
         }
+        let commands: Vec<Command> = std::mem::take(&mut *lock(&shared.pack_commands[k]));
+        for command in commands {
+            let what = format!("{command:?}");
+            match pace(&mut link, adr, command, timeout) {
+                Ok(_) => shared.event(format!("pack {}: {what} done", k + 1)),
+                Err(e) => shared.event(format!("pack {}: {what} failed: {e}", k + 1)),
+            }
+        }
         if errors.is_empty() && last_limits.is_none_or(|t| t.elapsed() >= secs(poll.limits_every_s)) {
             match read_limits(&mut link, adr, timeout) {
                 Ok((limits, version, serial)) => {
@@ -409,8 +475,15 @@ fn poll_coil(slave: u8, mut link: Link, shared: &Shared, stop: &AtomicBool, poll
         return;
     }
     let mut was_ok = true;
+    let mut last_settings: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
+        if last_settings.is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+            || !lock(&shared.coil_actions).is_empty()
+        {
+            coil_housekeeping(slave, &mut link, shared);
+            last_settings = Some(Instant::now());
+        }
         let result = link
             .request(&frame, &mut RtuDeframer::new(modbus_rtu::Side::Response), timeout)
             .map_err(|e| e.to_string())
@@ -456,8 +529,29 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
         cell_cold_discharge_dc: (s.cell_cold_discharge_c * 10.0).round() as i32,
         ..Thresholds::default()
     });
-    let settings =
-        Settings { charge_voltage: units::Millivolts::from_raw(s.charge_voltage_mv), ..Settings::default() };
+    let r = &config.rebalance;
+    let settings = Settings {
+        charge_voltage: units::Millivolts::from_raw(s.charge_voltage_mv),
+        rebalance_charge_voltage: units::Millivolts::from_raw(r.charge_voltage_mv),
+        ..Settings::default()
+    };
+    let rebalance_config = RebalanceConfig {
+        capacity_mah: r.capacity_mah,
+        regular_capacity_mah: r.regular_capacity_mah,
+        full_voltage_cv: r.charge_voltage_mv / 10,
+        regular_full_voltage_cv: s.charge_voltage_mv / 10,
+        threshold_mv: r.threshold_mv,
+        tail_current_ma: (r.tail_current_a * 1000.0) as u32,
+        every_s: (r.every_days * 86400.0) as u64,
+        cheap_windows: config
+            .tariff
+            .cheap_windows
+            .iter()
+            .filter_map(|w| config::parse_window(w).ok())
+            .collect(),
+    };
+    let tz = jiff::tz::TimeZone::get(&config.tariff.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let mut rebalance = Rebalance::new(rebalance_config, lock(&shared.persisted).rebalance.clone());
     let mut last: Option<(bool, bool)> = None;
     while !stop.load(Ordering::Relaxed) {
         if shared.freeze_safety_loop.load(Ordering::Relaxed) {
@@ -491,11 +585,13 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
             .iter()
             .map(|r| PackInput { analog: r.analog.as_ref().map(|(a, _)| a), limits: r.limits })
             .collect();
+        let step = rebalance.state().step;
+        let overrides = lock(&shared.persisted).overrides.clone();
         let input = Input {
             packs: &inputs,
             coil: coil.as_ref().map(|(c, _)| c),
-            rebalance_active: false,
-            charge_voltage_override: None,
+            rebalance_active: step == Step::Running,
+            charge_voltage_override: overrides.charge_voltage_mv.map(units::Millivolts::from_raw),
         };
         let view = translator::aggregate(&input, &settings);
         let all_limits = readings.iter().all(|r| r.limits_read);
@@ -506,11 +602,12 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
             current_ma: view.map(|v| v.current_ma),
             charge_limit_ma: view.and_then(|v| v.max_charge_ma).filter(|_| all_limits),
             discharge_limit_ma: view.and_then(|v| v.max_discharge_ma).filter(|_| all_limits),
-            forced_disable: lock(&shared.persisted).overrides.forced_disable,
-            rebalance_active: false,
-            rebalance_settling: false,
+            forced_disable: overrides.forced_disable,
+            rebalance_active: step == Step::Running,
+            rebalance_settling: step == Step::Settling,
         };
         let decision = maestro.decide(&obs);
+        run_rebalance(&mut rebalance, &decision, &readings, coil.map(|(c, _)| c), &tz, shared);
         let complete = readings.iter().all(|r| r.analog.is_some() && r.status.is_some() && r.limits_read)
             && (config.coil.is_none() || coil.is_some());
         let comm_lost =
@@ -554,6 +651,70 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
     }
 }
 
+/// One step of the rebalance procedure: targets for the device threads, one-shot actions queued,
+/// events logged, the state file written on every change.
+fn run_rebalance(
+    rebalance: &mut Rebalance,
+    decision: &Decision,
+    readings: &[PackReadings],
+    coil: Option<coil_modbus::Reading>,
+    tz: &jiff::tz::TimeZone,
+    shared: &Shared,
+) {
+    let requests = std::mem::take(&mut *lock(&shared.requests));
+    // Copied out first: two guards of one mutex in one expression would deadlock.
+    let inverter = *lock(&shared.inverter);
+    let coil_settings = *lock(&shared.coil_settings);
+    let now = jiff::Timestamp::now();
+    let local = now.to_zoned(tz.clone());
+    let input = RebalanceInput {
+        now_s: now.as_second().max(0) as u64,
+        local_minute: (local.hour() as u16) * 60 + local.minute() as u16,
+        cell_under_voltage: decision.rebalance_needed,
+        start: requests.start,
+        cancel: requests.cancel,
+        coil_voltage_mv: coil.map(|c| c.voltage_mv()),
+        coil_current_ma: coil.map(|c| c.current_ma().unsigned_abs()),
+        coil_remaining_mah: coil.map(|c| c.remaining_mah),
+        balancing: readings.iter().any(|r| r.status.as_ref().is_some_and(|(s, _)| s.balance.any())),
+        output_priority: inverter.output_priority,
+        charging_priority: inverter.charging_priority,
+        coil_settings: coil_settings.map(|s| (s.capacity_mah, s.full_voltage_cv)),
+    };
+    let outcome = rebalance.step(&input);
+    *lock(&shared.targets) = outcome.targets;
+    for action in outcome.actions {
+        match action {
+            Action::UnlockPacks => {
+                for (k, r) in readings.iter().enumerate() {
+                    let locked = r.status.as_ref().is_some_and(|(s, _)| {
+                        s.protect1.intersects(
+                            pace_proto::Protect1::HIGH_CELL_VOLTAGE
+                                | pace_proto::Protect1::HIGH_TOTAL_VOLTAGE,
+                        ) || s.protect2.contains(pace_proto::Protect2::FULLY)
+                    });
+                    if locked {
+                        lock(&shared.pack_commands[k])
+                            .push(Command::ChargeMosfet(pace_proto::MosfetSwitch::On));
+                    }
+                }
+            }
+            calibrate @ Action::CalibrateCoilFull { .. } => lock(&shared.coil_actions).push(calibrate),
+        }
+    }
+    for event in outcome.events {
+        shared.event(format!("rebalance: {event:?}"));
+    }
+    if outcome.state_changed {
+        let mut p = lock(&shared.persisted);
+        p.version = 1;
+        p.rebalance = rebalance.state().clone();
+        if let Err(e) = state::save(&shared.state_file, &p) {
+            log::error!("{e}");
+        }
+    }
+}
+
 fn protections(d: &Decision) -> Protections {
     let mut p = Protections::default();
     for r in &d.reasons {
@@ -589,6 +750,160 @@ fn respond_loop(mut link: Link, settings: &EmulationSettings, shared: &Shared, s
             Err(e) => {
                 log::debug!("pylon: {e}");
                 nap(stop, Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// One Modbus call; the reply PDU, or a message naming the link and the problem.
+fn modbus(
+    link: &mut Link,
+    slave: u8,
+    request: &modbus_rtu::Request,
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
+    let mut frame = Vec::new();
+    request.encode(slave, &mut frame).map_err(|e| e.to_string())?;
+    let bytes = link
+        .request(&frame, &mut RtuDeframer::new(modbus_rtu::Side::Response), timeout)
+        .map_err(|e| e.to_string())?;
+    match bytes.split_first() {
+        Some((s, pdu)) if *s == slave => Ok(pdu.to_vec()),
+        _ => Err(format!("{}: a reply from another address", link.name())),
+    }
+}
+
+/// Reads holding registers.
+fn read_holding(link: &mut Link, slave: u8, address: u16, count: u16) -> Result<Vec<u16>, String> {
+    let pdu =
+        modbus(link, slave, &modbus_rtu::Request::ReadHolding { address, count }, Duration::from_secs(1))?;
+    match modbus_rtu::Response::parse(&pdu).map_err(|e| e.to_string())? {
+        modbus_rtu::Response::ReadHolding(v) if v.len() == usize::from(count) => Ok(v),
+        modbus_rtu::Response::Exception { code, .. } => {
+            Err(format!("{}: reading {address}+{count} refused: {code}", link.name()))
+        }
+        other => Err(format!("{}: unexpected reply {other:?}", link.name())),
+    }
+}
+
+/// Writes registers and reads them back; the error says what went wrong.
+fn write_confirmed(link: &mut Link, slave: u8, address: u16, values: &[u16]) -> Result<(), String> {
+    let pdu = modbus(
+        link,
+        slave,
+        &modbus_rtu::Request::WriteMultiple { address, values: values.to_vec() },
+        Duration::from_secs(1),
+    )?;
+    if let modbus_rtu::Response::Exception { code, .. } =
+        modbus_rtu::Response::parse(&pdu).map_err(|e| e.to_string())?
+    {
+        return Err(format!("{}: writing {address} refused: {code}", link.name()));
+    }
+    let back = read_holding(link, slave, address, values.len() as u16)?;
+    if back != values {
+        return Err(format!("{}: wrote {values:?} to {address} but it reads back {back:?}", link.name()));
+    }
+    Ok(())
+}
+
+/// The inverter: reads 301 and 331 every 2 s and keeps them at the rebalance targets, writing only
+/// when they differ and confirming by reading back; a failed write is reported and retried.
+fn poll_inverter(slave: u8, mut link: Link, shared: &Shared, stop: &AtomicBool) {
+    let mut failing = false;
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        match read_holding(&mut link, slave, 300, 32) {
+            Ok(regs) => {
+                let readings =
+                    InverterReadings { output_priority: Some(regs[1]), charging_priority: Some(regs[31]) };
+                *lock(&shared.inverter) = readings;
+                let targets = *lock(&shared.targets);
+                for (address, current, target, name) in [
+                    (301u16, readings.output_priority, targets.output_priority, "output priority"),
+                    (331, readings.charging_priority, targets.charging_priority, "charging priority"),
+                ] {
+                    let Some(target) = target else { continue };
+                    if current == Some(target) {
+                        continue;
+                    }
+                    match write_confirmed(&mut link, slave, address, &[target]) {
+                        Ok(()) => {
+                            // What was read back is the device's value now; keep the reading current.
+                            let mut r = lock(&shared.inverter);
+                            if address == 301 {
+                                r.output_priority = Some(target);
+                            } else {
+                                r.charging_priority = Some(target);
+                            }
+                            drop(r);
+                            shared.event(format!("inverter {name} set to {target} (confirmed)"));
+                        }
+                        Err(e) => shared
+                            .event(format!("inverter {name} could not be set to {target}: {e}; retrying")),
+                    }
+                }
+                failing = false;
+            }
+            Err(e) if !failing => {
+                log::warn!("inverter: {e}");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+        nap(stop, Duration::from_secs(2).saturating_sub(started.elapsed()));
+    }
+}
+
+/// The counter's settings and actions: keeps capacity and full voltage at the targets, and runs
+/// the calibration to full (capacity written first: the coil ignores "set full" otherwise).
+fn coil_housekeeping(slave: u8, link: &mut Link, shared: &Shared) {
+    match read_holding(link, slave, 0, coil_modbus::HOLDING_COUNT) {
+        Ok(regs) => {
+            if let Ok(regs) = <[u16; 10]>::try_from(regs.as_slice()) {
+                *lock(&shared.coil_settings) = Some(coil_modbus::Settings::from_registers(&regs));
+            }
+        }
+        Err(e) => {
+            log::debug!("coil settings: {e}");
+            return;
+        }
+    }
+    let settings = *lock(&shared.coil_settings);
+    if let (Some((capacity, full_cv)), Some(s)) = (lock(&shared.targets).coil, settings) {
+        if (s.capacity_mah, s.full_voltage_cv) != (capacity, full_cv) {
+            let values = [(capacity >> 16) as u16, capacity as u16, full_cv];
+            match write_confirmed(link, slave, 1, &values) {
+                Ok(()) => {
+                    if let Some(s) = lock(&shared.coil_settings).as_mut() {
+                        s.capacity_mah = capacity;
+                        s.full_voltage_cv = full_cv;
+                    }
+                    shared.event(format!(
+                        "coil capacity {capacity} mAh, full voltage {full_cv} cV (confirmed)"
+                    ));
+                }
+                Err(e) => shared.event(format!("coil capacity could not be set: {e}; retrying")),
+            }
+        }
+    }
+    let actions: Vec<Action> = std::mem::take(&mut *lock(&shared.coil_actions));
+    for action in actions {
+        if let Action::CalibrateCoilFull { capacity_mah, full_voltage_cv } = action {
+            let values = [(capacity_mah >> 16) as u16, capacity_mah as u16, full_voltage_cv];
+            let result = write_confirmed(link, slave, 1, &values).and_then(|()| {
+                let request = coil_modbus::request::set_level(coil_modbus::Level::Full);
+                match modbus(link, slave, &request, Duration::from_secs(1)) {
+                    Ok(_) => Ok("the counter replied"),
+                    Err(e) if e.contains("no reply") => Ok("no reply, as the counter often does"),
+                    Err(e) => Err(e),
+                }
+            });
+            match result {
+                Ok(how) => shared.event(format!("coil calibrated to full ({how})")),
+                Err(e) => {
+                    shared.event(format!("coil calibration failed: {e}; retrying"));
+                    lock(&shared.coil_actions).push(action);
+                }
             }
         }
     }

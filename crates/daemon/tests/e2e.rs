@@ -187,3 +187,72 @@ fn a_panicking_worker_is_restarted() {
     handle.join().unwrap();
     assert_eq!(runs.load(Ordering::Relaxed), 3, "two panics, two restarts, then a normal end");
 }
+
+/// Waits until `f` holds for the plant; returns how long it took.
+fn until_plant(sim: &Sim, limit: Duration, what: &str, f: impl Fn(&sim::Plant) -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        if f(&lock(&sim.plant())) {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_rebalance_start_and_cancel_reach_the_inverter_and_the_coil() {
+    let dir = state_dir("rebalance");
+    let (sim, daemon) = start_in(2, &dir);
+    until(&sim, Duration::from_secs(15), enabled);
+    std::thread::sleep(Duration::from_secs(3)); // the inverter's output priority has been read
+    daemon.rebalance_start();
+    until_plant(&sim, Duration::from_secs(8), "output priority utility first", |p| {
+        p.inverter.registers.get(301) == 0
+    });
+    until_plant(&sim, Duration::from_secs(8), "raised charge voltage in 0x63", |p| {
+        p.inverter.bms.is_some_and(|m| m.charge_voltage.raw() == 27950)
+    });
+    until_plant(&sim, Duration::from_secs(10), "coil at the rebalance capacity", |p| {
+        let s = p.coil.registers.settings;
+        (s.capacity_mah, s.full_voltage_cv) == (240_000, 2795)
+    });
+    let saved = std::fs::read_to_string(dir.join("state.json")).unwrap();
+    assert!(saved.contains("\"step\": \"running\""), "{saved}");
+
+    daemon.rebalance_cancel();
+    until_plant(&sim, Duration::from_secs(8), "output priority restored to sbu", |p| {
+        p.inverter.registers.get(301) == 2
+    });
+    until_plant(&sim, Duration::from_secs(8), "charging priority pv only", |p| {
+        p.inverter.registers.get(331) == 3
+    });
+    until_plant(&sim, Duration::from_secs(8), "regular charge voltage", |p| {
+        p.inverter.bms.is_some_and(|m| m.charge_voltage.raw() == 27350)
+    });
+    until_plant(&sim, Duration::from_secs(10), "coil back to its regular capacity", |p| {
+        let s = p.coil.registers.settings;
+        (s.capacity_mah, s.full_voltage_cv) == (205_000, 2735)
+    });
+    let saved = std::fs::read_to_string(dir.join("state.json")).unwrap();
+    assert!(saved.contains("\"step\": \"idle\"") && saved.contains("\"soc_uncalibrated\": true"), "{saved}");
+    // The daemon logs a write once it has read it back, a moment after the device took it.
+    let started = Instant::now();
+    for needle in [
+        "rebalance: Started(Operator)",
+        "inverter output priority set to 0 (confirmed)",
+        "rebalance: Cancelled",
+        "coil capacity 205000 mAh",
+    ] {
+        loop {
+            let log = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+            if log.contains(needle) {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "{needle} not in {log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    daemon.stop();
+    sim.stop();
+}

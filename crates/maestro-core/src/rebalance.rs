@@ -91,6 +91,15 @@ pub struct RebalanceState {
     pub forced_charging_priority: Option<u16>,
     /// The last run was cancelled: the coil's SOC is not calibrated.
     pub soc_uncalibrated: bool,
+    /// Output priority still to restore (kept until the inverter reports it).
+    #[serde(default)]
+    pub restore_output_priority: Option<u16>,
+    /// Charging priority still to restore (kept until the inverter reports it).
+    #[serde(default)]
+    pub restore_charging_priority: Option<u16>,
+    /// Coil capacity and full voltage still to restore (kept until the coil reports them).
+    #[serde(default)]
+    pub restore_coil: Option<(u32, u16)>,
 }
 
 /// What the procedure looks at.
@@ -116,6 +125,10 @@ pub struct RebalanceInput {
     pub balancing: bool,
     /// The inverter's output priority as it reports it now.
     pub output_priority: Option<u16>,
+    /// The inverter's charging priority as it reports it now.
+    pub charging_priority: Option<u16>,
+    /// The coil's capacity (mAh) and full voltage (0.01 V) as it reports them now.
+    pub coil_settings: Option<(u32, u16)>,
 }
 
 /// The values the daemon keeps the devices at while they apply (`None`: leave as is).
@@ -230,12 +243,13 @@ impl Rebalance {
             self.state.soc_uncalibrated = true;
             out.actions.push(Action::UnlockPacks);
             out.events.push(Event::Cancelled);
-            // Restore on the way out; the targets below keep them.
-            let restore = self.state.remembered_output_priority.take().unwrap_or(OUTPUT_SBU);
-            out.targets.output_priority = Some(restore);
-            out.targets.charging_priority =
+            // Restore on the way out, until the devices report it.
+            self.state.restore_output_priority =
+                Some(self.state.remembered_output_priority.take().unwrap_or(OUTPUT_SBU));
+            self.state.restore_charging_priority =
                 Some(self.state.forced_charging_priority.unwrap_or(CHARGE_PV_ONLY));
-            out.targets.coil = Some((c.regular_capacity_mah, c.regular_full_voltage_cv));
+            self.state.restore_coil = Some((c.regular_capacity_mah, c.regular_full_voltage_cv));
+            self.restore(input, &mut out.targets);
             out.state_changed = self.state != before;
             return out;
         }
@@ -277,9 +291,9 @@ impl Rebalance {
                         full_voltage_cv: c.full_voltage_cv,
                     });
                     out.events.push(Event::Completed);
-                    let restore = self.state.remembered_output_priority.take().unwrap_or(OUTPUT_SBU);
-                    out.targets.output_priority = Some(restore);
-                    out.targets.charging_priority =
+                    self.state.restore_output_priority =
+                        Some(self.state.remembered_output_priority.take().unwrap_or(OUTPUT_SBU));
+                    self.state.restore_charging_priority =
                         Some(self.state.forced_charging_priority.unwrap_or(CHARGE_PV_ONLY));
                     out.targets.settling = true;
                 } else {
@@ -298,14 +312,42 @@ impl Rebalance {
             Step::Settling => {
                 if input.coil_remaining_mah.is_some_and(|r| r <= c.regular_capacity_mah) {
                     self.state.step = Step::Idle;
-                    out.targets.coil = Some((c.regular_capacity_mah, c.regular_full_voltage_cv));
+                    self.state.restore_coil = Some((c.regular_capacity_mah, c.regular_full_voltage_cv));
                     out.events.push(Event::Settled);
                 } else {
                     out.targets.settling = true;
                 }
             }
         }
+        if self.state.step != Step::Running {
+            self.restore(input, &mut out.targets);
+        }
         out.state_changed = self.state != before;
         out
+    }
+
+    /// Keeps asking for pending restores until the devices report them, then forgets them.
+    fn restore(&mut self, input: &RebalanceInput, targets: &mut Targets) {
+        if let Some(v) = self.state.restore_output_priority {
+            if input.output_priority == Some(v) {
+                self.state.restore_output_priority = None;
+            } else {
+                targets.output_priority = Some(v);
+            }
+        }
+        if let Some(v) = self.state.restore_charging_priority {
+            if input.charging_priority == Some(v) {
+                self.state.restore_charging_priority = None;
+            } else {
+                targets.charging_priority = Some(v);
+            }
+        }
+        if let Some(v) = self.state.restore_coil {
+            if input.coil_settings == Some(v) {
+                self.state.restore_coil = None;
+            } else {
+                targets.coil = Some(v);
+            }
+        }
     }
 }

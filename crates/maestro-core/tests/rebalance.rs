@@ -41,8 +41,12 @@ fn a_whole_cycle_from_cell_under_voltage_to_settled() {
     // The voltage sags, current tails off, but a pack still balances: keep going.
     let out = r.step(&RebalanceInput { coil_current_ma: Some(3000), balancing: true, ..input(4000, 900) });
     assert!(out.events.is_empty() && out.targets.raised_charge_voltage);
-    // Balancing done: complete.
-    let out = r.step(&RebalanceInput { coil_current_ma: Some(3000), ..input(5000, 900) });
+    // Balancing done: complete (the inverter still reports utility first, as the run set it).
+    let out = r.step(&RebalanceInput {
+        coil_current_ma: Some(3000),
+        output_priority: Some(OUTPUT_UTILITY_FIRST),
+        ..input(5000, 900)
+    });
     assert_eq!(out.events, [Event::Completed]);
     assert_eq!(
         out.actions,
@@ -56,14 +60,36 @@ fn a_whole_cycle_from_cell_under_voltage_to_settled() {
     assert_eq!(r.state().step, Step::Settling);
     assert_eq!(r.state().last_completed_s, Some(5000));
     assert!(!r.state().needed);
-    // Settling: charging stays blocked until the coil has given back the extra 35 Ah.
-    let out = r.step(&RebalanceInput { coil_remaining_mah: Some(230_000), ..input(6000, 900) });
+    // Settling: charging stays blocked until the coil has given back the extra 35 Ah. The output
+    // priority is asked for until the inverter reports it restored.
+    let out = r.step(&RebalanceInput {
+        coil_remaining_mah: Some(230_000),
+        output_priority: Some(OUTPUT_UTILITY_FIRST),
+        ..input(6000, 900)
+    });
     assert!(out.targets.settling);
+    assert_eq!(out.targets.output_priority, Some(OUTPUT_SBU));
+    let out = r.step(&RebalanceInput {
+        coil_remaining_mah: Some(230_000),
+        charging_priority: Some(CHARGE_PV_ONLY),
+        ..input(6100, 900)
+    });
+    assert_eq!(
+        (out.targets.output_priority, out.targets.charging_priority),
+        (None, None),
+        "restored: no longer asked for"
+    );
     let out = r.step(&RebalanceInput { coil_remaining_mah: Some(205_000), ..input(7000, 900) });
     assert_eq!(out.events, [Event::Settled]);
     assert_eq!(out.targets.coil, Some((205_000, 2735)));
     assert!(!out.targets.settling);
     assert_eq!(r.state().step, Step::Idle);
+    // Asked for until the coil reports it.
+    assert_eq!(r.step(&input(7100, 900)).targets.coil, Some((205_000, 2735)));
+    assert_eq!(
+        r.step(&RebalanceInput { coil_settings: Some((205_000, 2735)), ..input(7200, 900) }).targets.coil,
+        None
+    );
 }
 
 #[test]
@@ -90,8 +116,18 @@ fn cancel_restores_everything_but_does_not_calibrate() {
     assert!(!t.raised_charge_voltage && !t.settling);
     assert!(r.state().soc_uncalibrated, "the UI must say the SOC is uncalibrated");
     assert_eq!(r.state().step, Step::Idle);
+    // The restores are asked for until the devices report them, even across steps.
+    let out = r.step(&input(20, 600));
+    assert_eq!((out.targets.output_priority, out.targets.coil), (Some(1), Some((205_000, 2735))));
+    let restored = RebalanceInput {
+        output_priority: Some(1),
+        charging_priority: Some(CHARGE_PV_ONLY),
+        coil_settings: Some((205_000, 2735)),
+        ..input(30, 600)
+    };
+    assert_eq!(r.step(&restored).targets, Targets::default());
     // Cancelling when idle does nothing.
-    assert_eq!(r.step(&RebalanceInput { cancel: true, ..input(20, 600) }), Outcome::default());
+    assert_eq!(r.step(&RebalanceInput { cancel: true, ..restored }), Outcome::default());
 }
 
 #[test]

@@ -12,7 +12,8 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   test            install what the tests need, then fmt, clippy, every test (what CI runs)
-  bench           criterion benches and probe throughput, printed as a table
+  bench           codec benches, probe throughput and the daemon's figures (latency, poll
+                  cycle, time-to-safe, memory and CPU of `run` with 12 packs), printed as tables
   fuzz [SECONDS]  run every fuzz target for SECONDS each (default 30; needs nightly and cargo-fuzz)";
 
 fn main() -> Result<()> {
@@ -134,7 +135,133 @@ fn bench(root: &Path) -> Result<()> {
     for r in &rows {
         println!("| {} | {:.0} | {:.0} |", r.name, r.ns_per_frame, 1e9 / r.ns_per_frame);
     }
+    daemon_table(root)
+}
+
+/// The daemon's figures: its own bench harness (one JSON object a line) and the footprint of a
+/// real `pace2pylon run` process against `pace2pylon sim`.
+fn daemon_table(root: &Path) -> Result<()> {
+    eprintln!("\n$ cargo bench -p daemon --bench daemon");
+    let out = Command::new("cargo")
+        .args(["bench", "-p", "daemon", "--bench", "daemon"])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("could not start cargo")?;
+    if !out.status.success() {
+        bail!("the daemon bench failed ({})", out.status);
+    }
+    let mut lines = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value = serde_json::from_str(line).context("the daemon bench printed bad JSON")?;
+        let f = |k: &str| v[k].as_f64().map_or("–".to_string(), |x| format!("{x:.2}"));
+        let measured = match v["wire_ms"].as_f64() {
+            Some(wire) => format!(
+                "p50 {} ms, max {} ms; wire {wire:.2} ms, ratio {}",
+                f("p50_ms"),
+                f("max_ms"),
+                f("ratio")
+            ),
+            None if v["p99_ms"].is_number() => {
+                format!("p50 {} ms, p99 {} ms, max {} ms", f("p50_ms"), f("p99_ms"), f("max_ms"))
+            }
+            None => format!("p50 {} ms, max {} ms", f("p50_ms"), f("max_ms")),
+        };
+        lines.push(format!(
+            "| {} | {} | {measured} | {} |",
+            v["bench"].as_str().unwrap_or("?"),
+            v["samples"],
+            v["goal"].as_str().unwrap_or("")
+        ));
+    }
+    let footprint = footprint(root)?;
+    println!("\n| daemon benchmark | samples | measured | goal |\n|---|---:|---|---|");
+    for l in &lines {
+        println!("{l}");
+    }
+    println!("{footprint}");
     Ok(())
+}
+
+/// Resident memory and CPU of `pace2pylon run` with 12 simulated packs at steady state: 10 s to
+/// settle, then 30 s measured from /proc.
+fn footprint(root: &Path) -> Result<String> {
+    use std::io::{BufRead, BufReader};
+    run("cargo", &["build", "--release", "-p", "pace2pylon"])?;
+    let exe = root.join("target/release/pace2pylon");
+    let mut sim = Command::new(&exe)
+        .args(["sim", "--packs", "12", "--base-port", "0", "--print-config"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("could not start pace2pylon sim")?;
+    let mut config = String::new();
+    let mut reader = BufReader::new(sim.stdout.take().context("sim stdout")?);
+    let mut in_inverter = false;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            bail!("pace2pylon sim ended before printing its configuration");
+        }
+        in_inverter |= line.starts_with("[inverter]");
+        config += &line;
+        if in_inverter && line.starts_with("slave") {
+            break;
+        }
+    }
+    let dir = root.join("target/bench-run");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)?;
+    config += &format!(
+        "\n[state]\nstate_file = \"{}\"\nevent_log = \"{}\"\n",
+        dir.join("state.json").display(),
+        dir.join("events.jsonl").display()
+    );
+    let path = dir.join("run.toml");
+    fs::write(&path, config)?;
+    let mut daemon = Command::new(&exe)
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("could not start pace2pylon run")?;
+    let measured = measure_process(daemon.id());
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let (rss_kb, cpu) = measured?;
+    Ok(format!(
+        "| `pace2pylon run`, 12 packs, steady state | 30 s | max RSS {:.1} MB, CPU {:.2} % of one core | < 20 MB, < 2 % |",
+        rss_kb as f64 / 1024.0,
+        cpu * 100.0
+    ))
+}
+
+/// Max VmRSS (kB) over 30 s and the CPU share (utime + stime) in that window.
+fn measure_process(pid: u32) -> Result<(u64, f64)> {
+    let ticks = |pid: u32| -> Result<u64> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).context("the daemon exited")?;
+        let after = stat.rsplit_once(')').context("odd /proc stat")?.1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        // After the command name: state is field 3, utime 14 and stime 15 (1-based in proc(5)).
+        Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
+    };
+    let rss = |pid: u32| -> Result<u64> {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).context("the daemon exited")?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS")?;
+        Ok(line.split_whitespace().nth(1).context("odd VmRSS")?.parse()?)
+    };
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let (t0, c0) = (Instant::now(), ticks(pid)?);
+    let mut max_rss = rss(pid)?;
+    for _ in 0..30 {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        max_rss = max_rss.max(rss(pid)?);
+    }
+    let cpu_s = (ticks(pid)? - c0) as f64 / 100.0; // USER_HZ is 100 on Linux
+    Ok((max_rss, cpu_s / t0.elapsed().as_secs_f64()))
 }
 
 /// `pylon-probe decode --json --cmd 42 -` over a million 3-module replies (capture Y05).

@@ -56,7 +56,7 @@ struct SimArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     listen: String,
-    /// First port (P).
+    /// First port (P); 0 lets every line pick a free port (see --print-config).
     #[arg(long, default_value_t = 4000)]
     base_port: u16,
     /// Plant seconds per real second.
@@ -128,7 +128,7 @@ fn listen(host: &str, port: u32) -> anyhow::Result<(Link, String)> {
     let port = u16::try_from(port)
         .with_context(|| format!("port {port} is above 65535: choose a lower --base-port"))?;
     let mut link = Link::open(&format!("tcp-listen://{host}:{port}"))?;
-    link.local_addr()?;
+    let port = link.local_addr()?.map_or(port, |a| a.port());
     Ok((link, format!("tcp://{host}:{port}")))
 }
 
@@ -155,7 +155,8 @@ fn sim(args: &SimArgs) -> anyhow::Result<()> {
         ..PlantConfig::default()
     };
     let p = u32::from(args.base_port);
-    let open = |offset: u32| if args.pty { pty() } else { listen(&args.listen, p + offset) };
+    let port = |offset: u32| if p == 0 { 0 } else { p + offset };
+    let open = |offset: u32| if args.pty { pty() } else { listen(&args.listen, port(offset)) };
     let mut packs = Vec::new();
     let mut pack_urls = Vec::new();
     for k in 0..u32::from(args.packs) {

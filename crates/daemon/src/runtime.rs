@@ -43,6 +43,25 @@ pub struct PackReadings {
     pub version: Option<Text>,
     /// The last problem on its line.
     pub last_error: Option<String>,
+    /// The last complete 0x42 + 0x44 exchange.
+    pub cycle: Option<Cycle>,
+}
+
+/// One poll cycle of a pack: how long the 0x42 and 0x44 exchanges took and how many bytes they
+/// moved, from which the time the wire alone needs follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cycle {
+    /// From the first request written to the last reply parsed.
+    pub took: Duration,
+    /// Request and reply bytes of both exchanges.
+    pub bytes: usize,
+}
+
+impl Cycle {
+    /// The time `bytes` take at `baud` with 8N1 framing (10 bits a byte).
+    pub fn wire_time(&self, baud: u32) -> Duration {
+        Duration::from_secs_f64(self.bytes as f64 * 10.0 / f64::from(baud.max(1)))
+    }
 }
 
 /// The counter's last reading.
@@ -364,12 +383,26 @@ fn emulation_settings(config: &Config) -> EmulationSettings {
 
 /// One Pace request; the reply's content, or a message naming the link and the problem.
 fn pace(link: &mut Link, adr: u8, command: Command, timeout: Duration) -> Result<Response, String> {
+    pace_counted(link, adr, command, timeout).map(|(response, _)| response)
+}
+
+/// One exchange; also returns the bytes it moved both ways.
+fn pace_counted(
+    link: &mut Link,
+    adr: u8,
+    command: Command,
+    timeout: Duration,
+) -> Result<(Response, usize), String> {
     let cid2 = command.cid2();
     let mut frame = Vec::new();
     Request { adr, command }.emit(&mut frame).map_err(|e| e.to_string())?;
     let bytes = link.request(&frame, &mut AsciiDeframer::new(), timeout).map_err(|e| e.to_string())?;
     let reply = Reply::parse(cid2, &bytes).map_err(|e| format!("{}: {e}", link.name()))?;
-    reply.outcome.map_err(|r| format!("{}: the BMS refused CID2 {cid2:02X}: {}", link.name(), r.rtn))
+    let moved = frame.len() + bytes.len();
+    reply
+        .outcome
+        .map(|response| (response, moved))
+        .map_err(|r| format!("{}: the BMS refused CID2 {cid2:02X}: {}", link.name(), r.rtn))
 }
 
 fn poll_pack(k: usize, adr: u8, mut link: Link, shared: &Shared, stop: &AtomicBool, poll: &config::Poll) {
@@ -380,19 +413,25 @@ fn poll_pack(k: usize, adr: u8, mut link: Link, shared: &Shared, stop: &AtomicBo
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         let mut errors = Vec::new();
-        match pace(&mut link, adr, Command::Analog { pack: 0xFF }, timeout) {
-            Ok(Response::Analog(mut a)) if !a.packs.is_empty() => {
+        let mut moved = 0;
+        match pace_counted(&mut link, adr, Command::Analog { pack: 0xFF }, timeout) {
+            Ok((Response::Analog(mut a), n)) if !a.packs.is_empty() => {
+                moved += n;
                 lock(slot).analog = Some((a.packs.swap_remove(0), shared.now()))
             }
-            Ok(other) => errors.push(format!("{}: unexpected reply to 0x42: {other:?}", link.name())),
+            Ok((other, _)) => errors.push(format!("{}: unexpected reply to 0x42: {other:?}", link.name())),
             Err(e) => errors.push(e),
         }
-        match pace(&mut link, adr, Command::Status { pack: 0xFF }, timeout) {
-            Ok(Response::Status(mut s)) if !s.packs.is_empty() => {
+        match pace_counted(&mut link, adr, Command::Status { pack: 0xFF }, timeout) {
+            Ok((Response::Status(mut s), n)) if !s.packs.is_empty() => {
+                moved += n;
                 lock(slot).status = Some((s.packs.swap_remove(0), shared.now()))
             }
-            Ok(other) => errors.push(format!("{}: unexpected reply to 0x44: {other:?}", link.name())),
+            Ok((other, _)) => errors.push(format!("{}: unexpected reply to 0x44: {other:?}", link.name())),
             Err(e) => errors.push(e),
+        }
+        if errors.is_empty() {
+            lock(slot).cycle = Some(Cycle { took: started.elapsed(), bytes: moved });
         }
         let commands: Vec<Command> = std::mem::take(&mut *lock(&shared.pack_commands[k]));
         for command in commands {

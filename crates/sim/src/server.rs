@@ -136,8 +136,9 @@ fn clock(plant: &Mutex<Plant>, stop: &AtomicBool, speed: f64) {
     }
 }
 
-/// Answers frames on `link` with `answer` until stopped, pacing each reply like the wire. A link
-/// error (the peer left) is waited out: the next peer is served.
+/// Answers frames on `link` with `answer` until stopped, pacing each exchange like the wire: the
+/// request arrives at once over a socket, so its own wire time is waited out before the reply's.
+/// A link error (the peer left) is waited out: the next peer is served.
 fn serve<D: Deframer>(
     mut link: Link,
     mut deframer: D,
@@ -150,7 +151,7 @@ fn serve<D: Deframer>(
         match link.receive(&mut deframer, Instant::now() + Duration::from_millis(200)) {
             Ok(Some(frame)) => {
                 if let Some(reply) = answer(plant, &frame) {
-                    thread::sleep(options.reply_delay + wire_time(reply.len(), options.baud));
+                    thread::sleep(options.reply_delay + wire_time(frame.len() + reply.len(), options.baud));
                     let _ = link.send(&reply);
                 }
             }

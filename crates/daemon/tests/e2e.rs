@@ -84,6 +84,15 @@ fn the_inverter_is_enabled_then_disabled_by_a_reported_fault() {
     // The inverter now follows the BMS: it charges from the PV surplus at 11:00.
     std::thread::sleep(Duration::from_secs(2));
     assert!(lock(&sim.plant()).inverter.limits().from_bms);
+    // Each pack's last 0x42 + 0x44 cycle is recorded; the simulator paces it like a 9600 baud wire
+    // plus 15 ms of think time per reply, so it can be no shorter than that.
+    for pack in &daemon.shared().packs {
+        let cycle = pack.lock().unwrap().cycle.expect("a complete poll cycle");
+        let wire = cycle.wire_time(9600);
+        assert!(cycle.bytes > 200, "0x42 and 0x44 move a few hundred bytes, not {}", cycle.bytes);
+        assert!(cycle.took >= wire + Duration::from_millis(30), "{cycle:?} is shorter than the wire allows");
+        assert!(cycle.took < wire + Duration::from_millis(500), "{cycle:?} is far slower than the wire");
+    }
     sim.command("fault pack 1 overtemp").unwrap();
     let t = until(&sim, Duration::from_secs(5), |f| {
         !f.intersects(ManagementFlags::CHARGE_ENABLE | ManagementFlags::DISCHARGE_ENABLE)

@@ -265,3 +265,79 @@ fn a_rebalance_start_and_cancel_reach_the_inverter_and_the_coil() {
     daemon.stop();
     sim.stop();
 }
+
+/// `[pylon] link` as a TCP listener, as `demo --pylon-listen` exposes it: an outside master asks
+/// every Pylontech command and gets a well-formed reply (RTN 00) from the right address.
+#[test]
+fn an_outside_master_gets_an_answer_to_every_command() {
+    use pylon_proto::{Command, Dialect, Reply, Request};
+    let dir = state_dir("outside-master");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (mut links, mut urls) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        let (l, u) = listen();
+        links.push(l);
+        urls.push(u);
+    }
+    let (coil, coil_url) = listen();
+    let (inverter, inverter_url) = listen();
+    let (bms_port, _unused) = listen();
+    let plant = Plant::new(PlantConfig { packs: 2, start_of_day_s: 11.0 * 3600.0, ..PlantConfig::default() });
+    let sim = Sim::start(plant, Lines { packs: links, coil, inverter, bms_port }, Options::default());
+    let mut toml = format!(
+        "[pylon]\nlink = \"tcp-listen://127.0.0.1:{port}\"\naddress = 2\n\n[coil]\nlink = \"{coil_url}\"\n\n[inverter]\nlink = \"{inverter_url}\"\n\n"
+    );
+    for u in &urls {
+        toml += &format!("[[pack]]\nlink = \"{u}\"\nadr = 0\n\n");
+    }
+    toml += &format!(
+        "[state]\nstate_file = \"{}\"\nevent_log = \"{}\"\n",
+        dir.join("state.json").display(),
+        dir.join("events.jsonl").display()
+    );
+    let daemon = Daemon::start(Config::parse(&toml, "test.toml").unwrap()).unwrap();
+    let mut master = Link::open(&format!("tcp://127.0.0.1:{port}")).unwrap();
+    let ask = |master: &mut Link, adr: u8, command: Command| {
+        let mut frame = Vec::new();
+        Request { adr, command }.emit(&mut frame).unwrap();
+        let bytes = master.request(&frame, &mut link::AsciiDeframer::new(), Duration::from_secs(1))?;
+        Ok::<_, link::Error>(Reply::parse(command.cid2(), &bytes, Dialect::default()).unwrap())
+    };
+    // Silent until the first complete snapshot; then it answers.
+    let started = Instant::now();
+    while ask(&mut master, 2, Command::SystemManagement).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(15), "the responder never answered");
+    }
+    let system = [
+        Command::ProtocolVersion,
+        Command::ManufacturerInfo,
+        Command::SystemInfo,
+        Command::SystemAnalog,
+        Command::SystemAlarm,
+        Command::SystemManagement,
+        Command::SystemParameters,
+        Command::Analog { command: 0xFF },
+        Command::Alarm { command: 0xFF },
+    ];
+    for command in system {
+        let reply = ask(&mut master, 2, command).unwrap();
+        assert_eq!(reply.adr, 2, "{command:?}");
+        assert!(reply.outcome.is_ok(), "{command:?}: {:?}", reply.outcome);
+    }
+    // Pack i answers per-module commands at address 2 + i - 1.
+    for adr in [2u8, 3] {
+        for command in [
+            Command::Analog { command: adr },
+            Command::Alarm { command: adr },
+            Command::Management { command: adr },
+            Command::Serial { command: adr },
+            Command::Firmware { command: adr },
+        ] {
+            let reply = ask(&mut master, adr, command).unwrap();
+            assert_eq!(reply.adr, adr, "{command:?}");
+            assert!(reply.outcome.is_ok(), "{command:?} at {adr}: {:?}", reply.outcome);
+        }
+    }
+    daemon.stop();
+    sim.stop();
+}

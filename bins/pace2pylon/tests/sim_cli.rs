@@ -79,3 +79,40 @@ fn sim_serves_prints_its_config_answers_commands_and_stops_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn base_port_zero_gives_every_line_its_own_free_port_and_prints_it() {
+    let mut child = Command::new(BIN)
+        .args(["sim", "--packs", "2", "--base-port", "0", "--print-config"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut config = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the configuration ended early: {config}");
+        config.push_str(&line);
+        if line.starts_with("slave = 1") && config.contains("[inverter]") {
+            break;
+        }
+    }
+    let ports: Vec<u16> = config
+        .lines()
+        .filter_map(|l| l.strip_prefix("link = \"tcp://127.0.0.1:"))
+        .map(|p| p.trim_end_matches('"').parse().unwrap())
+        .collect();
+    assert_eq!(ports.len(), 5, "two packs, the coil, the inverter and its BMS port: {config}");
+    let mut unique = ports.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), 5, "{ports:?}");
+    for port in &ports {
+        assert!(*port >= 1024, "{ports:?}");
+        TcpStream::connect(("127.0.0.1", *port)).unwrap_or_else(|e| panic!("port {port} is not served: {e}"));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -251,8 +251,8 @@ fn decode_one(
     out: &mut impl Write,
 ) -> Result<(), String> {
     let result = match cmd {
-        Some(cid2) => Reply::parse(cid2, frame, dialect).map(|r| write_value(&r, json, out)),
-        None => Request::parse(frame).map(|r| write_value(&r, json, out)),
+        Some(cid2) => Reply::parse(cid2, frame, dialect).map(|r| probe_kit::print_in_stream(&r, json, out)),
+        None => Request::parse(frame).map(|r| probe_kit::print_in_stream(&r, json, out)),
     };
     match result {
         Ok(written) => written.map_err(|e| format!("writing the result: {e}")),
@@ -260,23 +260,6 @@ fn decode_one(
             "unknown CID2 {c:02X}: not a Pylontech request; to decode a reply, give its request's CID2 with --cmd (e.g. --cmd 42)"
         )),
         Err(e) => Err(e.to_string()),
-    }
-}
-
-fn write_value<T: serde::Serialize>(value: &T, json: bool, out: &mut impl Write) -> io::Result<()> {
-    if json {
-        // serde_json makes many tiny writes: gather them in a reused buffer, write once per frame.
-        thread_local!(static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
-        LINE.with_borrow_mut(|line| {
-            line.clear();
-            serde_json::to_writer(&mut *line, value)?;
-            line.push(b'\n');
-            out.write_all(line)
-        })
-    } else {
-        let v = serde_json::to_value(value)?;
-        probe_kit::render(&v, out)?;
-        out.write_all(b"\n")
     }
 }
 

@@ -318,11 +318,30 @@ impl LinkArgs {
 /// I/O errors of `out`.
 pub fn print_value<T: serde::Serialize, W: Write>(value: &T, json: bool, out: &mut W) -> io::Result<()> {
     if json {
-        serde_json::to_writer(&mut *out, value)?;
-        out.write_all(b"\n")
+        // serde_json makes many tiny writes: gather them in a reused buffer, write once per value.
+        thread_local!(static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) });
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            serde_json::to_writer(&mut *line, value)?;
+            line.push(b'\n');
+            out.write_all(line)
+        })
     } else {
         render(&serde_json::to_value(value)?, out)
     }
+}
+
+/// [`print_value`] for one of many values in a stream: tables get a blank line after them so
+/// that consecutive frames stand apart; JSON lines need nothing.
+///
+/// # Errors
+/// I/O errors of `out`.
+pub fn print_in_stream<T: serde::Serialize, W: Write>(value: &T, json: bool, out: &mut W) -> io::Result<()> {
+    print_value(value, json, out)?;
+    if !json {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 /// The local time as `HH:MM:SS.mmm`, for sniffed frames.

@@ -10,56 +10,23 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use daemon::Config;
 use daemon::runtime::Daemon;
-use link::Link;
 use pylon_proto::{Command, ManagementFlags, Request};
 use serde_json::json;
 use serialport::{SerialPort, TTYPort};
-use sim::server::{Lines, Options, Sim, lock};
-use sim::{Plant, PlantConfig};
+use sim::server::{Options, Sim, lock};
 
 const BAUD: u32 = 9600;
 
-fn listen() -> (Link, String) {
-    let mut l = Link::open("tcp-listen://127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().unwrap();
-    (l, format!("tcp://{addr}"))
-}
+#[path = "../tests/support/plant.rs"]
+mod plant;
 
-/// The simulated plant and the daemon; `pylon` is the daemon's responder link (the simulated
-/// inverter polls it when it is the sim's TCP port).
+/// The plant paced at 9600 baud with no think time, the simulated inverter polling every
+/// `inverter_polls`, and the daemon; `pylon` is the daemon's responder link when not the sim's port.
 fn start(packs: usize, pylon: Option<String>, inverter_polls: Duration, tag: &str) -> (Sim, Daemon) {
-    let (mut links, mut urls) = (Vec::new(), Vec::new());
-    for _ in 0..packs {
-        let (l, u) = listen();
-        links.push(l);
-        urls.push(u);
-    }
-    let (coil, coil_url) = listen();
-    let (inverter, inverter_url) = listen();
-    let (bms_port, bms_url) = listen();
-    let plant = Plant::new(PlantConfig { packs, start_of_day_s: 11.0 * 3600.0, ..PlantConfig::default() });
     let options =
         Options { baud: BAUD, reply_delay: Duration::ZERO, poll_every: inverter_polls, ..Options::default() };
-    let sim = Sim::start(plant, Lines { packs: links, coil, inverter, bms_port }, options);
-    let pylon = pylon.unwrap_or(bms_url);
-    let dir = std::env::temp_dir().join(format!("p2p-bench-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut toml = format!(
-        "[pylon]\nlink = \"{pylon}\"\naddress = 2\n\n[coil]\nlink = \"{coil_url}\"\n\n[inverter]\nlink = \"{inverter_url}\"\n\n"
-    );
-    for u in &urls {
-        toml += &format!("[[pack]]\nlink = \"{u}\"\nadr = 0\n\n");
-    }
-    toml += &format!(
-        "[state]\nstate_file = \"{}\"\nevent_log = \"{}\"\n",
-        dir.join("state.json").display(),
-        dir.join("events.jsonl").display()
-    );
-    let config = Config::parse(&toml, "bench.toml").unwrap();
-    (sim, Daemon::start(config).unwrap())
+    plant::start_with(packs, pylon.as_deref(), options, &plant::state_dir(&format!("bench-{tag}")))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -9,51 +9,18 @@ use daemon::Config;
 use daemon::runtime::Daemon;
 use link::Link;
 use pylon_proto::ManagementFlags;
-use sim::server::{Lines, Options, Sim, lock};
-use sim::{Plant, PlantConfig};
+use sim::server::{Options, Sim, lock};
 
-fn listen() -> (Link, String) {
-    let mut l = Link::open("tcp-listen://127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().unwrap();
-    (l, format!("tcp://{addr}"))
-}
-
-fn state_dir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("p2p-e2e-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+#[path = "support/plant.rs"]
+mod plant;
+use plant::{start_with, state_dir};
 
 fn start(packs: usize) -> (Sim, Daemon) {
     start_in(packs, &state_dir(&format!("{packs}-{:?}", std::thread::current().id())))
 }
 
 fn start_in(packs: usize, dir: &std::path::Path) -> (Sim, Daemon) {
-    let (mut links, mut urls) = (Vec::new(), Vec::new());
-    for _ in 0..packs {
-        let (l, u) = listen();
-        links.push(l);
-        urls.push(u);
-    }
-    let (coil, coil_url) = listen();
-    let (inverter, inverter_url) = listen();
-    let (bms_port, bms_url) = listen();
-    let plant = Plant::new(PlantConfig { packs, start_of_day_s: 11.0 * 3600.0, ..PlantConfig::default() });
-    let sim = Sim::start(plant, Lines { packs: links, coil, inverter, bms_port }, Options::default());
-    let mut toml = format!(
-        "[pylon]\nlink = \"{bms_url}\"\n\n[coil]\nlink = \"{coil_url}\"\n\n[inverter]\nlink = \"{inverter_url}\"\n\n"
-    );
-    for u in &urls {
-        toml += &format!("[[pack]]\nlink = \"{u}\"\nadr = 0\n\n");
-    }
-    toml += &format!(
-        "[state]\nstate_file = \"{}\"\nevent_log = \"{}\"\n",
-        dir.join("state.json").display(),
-        dir.join("events.jsonl").display()
-    );
-    let config = Config::parse(&toml, "test.toml").unwrap();
-    (sim, Daemon::start(config).unwrap())
+    start_with(packs, None, Options::default(), dir)
 }
 
 /// Waits until the simulated inverter's last 0x63 satisfies `f`; returns how long it took.
@@ -273,29 +240,8 @@ fn an_outside_master_gets_an_answer_to_every_command() {
     use pylon_proto::{Command, Dialect, Reply, Request};
     let dir = state_dir("outside-master");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let (mut links, mut urls) = (Vec::new(), Vec::new());
-    for _ in 0..2 {
-        let (l, u) = listen();
-        links.push(l);
-        urls.push(u);
-    }
-    let (coil, coil_url) = listen();
-    let (inverter, inverter_url) = listen();
-    let (bms_port, _unused) = listen();
-    let plant = Plant::new(PlantConfig { packs: 2, start_of_day_s: 11.0 * 3600.0, ..PlantConfig::default() });
-    let sim = Sim::start(plant, Lines { packs: links, coil, inverter, bms_port }, Options::default());
-    let mut toml = format!(
-        "[pylon]\nlink = \"tcp-listen://127.0.0.1:{port}\"\naddress = 2\n\n[coil]\nlink = \"{coil_url}\"\n\n[inverter]\nlink = \"{inverter_url}\"\n\n"
-    );
-    for u in &urls {
-        toml += &format!("[[pack]]\nlink = \"{u}\"\nadr = 0\n\n");
-    }
-    toml += &format!(
-        "[state]\nstate_file = \"{}\"\nevent_log = \"{}\"\n",
-        dir.join("state.json").display(),
-        dir.join("events.jsonl").display()
-    );
-    let daemon = Daemon::start(Config::parse(&toml, "test.toml").unwrap()).unwrap();
+    let pylon = format!("tcp-listen://127.0.0.1:{port}");
+    let (sim, daemon) = start_with(2, Some(&pylon), Options::default(), &dir);
     let mut master = Link::open(&format!("tcp://127.0.0.1:{port}")).unwrap();
     let ask = |master: &mut Link, adr: u8, command: Command| {
         let mut frame = Vec::new();

@@ -55,6 +55,26 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 /// Builds the observation at `now`; ages in a step are "how long ago".
+/// What the safety loop would see at `now` after step `s`.
+fn observation<'a>(
+    s: &Step,
+    now: u64,
+    packs: &'a [PackObservation],
+    coil: Option<Option<Millis>>,
+) -> Observation<'a> {
+    Observation {
+        now: Millis(now),
+        packs,
+        coil,
+        current_ma: Some(s.current),
+        charge_limit_ma: s.limits.map(|l| l.0),
+        discharge_limit_ma: s.limits.map(|l| l.1),
+        forced_disable: s.forced,
+        rebalance_active: s.rebalance,
+        rebalance_settling: s.settling,
+    }
+}
+
 fn observe(s: &Step, now: u64) -> (Vec<PackObservation>, Option<Option<Millis>>) {
     let ago = |a: Option<u64>| a.map(|a| Millis(now.saturating_sub(a)));
     let packs = s
@@ -106,17 +126,7 @@ proptest! {
         for s in &steps {
             now += s.dt;
             let (packs, coil) = observe(s, now);
-            let obs = Observation {
-                now: Millis(now),
-                packs: &packs,
-                coil,
-                current_ma: Some(s.current),
-                charge_limit_ma: s.limits.map(|l| l.0),
-                discharge_limit_ma: s.limits.map(|l| l.1),
-                forced_disable: s.forced,
-                rebalance_active: s.rebalance,
-                rebalance_settling: s.settling,
-            };
+            let obs = observation(s, now, &packs, coil);
             let d = m.decide(&obs);
             let (both, charge, discharge) = triggers(&obs);
             prop_assert!(!(d.charge && (both || charge)), "charge enabled while a rule holds: {:?} {:?}", obs, d);
@@ -136,17 +146,7 @@ proptest! {
         for s in &steps {
             now += s.dt;
             let (packs, coil) = observe(s, now);
-            let obs = Observation {
-                now: Millis(now),
-                packs: &packs,
-                coil,
-                current_ma: Some(s.current),
-                charge_limit_ma: s.limits.map(|l| l.0),
-                discharge_limit_ma: s.limits.map(|l| l.1),
-                forced_disable: s.forced,
-                rebalance_active: false,
-                rebalance_settling: s.settling,
-            };
+            let obs = Observation { rebalance_active: false, ..observation(s, now, &packs, coil) };
             let a = normal.decide(&obs);
             let b = rebalancing.decide(&Observation { rebalance_active: true, ..obs });
             let relaxed: Vec<_> = a.reasons.iter().filter(|r| !matches!(r, Reason::BmsOverVoltage { .. } | Reason::CellOverVoltage)).cloned().collect();

@@ -103,6 +103,15 @@ struct DemoArgs {
     /// simulated inverter.
     #[arg(long, value_name = "ADDR")]
     pylon_listen: Option<String>,
+    /// Serve the web UI and API on ADDR (port 0 picks a free port, printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    http: String,
+    /// The bearer token for the controls (default: a random one, printed).
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Publish to this MQTT broker with Home Assistant discovery (mqtt://host:port).
+    #[arg(long, value_name = "URL")]
+    mqtt: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -256,13 +265,100 @@ fn run(path: &std::path::Path, reset_state: bool) -> anyhow::Result<()> {
         config.packs.len(),
         config.pylon.link
     );
+    let (http, mqtt) = (config.http.clone(), config.mqtt.clone());
     let daemon = daemon::runtime::Daemon::start(config)?;
+    let web = match start_web(&daemon, &http) {
+        Ok(web) => web,
+        Err(e) => {
+            daemon.stop();
+            return Err(e);
+        }
+    };
+    let publisher = match start_mqtt(&daemon, &mqtt) {
+        Ok(p) => p,
+        Err(e) => {
+            daemon.stop();
+            return Err(e);
+        }
+    };
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
     }
     log::info!("stopping");
+    if let Some(p) = publisher {
+        p.stop();
+    }
+    if let Some(web) = web {
+        web.stop();
+    }
     daemon.stop();
     Ok(())
+}
+
+/// The MQTT publisher as `[mqtt]` says (`None` without a broker URL).
+fn start_mqtt(
+    daemon: &daemon::runtime::Daemon,
+    mqtt: &daemon::config::Mqtt,
+) -> anyhow::Result<Option<ha_mqtt::Publisher>> {
+    let Some(url) = &mqtt.url else { return Ok(None) };
+    let (host, port) = daemon::config::parse_mqtt_url(url).map_err(|e| anyhow::anyhow!("mqtt.url: {e}"))?;
+    let password = daemon::config::secret(
+        mqtt.password.as_deref(),
+        mqtt.password_file.as_deref(),
+        "PACE2PYLON_MQTT_PASSWORD",
+    )
+    .map_err(|e| anyhow::anyhow!("mqtt.password_file: {e}"))?;
+    let credentials = match (&mqtt.username, password) {
+        (Some(user), Some(password)) => Some((user.clone(), password)),
+        (Some(user), None) => Some((user.clone(), String::new())),
+        (None, Some(_)) => bail!("mqtt: a password is set but no username"),
+        (None, None) => None,
+    };
+    log::info!(
+        "mqtt: publishing to {host}:{port} (Home Assistant discovery under {}/)",
+        mqtt.discovery_prefix
+    );
+    Ok(Some(ha_mqtt::Publisher::start(
+        daemon.shared().clone(),
+        ha_mqtt::Options {
+            host,
+            port,
+            credentials,
+            client_id: mqtt.client_id.clone(),
+            discovery_prefix: mqtt.discovery_prefix.clone(),
+            topic_prefix: mqtt.topic_prefix.clone(),
+            allow_control: mqtt.allow_control,
+            state_every: Duration::from_secs_f64(mqtt.state_every_s),
+        },
+    )))
+}
+
+/// The web UI and API as `[http]` says (`None` when disabled).
+fn start_web(
+    daemon: &daemon::runtime::Daemon,
+    http: &daemon::config::Http,
+) -> anyhow::Result<Option<web::Web>> {
+    if !http.enabled {
+        return Ok(None);
+    }
+    let token =
+        daemon::config::secret(http.token.as_deref(), http.token_file.as_deref(), "PACE2PYLON_HTTP_TOKEN")
+            .map_err(|e| anyhow::anyhow!("http.token_file: {e}"))?;
+    if token.is_none() {
+        log::warn!("no [http] token: the web UI shows everything but refuses control");
+    }
+    let web = web::Web::start(daemon.shared().clone(), web::Options { listen: http.listen.clone(), token })?;
+    Ok(Some(web))
+}
+
+/// 16 random bytes from the kernel, as hex: the demo's control token when none is given.
+fn random_token() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for a token; pass --token")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The scripted stories of `demo --scenario`: fault commands and when to send them (plant-independent
@@ -321,12 +417,36 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         dir.join("state.json").display(),
         dir.join("events.jsonl").display()
     );
-    let config = daemon::Config::parse(&toml, "demo")?;
+    let mut config = daemon::Config::parse(&toml, "demo")?;
+    let token = match &args.token {
+        Some(t) if t.len() < 8 => bail!("--token must be at least 8 characters"),
+        Some(t) => t.clone(),
+        None => random_token()?,
+    };
+    config.http.listen.clone_from(&args.http);
+    config.http.token = Some(token.clone());
+    if let Some(url) = &args.mqtt {
+        daemon::config::parse_mqtt_url(url).map_err(|e| anyhow::anyhow!("--mqtt: {e}"))?;
+        config.mqtt.url = Some(url.clone());
+        config.mqtt.client_id = format!("pace2pylon-demo-{}", std::process::id());
+    }
+    let (http, mqtt) = (config.http.clone(), config.mqtt.clone());
     let plant = PlantConfig { packs: usize::from(args.packs), seed: args.seed, ..PlantConfig::default() };
     let options = Options { speed: args.speed, ..Options::default() };
     let sim = Sim::start(Plant::new(plant), Lines { packs: pack_links, coil, inverter, bms_port }, options);
     let stop = stop_flag()?;
     let daemon = daemon::runtime::Daemon::start(config)?;
+    let web = match start_web(&daemon, &http) {
+        Ok(web) => web,
+        Err(e) => {
+            daemon.stop();
+            sim.stop();
+            return Err(
+                e.context(format!("--http {}: choose another address, or port 0 for a free one", args.http))
+            );
+        }
+    };
+    let publisher = start_mqtt(&daemon, &mqtt)?;
     println!(
         "pace2pylon demo: {} simulated packs at {}x speed; the daemon polls them and answers the simulated inverter",
         args.packs, args.speed
@@ -345,7 +465,17 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         "  fault commands on standard input: silence|restore|garbage|clear pack N, fault pack N KIND, drift pack N MV, silence|restore coil"
     );
     println!("  event log: {}", dir.join("events.jsonl").display());
-    println!("  (the web UI, API and MQTT are not in this build yet; status is printed every 5 s)");
+    if let Some(web) = &web {
+        println!("  web UI: http://{}/  (controls: token {token})", web.local_addr());
+        println!("  API: http://{0}/api/v1/status  metrics: http://{0}/metrics", web.local_addr());
+    }
+    if let Some(url) = &args.mqtt {
+        println!(
+            "  MQTT: {url}, Home Assistant discovery under {}/ (try: mosquitto_sub -h HOST -p PORT -t '{}/#' -v)",
+            mqtt.discovery_prefix, mqtt.discovery_prefix
+        );
+    }
+    println!("  status is printed every 5 s; Ctrl-C stops");
     let (tx, rx) = mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in io::stdin().lock().lines() {
@@ -378,6 +508,12 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
             last_status = std::time::Instant::now();
             print_status(&sim, &daemon);
         }
+    }
+    if let Some(p) = publisher {
+        p.stop();
+    }
+    if let Some(web) = web {
+        web.stop();
     }
     daemon.stop();
     sim.stop();

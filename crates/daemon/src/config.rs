@@ -32,6 +32,111 @@ pub struct Config {
     /// Cheap-tariff windows.
     #[serde(default)]
     pub tariff: Tariff,
+    /// The web UI, the JSON API and the metrics.
+    #[serde(default)]
+    pub http: Http,
+    /// MQTT with Home Assistant discovery (off unless `url` is set).
+    #[serde(default)]
+    pub mqtt: Mqtt,
+}
+
+/// `[http]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Serve the web UI and the API.
+    pub enabled: bool,
+    /// Address and port to listen on; `127.0.0.1` keeps it on this machine.
+    pub listen: String,
+    /// The bearer token `POST /api/v1/control` needs; without one (here, in `token_file` or in
+    /// `PACE2PYLON_HTTP_TOKEN`) control is refused.
+    pub token: Option<String>,
+    /// A file holding the token (first line), kept out of the configuration.
+    pub token_file: Option<String>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self { enabled: true, listen: "127.0.0.1:8080".into(), token: None, token_file: None }
+    }
+}
+
+/// `[mqtt]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mqtt {
+    /// The broker, `mqtt://host[:port]` (port 1883 by default); no URL, no MQTT.
+    pub url: Option<String>,
+    /// User name.
+    pub username: Option<String>,
+    /// Password (or `password_file`, or `PACE2PYLON_MQTT_PASSWORD`).
+    pub password: Option<String>,
+    /// A file holding the password (first line).
+    pub password_file: Option<String>,
+    /// MQTT client id.
+    pub client_id: String,
+    /// Home Assistant's discovery prefix.
+    pub discovery_prefix: String,
+    /// Prefix of our state, availability and command topics.
+    pub topic_prefix: String,
+    /// Offer a force-disable switch and rebalance buttons in Home Assistant.
+    pub allow_control: bool,
+    /// State is published on change and at least this often, seconds.
+    pub state_every_s: f64,
+}
+
+impl Default for Mqtt {
+    fn default() -> Self {
+        Self {
+            url: None,
+            username: None,
+            password: None,
+            password_file: None,
+            client_id: "pace2pylon".into(),
+            discovery_prefix: "homeassistant".into(),
+            topic_prefix: "pace2pylon".into(),
+            allow_control: false,
+            state_every_s: 30.0,
+        }
+    }
+}
+
+/// A broker address from `mqtt://host[:port]`.
+///
+/// # Errors
+/// A message saying what is wrong with the URL.
+pub fn parse_mqtt_url(url: &str) -> Result<(String, u16), String> {
+    let rest = url
+        .strip_prefix("mqtt://")
+        .ok_or_else(|| format!("'{url}' is not mqtt://host[:port] (TLS brokers are not supported)"))?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("'{url}': '{p}' is not a port number"))?),
+        None => (rest, 1883),
+    };
+    if host.is_empty() || host.contains('/') || port == 0 {
+        return Err(format!("'{url}' is not mqtt://host[:port]"));
+    }
+    Ok((host.trim_start_matches('[').trim_end_matches(']').to_owned(), port))
+}
+
+/// A secret given inline, in a file (first line) or in an environment variable, in that order.
+///
+/// # Errors
+/// The file cannot be read or is empty.
+pub fn secret(inline: Option<&str>, file: Option<&str>, env: &str) -> Result<Option<String>, String> {
+    if let Some(s) = inline {
+        return Ok(Some(s.to_owned()));
+    }
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?;
+        let first = text.lines().next().unwrap_or("").trim();
+        if first.is_empty() {
+            return Err(format!("{f} is empty"));
+        }
+        return Ok(Some(first.to_owned()));
+    }
+    Ok(std::env::var(env).ok().filter(|v| !v.is_empty()))
 }
 
 /// `[rebalance]` (SAFETY.md §4 defaults).
@@ -380,11 +485,43 @@ impl Config {
                 ),
             );
         }
+        if self.http.enabled && self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad("http.listen", format!("'{}' is not an address:port", self.http.listen));
+        }
+        if self.http.token.as_deref().is_some_and(|t| t.len() < 8) {
+            return bad("http.token", "must be at least 8 characters".into());
+        }
+        let m = &self.mqtt;
+        if let Some(url) = &m.url {
+            if let Err(e) = parse_mqtt_url(url) {
+                return bad("mqtt.url", e);
+            }
+        }
+        for (key, v) in [
+            ("mqtt.client_id", &m.client_id),
+            ("mqtt.discovery_prefix", &m.discovery_prefix),
+            ("mqtt.topic_prefix", &m.topic_prefix),
+        ] {
+            if v.is_empty() || v.contains(['#', '+', ' ']) {
+                return bad(key, format!("'{v}' must be non-empty, without spaces, '#' or '+'"));
+            }
+        }
+        if !(1.0..=30.0).contains(&m.state_every_s) {
+            return bad("mqtt.state_every_s", format!("{} is outside 1..30", m.state_every_s));
+        }
         Ok(())
     }
 
-    /// The effective configuration, as TOML.
+    /// The effective configuration, as TOML, with the secrets replaced by `<hidden>`.
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
+        let mut shown = self.clone();
+        let hide = |s: &mut Option<String>| {
+            if s.is_some() {
+                *s = Some("<hidden>".into());
+            }
+        };
+        hide(&mut shown.http.token);
+        hide(&mut shown.mqtt.password);
+        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
     }
 }

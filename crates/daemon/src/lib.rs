@@ -11,7 +11,9 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod control;
 pub mod runtime;
 pub mod state;
+pub mod status;
 
 pub use config::Config;

@@ -22,7 +22,7 @@ use translator::{Input, PackInput, PackLimits, Settings};
 use crate::config::{self, Config};
 use crate::state::{self, EventLine, EventLog, Persisted};
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -45,6 +45,8 @@ pub struct PackReadings {
     pub last_error: Option<String>,
     /// The last complete 0x42 + 0x44 exchange.
     pub cycle: Option<Cycle>,
+    /// Its line's counters.
+    pub link: link::Stats,
 }
 
 /// One poll cycle of a pack: how long the 0x42 and 0x44 exchanges took and how many bytes they
@@ -65,19 +67,65 @@ impl Cycle {
 }
 
 /// The counter's last reading.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct CoilReadings {
     /// Reading and when it arrived.
     pub reading: Option<(coil_modbus::Reading, Millis)>,
+    /// Its line's counters.
+    pub link: link::Stats,
+    /// The last problem on its line.
+    pub last_error: Option<String>,
 }
 
 /// What the inverter reports.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InverterReadings {
     /// Register 301.
     pub output_priority: Option<u16>,
     /// Register 331.
     pub charging_priority: Option<u16>,
+    /// Live registers from [`INVERTER_LIVE_FIRST`] on, and when they arrived.
+    pub live: Option<([u16; INVERTER_LIVE_COUNT as usize], Millis)>,
+    /// When 300..=331 were last read.
+    pub settings_at: Option<Millis>,
+    /// Its line's counters.
+    pub link: link::Stats,
+    /// The last problem on its line.
+    pub last_error: Option<String>,
+}
+
+/// First live register the inverter poller reads (working mode).
+pub const INVERTER_LIVE_FIRST: u16 = 201;
+/// Live registers read, 201..=234.
+pub const INVERTER_LIVE_COUNT: u16 = 34;
+
+/// The responder's counters and its reply latency (frame received to reply written).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplyStats {
+    /// Replies sent.
+    pub replies: u64,
+    /// Frames not answered (another address, before the first snapshot, `silent` policy).
+    pub unanswered: u64,
+    /// Sum of the latencies, µs.
+    pub latency_sum_us: u64,
+    /// Longest latency, µs.
+    pub latency_max_us: u64,
+    /// Replies per latency bucket ([`LATENCY_BUCKETS_US`], then the rest).
+    pub latency_buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
+}
+
+/// Upper bounds of the reply-latency buckets, µs.
+pub const LATENCY_BUCKETS_US: [u64; 8] = [100, 250, 500, 1000, 2000, 5000, 10_000, 50_000];
+
+impl ReplyStats {
+    fn record(&mut self, latency: Duration) {
+        let us = latency.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.replies += 1;
+        self.latency_sum_us = self.latency_sum_us.saturating_add(us);
+        self.latency_max_us = self.latency_max_us.max(us);
+        let k = LATENCY_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(LATENCY_BUCKETS_US.len());
+        self.latency_buckets[k] += 1;
+    }
 }
 
 /// Operator requests waiting for the safety loop.
@@ -87,6 +135,8 @@ pub struct Requests {
     pub start: bool,
     /// Cancel the rebalance.
     pub cancel: bool,
+    /// Force a charging priority (`Some(None)` releases it).
+    pub charging_priority: Option<Option<u16>>,
 }
 
 /// State shared between the threads.
@@ -101,8 +151,8 @@ pub struct Shared {
     pub snapshot: Mutex<Arc<Snapshot>>,
     /// The last decision.
     pub decision: Mutex<Option<Decision>>,
-    /// Recent events, newest last (bounded).
-    pub events: Mutex<VecDeque<String>>,
+    /// Recent events, newest last (the last 1000).
+    pub events: Mutex<VecDeque<EventLine>>,
     /// What survives a restart.
     pub persisted: Mutex<Persisted>,
     /// Fault injection: while set, the safety loop stops deciding, as a hung loop would (rule 10).
@@ -119,6 +169,16 @@ pub struct Shared {
     pub coil_actions: Mutex<Vec<Action>>,
     /// Operator requests for the procedure, taken by the safety loop.
     pub requests: Mutex<Requests>,
+    /// The responder's counters and latencies.
+    pub replies: Mutex<ReplyStats>,
+    /// The Pylontech line's counters.
+    pub pylon_link: Mutex<link::Stats>,
+    /// The rebalance procedure's state as the safety loop last left it.
+    pub rebalance: Mutex<maestro_core::RebalanceState>,
+    /// The configuration the daemon runs with.
+    pub config: Config,
+    /// When the daemon started (wall clock).
+    pub started: jiff::Timestamp,
     state_file: std::path::PathBuf,
     event_log: EventLog,
 }
@@ -129,14 +189,30 @@ impl Shared {
         Millis(self.epoch.elapsed().as_millis() as u64)
     }
 
-    fn event(&self, text: String) {
+    pub(crate) fn event(&self, text: String) {
         self.event_with(text, Vec::new());
     }
 
+    /// Changes the operator's orders and writes the state file at once.
+    ///
+    /// # Errors
+    /// The state file cannot be written (the change still applies in memory).
+    pub fn set_overrides(&self, overrides: state::Overrides) -> Result<(), state::Error> {
+        let mut p = lock(&self.persisted);
+        p.overrides = overrides;
+        p.version = 1;
+        self.event(format!("operator: {:?}", p.overrides));
+        state::save(&self.state_file, &p)
+    }
+
     fn event_with(&self, text: String, reasons: Vec<String>) {
-        let line = if reasons.is_empty() { text.clone() } else { format!("{text}: {}", reasons.join("; ")) };
-        log::info!("{line}");
-        if let Err(e) = self.event_log.append(&EventLine { time: wall_clock(), event: text, reasons }) {
+        if reasons.is_empty() {
+            log::info!("{text}");
+        } else {
+            log::info!("{text}: {}", reasons.join("; "));
+        }
+        let line = EventLine { time: wall_clock(), event: text, reasons };
+        if let Err(e) = self.event_log.append(&line) {
             log::warn!("event log: {e}");
         }
         let mut e = lock(&self.events);
@@ -220,6 +296,7 @@ impl Daemon {
     pub fn start(config: Config) -> Result<Self, StartError> {
         let state_file = std::path::PathBuf::from(&config.state.state_file);
         let persisted = state::load(&state_file)?;
+        let persisted_rebalance = persisted.rebalance.clone();
         let event_log = EventLog::new(
             config.state.event_log.clone().into(),
             config.state.event_log_max_bytes,
@@ -240,6 +317,11 @@ impl Daemon {
             pack_commands: config.packs.iter().map(|_| Mutex::new(Vec::new())).collect(),
             coil_actions: Mutex::new(Vec::new()),
             requests: Mutex::new(Requests::default()),
+            replies: Mutex::new(ReplyStats::default()),
+            pylon_link: Mutex::new(link::Stats::default()),
+            rebalance: Mutex::new(persisted_rebalance),
+            config: config.clone(),
+            started: jiff::Timestamp::now(),
             state_file,
             event_log,
         });
@@ -320,11 +402,7 @@ impl Daemon {
     /// # Errors
     /// The state file cannot be written (the change still applies in memory).
     pub fn set_overrides(&self, overrides: state::Overrides) -> Result<(), state::Error> {
-        let mut p = lock(&self.shared.persisted);
-        p.overrides = overrides;
-        p.version = 1;
-        self.shared.event(format!("operator: {:?}", p.overrides));
-        state::save(&self.shared.state_file, &p)
+        self.shared.set_overrides(overrides)
     }
 
     /// Asks the safety loop to start a rebalance.
@@ -335,6 +413,14 @@ impl Daemon {
     /// Asks the safety loop to cancel the rebalance.
     pub fn rebalance_cancel(&self) {
         lock(&self.shared.requests).cancel = true;
+    }
+
+    /// Carries out an operator's order (from the API, MQTT or a test); says what was done.
+    ///
+    /// # Errors
+    /// [`crate::control::Refused`] naming why the order cannot be carried out.
+    pub fn control(&self, order: &crate::control::Control) -> Result<String, crate::control::Refused> {
+        self.shared.control(order)
     }
 
     /// Stops every thread and waits for them.
@@ -463,7 +549,11 @@ fn poll_pack(k: usize, adr: u8, mut link: Link, shared: &Shared, stop: &AtomicBo
             }
             last_error = error.clone();
         }
-        lock(slot).last_error = (!error.is_empty()).then_some(error);
+        {
+            let mut s = lock(slot);
+            s.last_error = (!error.is_empty()).then_some(error);
+            s.link = link.stats();
+        }
         nap(stop, secs(poll.period_s).saturating_sub(started.elapsed()));
     }
 }
@@ -538,6 +628,11 @@ fn poll_coil(slave: u8, mut link: Link, shared: &Shared, stop: &AtomicBool, poll
             Ok(Err(code)) => Some(format!("{}: the counter refused: {code}", link.name())),
             Err(e) => Some(e),
         };
+        {
+            let mut c = lock(&shared.coil);
+            c.link = link.stats();
+            c.last_error.clone_from(&problem);
+        }
         match problem {
             None if !was_ok => {
                 shared.event("the coulomb counter answers again".into());
@@ -702,7 +797,7 @@ fn run_rebalance(
 ) {
     let requests = std::mem::take(&mut *lock(&shared.requests));
     // Copied out first: two guards of one mutex in one expression would deadlock.
-    let inverter = *lock(&shared.inverter);
+    let inverter = lock(&shared.inverter).clone();
     let coil_settings = *lock(&shared.coil_settings);
     let now = jiff::Timestamp::now();
     let local = now.to_zoned(tz.clone());
@@ -720,7 +815,11 @@ fn run_rebalance(
         charging_priority: inverter.charging_priority,
         coil_settings: coil_settings.map(|s| (s.capacity_mah, s.full_voltage_cv)),
     };
+    if let Some(priority) = requests.charging_priority {
+        rebalance.force_charging_priority(priority);
+    }
     let outcome = rebalance.step(&input);
+    (*lock(&shared.rebalance)).clone_from(rebalance.state());
     *lock(&shared.targets) = outcome.targets;
     for action in outcome.actions {
         match action {
@@ -775,14 +874,18 @@ fn protections(d: &Decision) -> Protections {
 fn respond_loop(mut link: Link, settings: &EmulationSettings, shared: &Shared, stop: &AtomicBool) {
     let mut deframer = AsciiDeframer::new();
     while !stop.load(Ordering::Relaxed) {
-        match link.receive(&mut deframer, Instant::now() + Duration::from_millis(200)) {
+        let received = link.receive(&mut deframer, Instant::now() + Duration::from_millis(200));
+        *lock(&shared.pylon_link) = link.stats();
+        match received {
             Ok(Some(frame)) => {
+                let arrived = Instant::now();
                 let snapshot = lock(&shared.snapshot).clone();
-                if let Some(reply) = translator::respond::respond(&snapshot, &frame, settings, shared.now().0)
-                {
-                    if let Err(e) = link.send(&reply) {
-                        log::warn!("pylon: {e}");
-                    }
+                match translator::respond::respond(&snapshot, &frame, settings, shared.now().0) {
+                    Some(reply) => match link.send(&reply) {
+                        Ok(()) => lock(&shared.replies).record(arrived.elapsed()),
+                        Err(e) => log::warn!("pylon: {e}"),
+                    },
+                    None => lock(&shared.replies).unanswered += 1,
                 }
             }
             Ok(None) => {}
@@ -851,11 +954,25 @@ fn poll_inverter(slave: u8, mut link: Link, shared: &Shared, stop: &AtomicBool) 
     let mut failing = false;
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
-        match read_holding(&mut link, slave, 300, 32) {
+        let live = read_holding(&mut link, slave, INVERTER_LIVE_FIRST, INVERTER_LIVE_COUNT);
+        let settings = read_holding(&mut link, slave, 300, 32);
+        {
+            let mut r = lock(&shared.inverter);
+            if let Ok(Ok(regs)) = live.as_deref().map(<[u16; INVERTER_LIVE_COUNT as usize]>::try_from) {
+                r.live = Some((regs, shared.now()));
+            }
+            r.link = link.stats();
+            r.last_error = live.as_ref().err().or(settings.as_ref().err()).cloned();
+        }
+        match settings {
             Ok(regs) => {
-                let readings =
-                    InverterReadings { output_priority: Some(regs[1]), charging_priority: Some(regs[31]) };
-                *lock(&shared.inverter) = readings;
+                let readings = {
+                    let mut r = lock(&shared.inverter);
+                    r.output_priority = Some(regs[1]);
+                    r.charging_priority = Some(regs[31]);
+                    r.settings_at = Some(shared.now());
+                    r.clone()
+                };
                 let targets = *lock(&shared.targets);
                 for (address, current, target, name) in [
                     (301u16, readings.output_priority, targets.output_priority, "output priority"),

@@ -88,7 +88,10 @@ fn a_silent_pack_disables_within_stale_after() {
     // stale_after 5 s + the inverter's poll.
     assert!(t >= Duration::from_secs(4) && t < Duration::from_millis(7500), "{t:?}");
     let events = daemon.shared().events.lock().unwrap().clone();
-    assert!(events.iter().any(|e| e.contains("pack 2 has not answered recently")), "{events:?}");
+    assert!(
+        events.iter().any(|e| e.reasons.iter().any(|r| r.contains("pack 2 has not answered recently"))),
+        "{events:?}"
+    );
     daemon.stop();
     sim.stop();
 }

@@ -219,9 +219,14 @@ impl Rebalance {
         &self.state
     }
 
-    /// The operator forces a charging priority (`None` releases it).
+    /// The operator forces a charging priority (`None` releases it). Forced, it holds in every
+    /// step; released outside a run, the inverter goes back to PV only (a run sets its own).
     pub fn force_charging_priority(&mut self, priority: Option<u16>) {
+        let released = priority.is_none() && self.state.forced_charging_priority.is_some();
         self.state.forced_charging_priority = priority;
+        if released && self.state.step != Step::Running {
+            self.state.restore_charging_priority = Some(CHARGE_PV_ONLY);
+        }
     }
 
     fn in_cheap_window(&self, minute: u16) -> bool {
@@ -321,6 +326,9 @@ impl Rebalance {
         }
         if self.state.step != Step::Running {
             self.restore(input, &mut out.targets);
+            if let Some(forced) = self.state.forced_charging_priority {
+                out.targets.charging_priority = Some(forced);
+            }
         }
         out.state_changed = self.state != before;
         out

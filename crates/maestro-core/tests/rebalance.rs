@@ -102,6 +102,21 @@ fn a_forced_charging_priority_wins() {
 }
 
 #[test]
+fn a_forced_charging_priority_holds_outside_a_run_and_its_release_restores_pv_only() {
+    let mut r = Rebalance::new(RebalanceConfig::default(), RebalanceState::default());
+    let idle = RebalanceInput { charging_priority: Some(CHARGE_PV_ONLY), ..input(0, 60) };
+    assert_eq!(r.step(&idle).targets.charging_priority, None, "nothing forced, nothing to do");
+    r.force_charging_priority(Some(CHARGE_PV_AND_UTILITY));
+    assert!(r.state().forced_charging_priority.is_some(), "kept for the state file");
+    assert_eq!(r.step(&idle).targets.charging_priority, Some(CHARGE_PV_AND_UTILITY));
+    r.force_charging_priority(None);
+    let forced = RebalanceInput { charging_priority: Some(CHARGE_PV_AND_UTILITY), ..input(1, 60) };
+    assert_eq!(r.step(&forced).targets.charging_priority, Some(CHARGE_PV_ONLY), "released: back to PV only");
+    assert_eq!(r.step(&idle).targets.charging_priority, None, "reported back: the restore is done");
+    assert_eq!(r.state().restore_charging_priority, None);
+}
+
+#[test]
 fn cancel_restores_everything_but_does_not_calibrate() {
     let mut r = Rebalance::new(RebalanceConfig::default(), RebalanceState::default());
     r.step(&RebalanceInput { start: true, output_priority: Some(1), ..input(0, 600) });

@@ -1,0 +1,190 @@
+//! The operator's orders, as the API and MQTT send them: one JSON object with an `action`.
+//!
+//! ```json
+//! {"action": "force_disable"}
+//! {"action": "set_charge_voltage", "charge_voltage_mv": 27200}
+//! {"action": "force_charging_priority", "priority": "pv_utility"}
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::{Shared, lock};
+
+/// One order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Control {
+    /// Force charging and discharging off (rule 1); survives a restart.
+    ForceDisable,
+    /// Release the forced disable.
+    ReleaseForceDisable,
+    /// Start a rebalance (SAFETY.md §4).
+    RebalanceStart,
+    /// Cancel the rebalance in whatever step it is.
+    RebalanceCancel,
+    /// Override the charge voltage limit; `null` (or no value) returns to the regular limit.
+    SetChargeVoltage {
+        /// The limit, mV: above 27 000 and below the lowest pack over-voltage alarm.
+        #[serde(default)]
+        charge_voltage_mv: Option<u16>,
+    },
+    /// Hold the inverter's charging priority (register 331) at this value, also during a rebalance.
+    ForceChargingPriority {
+        /// A name (`utility`, `pv`, `pv_utility`, `pv_only`) or its number 0..=3.
+        priority: serde_json::Value,
+    },
+    /// Release the forced charging priority.
+    ResetChargingPriority,
+}
+
+impl Control {
+    /// Every action's name, for error messages.
+    pub const ACTIONS: &'static str = "force_disable, release_force_disable, rebalance_start, rebalance_cancel, \
+         set_charge_voltage, force_charging_priority, reset_charging_priority";
+
+    /// Parses a request body, naming what is wrong.
+    ///
+    /// # Errors
+    /// [`Refused::BadRequest`] for malformed JSON, an unknown action or a bad field.
+    pub fn parse(body: &[u8]) -> Result<Self, Refused> {
+        let value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| Refused::BadRequest(format!("the body is not JSON: {e}")))?;
+        let action = value.get("action").and_then(serde_json::Value::as_str).map(str::to_owned);
+        let action = action.ok_or_else(|| {
+            Refused::BadRequest(format!("the body needs an \"action\" string; actions: {}", Self::ACTIONS))
+        })?;
+        if !Self::ACTIONS.split(", ").any(|a| a == action) {
+            return Err(Refused::BadRequest(format!(
+                "unknown action '{action}'; actions: {}",
+                Self::ACTIONS
+            )));
+        }
+        serde_json::from_value(value).map_err(|e| Refused::BadRequest(format!("{action}: {e}")))
+    }
+}
+
+/// Why an order was not carried out.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refused {
+    /// The order itself is wrong (HTTP 400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The order is well formed but cannot be carried out now (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// It was applied in memory but the state file could not be written (HTTP 500).
+    #[error("{0}")]
+    NotSaved(String),
+}
+
+/// The charging priorities of register 331, by name (the inverter map's names).
+const CHARGING_PRIORITIES: [&str; 4] = ["utility", "pv", "pv_utility", "pv_only"];
+
+#[test]
+fn the_names_are_the_inverter_maps() {
+    for (value, name) in vevor_modbus::map::CHARGING_PRIORITIES {
+        assert_eq!(CHARGING_PRIORITIES.get(usize::from(*value)), Some(name));
+    }
+}
+
+fn charging_priority(v: &serde_json::Value) -> Result<u16, Refused> {
+    let bad = || {
+        Refused::BadRequest(format!(
+            "priority {v} is not one of {} (or 0..=3)",
+            CHARGING_PRIORITIES.join(", ")
+        ))
+    };
+    match v {
+        serde_json::Value::Number(n) => n.as_u64().filter(|&n| n < 4).map(|n| n as u16).ok_or_else(bad),
+        serde_json::Value::String(s) => {
+            CHARGING_PRIORITIES.iter().position(|p| p == s).map(|p| p as u16).ok_or_else(bad)
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// The name of a charging priority value.
+pub fn charging_priority_name(v: u16) -> Option<&'static str> {
+    CHARGING_PRIORITIES.get(usize::from(v)).copied()
+}
+
+impl Shared {
+    /// Carries out an order; says what was done.
+    ///
+    /// # Errors
+    /// [`Refused`] naming why not.
+    pub fn control(&self, order: &Control) -> Result<String, Refused> {
+        let overrides = lock(&self.persisted).overrides.clone();
+        let save = |o: crate::state::Overrides| {
+            self.set_overrides(o).map_err(|e| Refused::NotSaved(format!("applied, but not saved: {e}")))
+        };
+        match order {
+            Control::ForceDisable => {
+                save(crate::state::Overrides { forced_disable: true, ..overrides })?;
+                Ok("charging and discharging forced off".into())
+            }
+            Control::ReleaseForceDisable => {
+                save(crate::state::Overrides { forced_disable: false, ..overrides })?;
+                Ok("forced disable released; the fail-safe rules decide again".into())
+            }
+            Control::RebalanceStart => {
+                if lock(&self.rebalance).step != maestro_core::Step::Idle {
+                    return Err(Refused::Conflict("a rebalance is already under way".into()));
+                }
+                lock(&self.requests).start = true;
+                self.event("operator: rebalance start requested".into());
+                Ok("rebalance start requested".into())
+            }
+            Control::RebalanceCancel => {
+                if lock(&self.rebalance).step == maestro_core::Step::Idle {
+                    return Err(Refused::Conflict("no rebalance is under way".into()));
+                }
+                lock(&self.requests).cancel = true;
+                self.event("operator: rebalance cancel requested".into());
+                Ok("rebalance cancel requested; the SOC is uncalibrated until the next full rebalance".into())
+            }
+            Control::SetChargeVoltage { charge_voltage_mv: Some(mv) } => {
+                let lowest_ov = self
+                    .packs
+                    .iter()
+                    .map(|p| lock(p).limits.pack_ov_alarm.map(units::Millivolts::raw))
+                    .collect::<Option<Vec<u16>>>()
+                    .and_then(|v| v.into_iter().min());
+                let Some(lowest_ov) = lowest_ov else {
+                    return Err(Refused::Conflict(
+                        "the packs' over-voltage alarms are not read yet; try again in a few seconds".into(),
+                    ));
+                };
+                if *mv <= 27_000 || *mv >= lowest_ov {
+                    return Err(Refused::BadRequest(format!(
+                        "charge_voltage_mv {mv} must lie above 27000 and below the lowest pack over-voltage alarm ({lowest_ov})"
+                    )));
+                }
+                save(crate::state::Overrides { charge_voltage_mv: Some(*mv), ..overrides })?;
+                Ok(format!("charge voltage limit set to {mv} mV"))
+            }
+            Control::SetChargeVoltage { charge_voltage_mv: None } => {
+                save(crate::state::Overrides { charge_voltage_mv: None, ..overrides })?;
+                Ok("charge voltage override cleared".into())
+            }
+            Control::ForceChargingPriority { priority } => {
+                let value = charging_priority(priority)?;
+                if self.config.inverter.is_none() {
+                    return Err(Refused::Conflict("no [inverter] is configured".into()));
+                }
+                lock(&self.requests).charging_priority = Some(Some(value));
+                self.event(format!(
+                    "operator: charging priority forced to {}",
+                    CHARGING_PRIORITIES[usize::from(value)]
+                ));
+                Ok(format!("charging priority forced to {}", CHARGING_PRIORITIES[usize::from(value)]))
+            }
+            Control::ResetChargingPriority => {
+                lock(&self.requests).charging_priority = Some(None);
+                self.event("operator: forced charging priority released".into());
+                Ok("forced charging priority released".into())
+            }
+        }
+    }
+}

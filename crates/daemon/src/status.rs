@@ -1,0 +1,633 @@
+//! Everything the web page, the API, the metrics and MQTT show, as one serializable value taken
+//! from the shared state in one go. Field names carry their unit (`_mv`, `_ma`, `_dc` for 0.1 °C,
+//! `_mah`, `_pct`, `_ms`, `_w`).
+
+use serde::Serialize;
+
+use maestro_core::{Blocks, Reason, Step};
+use pace_proto::flags::flag_names;
+
+use crate::control::charging_priority_name;
+use crate::runtime::{INVERTER_LIVE_FIRST, LATENCY_BUCKETS_US, Shared, lock};
+
+/// The whole status.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    /// pace2pylon's version.
+    pub version: &'static str,
+    /// Wall clock now, RFC 3339.
+    pub time: String,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// Charging enabled, as the inverter is told.
+    pub charge_enabled: bool,
+    /// Discharging enabled, as the inverter is told.
+    pub discharge_enabled: bool,
+    /// Age of the safety loop's last decision (`null` before the first).
+    pub decision_age_ms: Option<u64>,
+    /// Whether any source's data is stale or missing.
+    pub data_stale: bool,
+    /// Every active safety reason.
+    pub reasons: Vec<ReasonStatus>,
+    /// The aggregate the inverter is told (`null` until a pack reported).
+    pub stack: Option<Stack>,
+    /// One per pack, pack 1 first.
+    pub packs: Vec<Pack>,
+    /// The coulomb counter.
+    pub coil: Coil,
+    /// The inverter's Modbus port.
+    pub inverter: Inverter,
+    /// The rebalance procedure.
+    pub rebalance: Rebalance,
+    /// The operator's standing orders.
+    pub overrides: Overrides,
+    /// The Pylontech side: line counters and reply latency.
+    pub pylon: Pylon,
+}
+
+/// One active reason.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReasonStatus {
+    /// Stable name (`pack_stale`, `cell_over_voltage`, ...).
+    pub code: &'static str,
+    /// SAFETY.md §3 rule number (0: the current limits are not read yet).
+    pub rule: u8,
+    /// `charge`, `discharge` or `both`.
+    pub blocks: &'static str,
+    /// The pack it is about, if any.
+    pub pack: Option<usize>,
+    /// In plain words.
+    pub text: String,
+}
+
+/// Every reason code, in rule order (for MQTT binary sensors and metrics).
+pub const REASON_CODES: [&str; 17] = [
+    "forced_disable",
+    "pack_stale",
+    "coil_stale",
+    "bms_protection",
+    "bms_fault",
+    "bms_over_voltage",
+    "over_current",
+    "cell_over_temperature",
+    "bms_over_temperature",
+    "mosfet_over_temperature",
+    "cell_too_cold",
+    "decision_stale",
+    "limits_unknown",
+    "cell_over_voltage",
+    "too_cold_to_charge",
+    "rebalance_settling",
+    "cell_under_voltage",
+];
+
+/// A reason's stable name and the pack it concerns.
+pub fn reason_code(r: &Reason) -> (&'static str, Option<usize>) {
+    match r {
+        Reason::ForcedDisable => ("forced_disable", None),
+        Reason::PackStale { pack } => ("pack_stale", Some(*pack)),
+        Reason::CoilStale => ("coil_stale", None),
+        Reason::BmsProtection { pack, .. } => ("bms_protection", Some(*pack)),
+        Reason::BmsFault { pack, .. } => ("bms_fault", Some(*pack)),
+        Reason::BmsOverVoltage { pack } => ("bms_over_voltage", Some(*pack)),
+        Reason::OverCurrent => ("over_current", None),
+        Reason::CellOverTemperature => ("cell_over_temperature", None),
+        Reason::BmsOverTemperature => ("bms_over_temperature", None),
+        Reason::MosfetOverTemperature => ("mosfet_over_temperature", None),
+        Reason::CellTooCold => ("cell_too_cold", None),
+        Reason::DecisionStale => ("decision_stale", None),
+        Reason::LimitsUnknown => ("limits_unknown", None),
+        Reason::CellOverVoltage => ("cell_over_voltage", None),
+        Reason::TooColdToCharge => ("too_cold_to_charge", None),
+        Reason::RebalanceSettling => ("rebalance_settling", None),
+        Reason::CellUnderVoltage => ("cell_under_voltage", None),
+    }
+}
+
+/// The aggregate.
+#[derive(Clone, Debug, Serialize)]
+pub struct Stack {
+    /// Mean pack voltage.
+    pub voltage_mv: u16,
+    /// Sum of pack currents (+ charging).
+    pub current_ma: i32,
+    /// Voltage × current.
+    pub power_w: i64,
+    /// SOC as the inverter is told.
+    pub soc_pct: u8,
+    /// Lowest cell and its id ((pack << 8) | cell).
+    pub cell_min_mv: u16,
+    /// Its id.
+    pub cell_min_id: u16,
+    /// Highest cell.
+    pub cell_max_mv: u16,
+    /// Its id.
+    pub cell_max_id: u16,
+    /// Highest cell temperature.
+    pub cell_temp_max_dc: Option<i32>,
+    /// Lowest cell temperature.
+    pub cell_temp_min_dc: Option<i32>,
+    /// Charge voltage limit sent.
+    pub charge_voltage_mv: u16,
+    /// Discharge voltage limit sent.
+    pub discharge_voltage_mv: Option<u16>,
+    /// Charge current limit sent.
+    pub charge_current_ma: Option<i32>,
+    /// Discharge current limit sent (magnitude).
+    pub discharge_current_ma: Option<i32>,
+    /// Mean cycles.
+    pub cycles: u16,
+    /// Mean state of health.
+    pub soh_pct: u8,
+    /// Packs reporting.
+    pub packs_reporting: usize,
+}
+
+/// Line counters.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct LinkStats {
+    /// Connected now.
+    pub connected: bool,
+    /// Valid frames received.
+    pub frames: u64,
+    /// Requests without a valid reply in time.
+    pub timeouts: u64,
+    /// Frames failing their checksum or CRC.
+    pub checksum_errors: u64,
+    /// Reconnections.
+    pub reconnects: u64,
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+}
+
+impl From<link::Stats> for LinkStats {
+    fn from(s: link::Stats) -> Self {
+        Self {
+            connected: s.connected,
+            frames: s.frames,
+            timeouts: s.timeouts,
+            checksum_errors: s.checksum_errors,
+            reconnects: s.reconnects,
+            bytes_in: s.bytes_in,
+            bytes_out: s.bytes_out,
+        }
+    }
+}
+
+/// Status flags of one pack, as names.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PackFlags {
+    /// Protections (protect 1 and 2).
+    pub protections: Vec<String>,
+    /// Faults.
+    pub faults: Vec<String>,
+    /// Warnings (warn 1 and 2).
+    pub warnings: Vec<String>,
+    /// System state.
+    pub system: Vec<String>,
+    /// Control state.
+    pub control: Vec<String>,
+}
+
+/// One pack.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pack {
+    /// 1-based.
+    pub number: usize,
+    /// Its Pylontech address toward the inverter (2 + number - 1).
+    pub pylon_adr: usize,
+    /// Its line.
+    pub link: String,
+    /// Age of its last 0x42 reply.
+    pub age_ms: Option<u64>,
+    /// No reply within `stale_after_s`.
+    pub stale: bool,
+    /// Cell voltages, cell 1 first.
+    pub cells_mv: Vec<u16>,
+    /// 1-based number of the lowest cell.
+    pub cell_min: Option<usize>,
+    /// 1-based number of the highest cell.
+    pub cell_max: Option<usize>,
+    /// Highest minus lowest cell.
+    pub cell_delta_mv: Option<u16>,
+    /// 1-based numbers of the cells being balanced.
+    pub balancing: Vec<usize>,
+    /// Temperatures in the Pace order: cells 1-4, MOSFET, environment.
+    pub temps_dc: Vec<i32>,
+    /// Pack current (+ charging).
+    pub current_ma: Option<i32>,
+    /// Pack voltage.
+    pub voltage_mv: Option<u16>,
+    /// State of charge from remaining / full.
+    pub soc_pct: Option<u8>,
+    /// Remaining capacity.
+    pub remaining_mah: Option<u32>,
+    /// Full capacity.
+    pub full_mah: Option<u32>,
+    /// Design capacity.
+    pub design_mah: Option<u32>,
+    /// Cycles.
+    pub cycles: Option<u16>,
+    /// Decoded 0x44 flags.
+    pub flags: PackFlags,
+    /// Over-voltage alarm read from its configuration.
+    pub pack_ov_alarm_mv: Option<u16>,
+    /// Under-voltage alarm read from its configuration.
+    pub pack_uv_alarm_mv: Option<u16>,
+    /// C2 serial.
+    pub serial: Option<String>,
+    /// C1 version.
+    pub firmware: Option<String>,
+    /// The last problem on its line.
+    pub last_error: Option<String>,
+    /// The last 0x42 + 0x44 cycle, ms.
+    pub poll_cycle_ms: Option<f64>,
+    /// Its line.
+    pub link_stats: LinkStats,
+}
+
+/// The coulomb counter.
+#[derive(Clone, Debug, Serialize)]
+pub struct Coil {
+    /// Configured at all.
+    pub configured: bool,
+    /// Age of its last reading.
+    pub age_ms: Option<u64>,
+    /// No reading within `stale_after_s` (when configured).
+    pub stale: bool,
+    /// SOC.
+    pub soc_pct: Option<u16>,
+    /// Voltage.
+    pub voltage_mv: Option<u32>,
+    /// Current (+ charging).
+    pub current_ma: Option<i32>,
+    /// Power magnitude.
+    pub power_w: Option<f64>,
+    /// Remaining capacity.
+    pub remaining_mah: Option<u32>,
+    /// Temperature, 0.1 °C.
+    pub temperature_dc: Option<i32>,
+    /// `idle`, `charging`, `discharging`.
+    pub state: Option<&'static str>,
+    /// Its configured capacity.
+    pub capacity_mah: Option<u32>,
+    /// Its configured full voltage.
+    pub full_voltage_mv: Option<u32>,
+    /// The last problem on its line.
+    pub last_error: Option<String>,
+    /// Its line.
+    pub link_stats: LinkStats,
+}
+
+/// The inverter.
+#[derive(Clone, Debug, Serialize)]
+pub struct Inverter {
+    /// Configured at all.
+    pub configured: bool,
+    /// Age of its live registers.
+    pub age_ms: Option<u64>,
+    /// Nothing read within `stale_after_s` (when configured).
+    pub stale: bool,
+    /// Register 201, as a name where known.
+    pub working_mode: Option<String>,
+    /// PV power.
+    pub pv_power_w: Option<i32>,
+    /// Load (output active power).
+    pub load_power_w: Option<i32>,
+    /// Grid (mains) power.
+    pub grid_power_w: Option<i32>,
+    /// Battery power as the inverter sees it.
+    pub battery_power_w: Option<i32>,
+    /// Battery voltage as the inverter sees it, mV.
+    pub battery_voltage_mv: Option<i32>,
+    /// Battery SOC as the inverter shows it.
+    pub battery_soc_pct: Option<i32>,
+    /// Register 301.
+    pub output_priority: Option<u16>,
+    /// Its name.
+    pub output_priority_name: Option<&'static str>,
+    /// Register 331.
+    pub charging_priority: Option<u16>,
+    /// Its name.
+    pub charging_priority_name: Option<&'static str>,
+    /// The last problem on its line.
+    pub last_error: Option<String>,
+    /// Its line.
+    pub link_stats: LinkStats,
+}
+
+/// The rebalance procedure.
+#[derive(Clone, Debug, Serialize)]
+pub struct Rebalance {
+    /// `idle`, `running` or `settling`.
+    pub step: Step,
+    /// Rule 14 asked for one.
+    pub needed: bool,
+    /// The coil voltage passed the threshold in this run.
+    pub threshold_hit: bool,
+    /// Last completion, RFC 3339.
+    pub last_completed: Option<String>,
+    /// The next one is due then (every `rebalance.every_days`).
+    pub next_due: Option<String>,
+    /// The last run was cancelled: the SOC is not calibrated.
+    pub soc_uncalibrated: bool,
+    /// Progress in words (what the step waits for).
+    pub progress: String,
+}
+
+/// The operator's standing orders.
+#[derive(Clone, Debug, Serialize)]
+pub struct Overrides {
+    /// Charging and discharging forced off.
+    pub forced_disable: bool,
+    /// Charge voltage override.
+    pub charge_voltage_mv: Option<u16>,
+    /// Forced charging priority.
+    pub charging_priority: Option<u16>,
+}
+
+/// The Pylontech side.
+#[derive(Clone, Debug, Serialize)]
+pub struct Pylon {
+    /// Its line.
+    pub link: String,
+    /// Replies sent.
+    pub replies: u64,
+    /// Frames not answered.
+    pub unanswered: u64,
+    /// Mean reply latency, µs.
+    pub latency_mean_us: Option<u64>,
+    /// Sum of the reply latencies, µs.
+    pub latency_sum_us: u64,
+    /// Longest reply latency, µs.
+    pub latency_max_us: u64,
+    /// Replies per latency bucket: `[upper bound µs or null for +Inf, count]`, not cumulative.
+    pub latency_buckets: Vec<(Option<u64>, u64)>,
+    /// Its line.
+    pub link_stats: LinkStats,
+}
+
+fn names<F: bitflags::Flags<Bits = u8>>(out: &mut Vec<String>, f: F) {
+    out.extend(flag_names(f).map(|n| n.to_string()));
+}
+
+fn rfc3339(unix_s: u64) -> Option<String> {
+    jiff::Timestamp::from_second(i64::try_from(unix_s).ok()?).ok().map(|t| t.to_string())
+}
+
+impl Shared {
+    /// The status now.
+    pub fn status(&self) -> Status {
+        let now = self.now();
+        let config = &self.config;
+        let stale_ms = (config.safety.stale_after_s * 1000.0) as u64;
+        let age = |t: maestro_core::Millis| now.since(t);
+        let decision = lock(&self.decision).clone();
+        let snapshot = lock(&self.snapshot).clone();
+        let reasons: Vec<ReasonStatus> = decision
+            .as_ref()
+            .map(|d| {
+                d.reasons
+                    .iter()
+                    .map(|r| {
+                        let (code, pack) = reason_code(r);
+                        ReasonStatus {
+                            code,
+                            rule: r.rule(),
+                            blocks: match r.blocks() {
+                                Blocks::Both => "both",
+                                Blocks::Charge => "charge",
+                                Blocks::Discharge => "discharge",
+                            },
+                            pack,
+                            text: r.describe(),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let packs: Vec<Pack> = self
+            .packs
+            .iter()
+            .enumerate()
+            .map(|(k, slot)| {
+                let r = lock(slot).clone();
+                let analog = r.analog.as_ref().map(|(a, _)| a);
+                let status = r.status.as_ref().map(|(s, _)| s);
+                let age_ms = r.analog.as_ref().map(|(_, t)| age(*t));
+                let extremes = analog.and_then(|a| a.cell_extremes());
+                let mut flags = PackFlags::default();
+                if let Some(s) = status {
+                    names(&mut flags.protections, s.protect1);
+                    names(&mut flags.protections, s.protect2);
+                    names(&mut flags.faults, s.fault);
+                    names(&mut flags.warnings, s.warn1);
+                    names(&mut flags.warnings, s.warn2);
+                    names(&mut flags.system, s.system);
+                    names(&mut flags.control, s.control);
+                }
+                let mah = |c: units::CentiAmpHours| u32::from(c.raw()) * 10;
+                Pack {
+                    number: k + 1,
+                    pylon_adr: usize::from(config.pylon.address) + k,
+                    link: config.packs.get(k).map(|p| p.link.clone()).unwrap_or_default(),
+                    age_ms,
+                    stale: age_ms.is_none_or(|a| a > stale_ms),
+                    cells_mv: analog.map(|a| a.cells.iter().map(|c| c.raw()).collect()).unwrap_or_default(),
+                    cell_min: extremes.map(|(min, _)| min.0),
+                    cell_max: extremes.map(|(_, max)| max.0),
+                    cell_delta_mv: extremes.map(|(min, max)| max.1.raw() - min.1.raw()),
+                    balancing: status
+                        .map(|s| {
+                            let mask = s.balance.cells_pdf();
+                            (0..16).filter(|b| mask & (1 << b) != 0).map(|b| b + 1).collect()
+                        })
+                        .unwrap_or_default(),
+                    temps_dc: analog
+                        .map(|a| a.temps.iter().map(|t| t.to_deci_celsius()).collect())
+                        .unwrap_or_default(),
+                    current_ma: analog.map(|a| i32::from(a.current.raw()) * 10),
+                    voltage_mv: analog.map(|a| a.voltage.raw()),
+                    soc_pct: analog.and_then(|a| a.soc()).map(|p| p.raw()),
+                    remaining_mah: analog.map(|a| mah(a.remaining)),
+                    full_mah: analog.map(|a| mah(a.full)),
+                    design_mah: analog.map(|a| mah(a.design)),
+                    cycles: analog.map(|a| a.cycles),
+                    flags,
+                    pack_ov_alarm_mv: r.limits.pack_ov_alarm.map(|v| v.raw()),
+                    pack_uv_alarm_mv: r.limits.pack_uv_alarm.map(|v| v.raw()),
+                    serial: r.serial.as_ref().map(|t| t.trimmed().into_owned()),
+                    firmware: r.version.as_ref().map(|t| t.trimmed().into_owned()),
+                    last_error: r.last_error.clone(),
+                    poll_cycle_ms: r.cycle.map(|c| (c.took.as_secs_f64() * 1e5).round() / 100.0),
+                    link_stats: r.link.into(),
+                }
+            })
+            .collect();
+        let coil = {
+            let c = lock(&self.coil).clone();
+            let settings = *lock(&self.coil_settings);
+            let reading = c.reading.map(|(r, _)| r);
+            let age_ms = c.reading.map(|(_, t)| age(t));
+            let configured = config.coil.is_some();
+            Coil {
+                configured,
+                age_ms,
+                stale: configured && age_ms.is_none_or(|a| a > stale_ms),
+                soc_pct: reading.map(|r| r.soc_pct),
+                voltage_mv: reading.map(|r| r.voltage_mv()),
+                current_ma: reading.map(|r| r.current_ma()),
+                power_w: reading.map(|r| r.power_mw() as f64 / 1000.0),
+                remaining_mah: reading.map(|r| r.remaining_mah),
+                temperature_dc: reading.map(|r| i32::from(r.temperature_c) * 10),
+                state: reading.map(|r| r.state.name()),
+                capacity_mah: settings.map(|s| s.capacity_mah),
+                full_voltage_mv: settings.map(|s| u32::from(s.full_voltage_cv) * 10),
+                last_error: c.last_error,
+                link_stats: c.link.into(),
+            }
+        };
+        let inverter = {
+            let i = lock(&self.inverter).clone();
+            let configured = config.inverter.is_some();
+            let age_ms = i.live.map(|(_, t)| age(t));
+            let reg = |address: u16| -> Option<u16> {
+                let (regs, _) = i.live?;
+                regs.get(usize::from(address.checked_sub(INVERTER_LIVE_FIRST)?)).copied()
+            };
+            let signed = |address: u16| reg(address).map(|v| i32::from(v as i16));
+            let working_mode = vevor_modbus::item("working_mode").ok().and_then(|item| {
+                let v = reg(item.address)?;
+                Some(vevor_modbus::decode(item, &[v]).display(item))
+            });
+            Inverter {
+                configured,
+                age_ms,
+                stale: configured && age_ms.is_none_or(|a| a > stale_ms),
+                working_mode,
+                pv_power_w: signed(223),
+                load_power_w: signed(213),
+                grid_power_w: signed(204),
+                battery_power_w: signed(217),
+                battery_voltage_mv: signed(215).map(|v| v * 100),
+                battery_soc_pct: signed(229),
+                output_priority: i.output_priority,
+                output_priority_name: i.output_priority.and_then(output_priority_name),
+                charging_priority: i.charging_priority,
+                charging_priority_name: i.charging_priority.and_then(charging_priority_name),
+                last_error: i.last_error,
+                link_stats: i.link.into(),
+            }
+        };
+        let rebalance = {
+            let r = lock(&self.rebalance).clone();
+            let every_s = (config.rebalance.every_days * 86400.0) as u64;
+            let progress = match r.step {
+                Step::Idle if r.needed => "needed: a cell fell below the under-voltage threshold".to_owned(),
+                Step::Idle => "idle".to_owned(),
+                Step::Running if r.threshold_hit => format!(
+                    "threshold hit; waiting for the coil current below {} A and balancing to end",
+                    config.rebalance.tail_current_a
+                ),
+                Step::Running => format!(
+                    "charging to {:.2} V; waiting for the coil voltage above {:.2} V",
+                    f64::from(config.rebalance.charge_voltage_mv) / 1000.0,
+                    f64::from(config.rebalance.threshold_mv) / 1000.0
+                ),
+                Step::Settling => format!(
+                    "settling: charging blocked until the coil's remaining capacity falls to {} Ah",
+                    config.rebalance.regular_capacity_mah / 1000
+                ),
+            };
+            Rebalance {
+                step: r.step,
+                needed: r.needed,
+                threshold_hit: r.threshold_hit,
+                last_completed: r.last_completed_s.and_then(rfc3339),
+                next_due: r.last_completed_s.and_then(|t| rfc3339(t + every_s)),
+                soc_uncalibrated: r.soc_uncalibrated,
+                progress,
+            }
+        };
+        let overrides = {
+            let p = lock(&self.persisted);
+            Overrides {
+                forced_disable: p.overrides.forced_disable,
+                charge_voltage_mv: p.overrides.charge_voltage_mv,
+                charging_priority: lock(&self.rebalance).forced_charging_priority,
+            }
+        };
+        let pylon = {
+            let r = *lock(&self.replies);
+            Pylon {
+                link: config.pylon.link.clone(),
+                replies: r.replies,
+                unanswered: r.unanswered,
+                latency_mean_us: r.latency_sum_us.checked_div(r.replies),
+                latency_sum_us: r.latency_sum_us,
+                latency_max_us: r.latency_max_us,
+                latency_buckets: LATENCY_BUCKETS_US
+                    .iter()
+                    .map(|&b| Some(b))
+                    .chain([None])
+                    .zip(r.latency_buckets)
+                    .collect(),
+                link_stats: (*lock(&self.pylon_link)).into(),
+            }
+        };
+        let stack = snapshot.view.map(|v| {
+            let temp = |t: Option<translator::TempStats>, max: bool| {
+                t.map(|t| if max { t.max.0 } else { t.min.0 }.to_deci_celsius())
+            };
+            Stack {
+                voltage_mv: v.voltage.raw(),
+                current_ma: v.current_ma,
+                power_w: i64::from(v.voltage.raw()) * i64::from(v.current_ma) / 1_000_000,
+                soc_pct: v.soc.raw(),
+                cell_min_mv: v.cell_min.0.raw(),
+                cell_min_id: v.cell_min.1,
+                cell_max_mv: v.cell_max.0.raw(),
+                cell_max_id: v.cell_max.1,
+                cell_temp_max_dc: temp(v.cell_temp, true),
+                cell_temp_min_dc: temp(v.cell_temp, false),
+                charge_voltage_mv: v.charge_voltage_limit.raw(),
+                discharge_voltage_mv: v.discharge_voltage_limit.map(|m| m.raw()),
+                charge_current_ma: v.max_charge_ma,
+                discharge_current_ma: v.max_discharge_ma.map(i32::abs),
+                cycles: v.cycles_avg,
+                soh_pct: v.soh_avg.raw(),
+                packs_reporting: v.packs_reporting,
+            }
+        });
+        let data_stale = packs.iter().any(|p| p.stale) || coil.stale || inverter.stale;
+        Status {
+            version: env!("CARGO_PKG_VERSION"),
+            time: jiff::Timestamp::now().round(jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default(),
+            uptime_s: jiff::Timestamp::now().duration_since(self.started).as_secs().max(0) as u64,
+            charge_enabled: decision.as_ref().is_some_and(|d| d.charge),
+            discharge_enabled: decision.as_ref().is_some_and(|d| d.discharge),
+            decision_age_ms: decision.as_ref().map(|d| age(d.at)),
+            data_stale,
+            reasons,
+            stack,
+            packs,
+            coil,
+            inverter,
+            rebalance,
+            overrides,
+            pylon,
+        }
+    }
+
+    /// The most recent `limit` events, newest last.
+    pub fn recent_events(&self, limit: usize) -> Vec<crate::state::EventLine> {
+        let e = lock(&self.events);
+        e.iter().skip(e.len().saturating_sub(limit)).cloned().collect()
+    }
+}
+
+fn output_priority_name(v: u16) -> Option<&'static str> {
+    vevor_modbus::map::OUTPUT_PRIORITIES.iter().find(|(k, _)| *k == v).map(|(_, name)| *name)
+}

@@ -1,0 +1,293 @@
+//! pace2pylon on MQTT, with Home Assistant discovery.
+//!
+//! Two threads: one polls the rumqttc connection (and so keeps it alive and reconnects), the other
+//! reads the daemon's status once a second and publishes. Publishing uses `try_publish`, which
+//! never waits: when the broker is gone and the client's queue is full, state is dropped and sent
+//! afresh on reconnection. Nothing here ever holds a lock of the daemon for longer than copying
+//! the status, so a lost broker cannot delay the safety loop.
+//!
+//! Topics (`P` = `topic_prefix`, `H` = `discovery_prefix`):
+//! - `P/availability`: `online` / `offline` (retained; `offline` is also the last will);
+//! - `P/stack/state`, `P/pack<N>/state`, `P/coil/state`, `P/inverter/state`: one JSON object per
+//!   device, published when it changes and at least every `state_every_s`;
+//! - `H/<component>/P/<object>/config`: retained discovery, re-sent when Home Assistant says
+//!   `online` on `H/status` and when the set of entities changes (e.g. a pack's cell count is
+//!   first known);
+//! - with `allow_control`: `P/control/force_disable/set` (`ON`/`OFF`),
+//!   `P/control/rebalance_start/press`, `P/control/rebalance_cancel/press`.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod entities;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use daemon::control::Control;
+use daemon::runtime::Shared;
+use rumqttc::{Client, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
+
+pub use entities::{Entity, entities, states};
+
+/// Where and how to publish.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// User name and password.
+    pub credentials: Option<(String, String)>,
+    /// MQTT client id.
+    pub client_id: String,
+    /// Home Assistant's discovery prefix.
+    pub discovery_prefix: String,
+    /// Prefix of our own topics; also the prefix of every unique id.
+    pub topic_prefix: String,
+    /// Offer the force-disable switch and the rebalance buttons.
+    pub allow_control: bool,
+    /// Publish every device's state at least this often.
+    pub state_every: Duration,
+}
+
+impl Options {
+    fn availability(&self) -> String {
+        format!("{}/availability", self.topic_prefix)
+    }
+}
+
+/// What the connection thread tells the publisher.
+#[derive(Debug)]
+enum Note {
+    Connected,
+    HomeAssistantOnline,
+    Command { topic: String, payload: String },
+}
+
+/// A running publisher.
+#[derive(Debug)]
+pub struct Publisher {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Publisher {
+    /// Starts both threads. It never fails: an unreachable broker is retried with backoff.
+    pub fn start(shared: Arc<Shared>, options: Options) -> Self {
+        let mut mqtt = MqttOptions::new(options.client_id.clone(), options.host.clone(), options.port);
+        mqtt.set_keep_alive(Duration::from_secs(15))
+            .set_clean_session(true)
+            .set_max_packet_size(256 * 1024, 256 * 1024)
+            .set_last_will(LastWill::new(options.availability(), "offline", QoS::AtLeastOnce, true));
+        if let Some((user, password)) = &options.credentials {
+            mqtt.set_credentials(user.clone(), password.clone());
+        }
+        let (client, mut connection) = Client::new(mqtt, 4096);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (notes_tx, notes_rx) = mpsc::channel();
+        let mut threads = Vec::new();
+        let conn_stop = stop.clone();
+        let conn_options = options.clone();
+        let spawned = std::thread::Builder::new().name("mqtt connection".into()).spawn(move || {
+            poll_connection(&mut connection, &conn_options, &notes_tx, &conn_stop);
+        });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => log::error!("mqtt: cannot start the connection thread: {e}"),
+        }
+        let pub_stop = stop.clone();
+        let spawned = std::thread::Builder::new().name("mqtt publisher".into()).spawn(move || {
+            publish_loop(&client, &shared, &options, &notes_rx, &pub_stop);
+        });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => log::error!("mqtt: cannot start the publisher thread: {e}"),
+        }
+        Self { stop, threads }
+    }
+
+    /// Publishes `offline`, disconnects cleanly and waits for both threads (at most a few seconds).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Keeps the connection going; reports connections, Home Assistant's birth message and commands.
+/// After stop, drains until the disconnect went out (the `offline` before it with it).
+fn poll_connection(
+    connection: &mut rumqttc::Connection,
+    options: &Options,
+    notes: &Sender<Note>,
+    stop: &AtomicBool,
+) {
+    let ha_status = format!("{}/status", options.discovery_prefix);
+    let mut backoff = Duration::from_millis(500);
+    let mut was_connected = false;
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        if stop.load(Ordering::Relaxed) && drain_until.is_none() {
+            drain_until = Some(Instant::now() + Duration::from_secs(3));
+        }
+        if drain_until.is_some_and(|t| Instant::now() > t) {
+            log::debug!("mqtt: gave up draining the connection");
+            return;
+        }
+        match connection.recv_timeout(Duration::from_millis(200)) {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
+                log::info!("mqtt: connected to {}:{}", options.host, options.port);
+                was_connected = true;
+                backoff = Duration::from_millis(500);
+                let _ = notes.send(Note::Connected);
+            }
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                let payload = String::from_utf8_lossy(&p.payload).trim().to_owned();
+                if p.topic == ha_status {
+                    if payload == "online" {
+                        let _ = notes.send(Note::HomeAssistantOnline);
+                    }
+                } else {
+                    let _ = notes.send(Note::Command { topic: p.topic, payload });
+                }
+            }
+            Ok(Ok(Event::Outgoing(Outgoing::Disconnect))) if drain_until.is_some() => return,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                if drain_until.is_some() {
+                    return;
+                }
+                if was_connected {
+                    log::warn!(
+                        "mqtt: connection to {}:{} lost: {e}; reconnecting",
+                        options.host,
+                        options.port
+                    );
+                } else {
+                    log::debug!("mqtt: cannot connect to {}:{}: {e}", options.host, options.port);
+                }
+                was_connected = false;
+                let until = Instant::now() + backoff;
+                while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            Err(rumqttc::RecvTimeoutError::Timeout) => {}
+            Err(rumqttc::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// The publisher's memory: what was last sent where and when.
+#[derive(Debug, Default)]
+struct Sent {
+    states: BTreeMap<String, (String, Instant)>,
+    configs: BTreeMap<String, String>,
+}
+
+fn publish_loop(
+    client: &Client,
+    shared: &Shared,
+    options: &Options,
+    notes: &Receiver<Note>,
+    stop: &AtomicBool,
+) {
+    let mut sent = Sent::default();
+    let mut connected = false;
+    let availability = options.availability();
+    while !stop.load(Ordering::Relaxed) {
+        let mut announce = false;
+        match notes.recv_timeout(Duration::from_secs(1)) {
+            Ok(Note::Connected) => {
+                connected = true;
+                announce = true;
+                let mut topics = vec![format!("{}/status", options.discovery_prefix)];
+                if options.allow_control {
+                    topics.push(format!("{}/control/+/+", options.topic_prefix));
+                }
+                for t in topics {
+                    if let Err(e) = client.try_subscribe(t, QoS::AtLeastOnce) {
+                        log::warn!("mqtt: cannot subscribe: {e}");
+                    }
+                }
+                if let Err(e) = client.try_publish(&availability, QoS::AtLeastOnce, true, "online") {
+                    log::warn!("mqtt: cannot publish availability: {e}");
+                }
+            }
+            Ok(Note::HomeAssistantOnline) => announce = true,
+            Ok(Note::Command { topic, payload }) => command(shared, options, &topic, &payload),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if !connected {
+            continue;
+        }
+        let status = shared.status();
+        let entities = entities(&status, options);
+        if announce {
+            sent = Sent::default();
+        }
+        for entity in &entities {
+            let (topic, payload) = entity.discovery(options);
+            if sent.configs.get(&topic) == Some(&payload) {
+                continue;
+            }
+            match client.try_publish(&topic, QoS::AtLeastOnce, true, payload.clone()) {
+                Ok(()) => {
+                    sent.configs.insert(topic, payload);
+                }
+                Err(e) => log::debug!("mqtt: discovery {topic} not queued: {e}"),
+            }
+        }
+        let now = Instant::now();
+        for (topic, payload) in states(&status, options) {
+            let due = match sent.states.get(&topic) {
+                Some((last, at)) => *last != payload || now.duration_since(*at) >= options.state_every,
+                None => true,
+            };
+            if due {
+                match client.try_publish(&topic, QoS::AtMostOnce, false, payload.clone()) {
+                    Ok(()) => {
+                        sent.states.insert(topic, (payload, now));
+                    }
+                    Err(e) => log::debug!("mqtt: state {topic} not queued: {e}"),
+                }
+            }
+        }
+    }
+    // A clean shutdown says so; the last will covers the unclean ones.
+    if connected {
+        let _ = client.try_publish(&availability, QoS::AtLeastOnce, true, "offline");
+    }
+    let _ = client.try_disconnect();
+}
+
+/// Carries out a command from Home Assistant (only with `allow_control`).
+fn command(shared: &Shared, options: &Options, topic: &str, payload: &str) {
+    if !options.allow_control {
+        return;
+    }
+    let Some(name) = topic.strip_prefix(&format!("{}/control/", options.topic_prefix)) else {
+        return;
+    };
+    let order = match (name, payload) {
+        ("force_disable/set", "ON") => Control::ForceDisable,
+        ("force_disable/set", "OFF") => Control::ReleaseForceDisable,
+        ("rebalance_start/press", _) => Control::RebalanceStart,
+        ("rebalance_cancel/press", _) => Control::RebalanceCancel,
+        _ => {
+            log::warn!("mqtt: unknown command {topic} = {payload:?}");
+            return;
+        }
+    };
+    match shared.control(&order) {
+        Ok(done) => log::info!("mqtt: {done}"),
+        Err(e) => log::warn!("mqtt: {topic}: {e}"),
+    }
+}

@@ -1,0 +1,248 @@
+// pace2pylon's page: polls /api/v1/status every 2 s and redraws. Data only ever reaches the DOM
+// as text (textContent), never as markup.
+"use strict";
+
+const TOKEN_KEY = "pace2pylon-token";
+const $ = (id) => document.getElementById(id);
+
+function el(tag, props, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props || {})) {
+    if (k === "class") e.className = v;
+    else if (k === "title") e.title = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+const fmt = {
+  v: (mv) => (mv === null || mv === undefined ? "—" : (mv / 1000).toFixed(2) + " V"),
+  cellV: (mv) => (mv / 1000).toFixed(3),
+  a: (ma) => (ma === null || ma === undefined ? "—" : (ma / 1000).toFixed(1) + " A"),
+  w: (w) => (w === null || w === undefined ? "—" : Math.round(w) + " W"),
+  pct: (p) => (p === null || p === undefined ? "—" : p + " %"),
+  ah: (mah) => (mah === null || mah === undefined ? "—" : (mah / 1000).toFixed(1) + " Ah"),
+  c: (dc) => (dc / 10).toFixed(1) + " °C",
+  age: (ms) => (ms === null || ms === undefined ? "no data" : ms < 10000 ? (ms / 1000).toFixed(1) + " s ago" : Math.round(ms / 1000) + " s ago"),
+};
+
+function figure(label, value) {
+  return el("div", { class: "figure" }, el("b", {}, value), el("span", {}, label));
+}
+
+function setAge(node, ms, stale) {
+  node.textContent = fmt.age(ms);
+  node.className = "age" + (stale ? " stale" : "");
+}
+
+function definitions(dl, rows) {
+  dl.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v ?? "—")]));
+}
+
+function renderSummary(s) {
+  for (const [id, on, word] of [["charge", s.charge_enabled, "charge"], ["discharge", s.discharge_enabled, "discharge"]]) {
+    const e = $(id);
+    e.textContent = word + (on ? " enabled" : " disabled");
+    e.className = "enable " + (on ? "on" : "off");
+  }
+  const st = s.stack;
+  $("figures").replaceChildren(
+    figure("power", st ? fmt.w(st.power_w) : "—"),
+    figure("current", st ? fmt.a(st.current_ma) : "—"),
+    figure("voltage", st ? fmt.v(st.voltage_mv) : "—"),
+    figure("state of charge", st ? fmt.pct(st.soc_pct) : "—"),
+    figure("cells min / max", st ? fmt.cellV(st.cell_min_mv) + " / " + fmt.cellV(st.cell_max_mv) + " V" : "—"),
+    figure("charge limit", st ? fmt.v(st.charge_voltage_mv) + " · " + fmt.a(st.charge_current_ma) : "—"),
+    figure("discharge limit", st ? fmt.v(st.discharge_voltage_mv) + " · " + fmt.a(st.discharge_current_ma) : "—"),
+  );
+}
+
+function renderSafety(s) {
+  const list = $("reasons");
+  if (s.reasons.length === 0) {
+    list.replaceChildren(el("li", { class: "clear" }, "✓ no rule blocks charging or discharging"));
+  } else {
+    list.replaceChildren(...s.reasons.map((r) =>
+      el("li", { class: "reason", title: "rule " + r.rule + " · " + r.code }, r.text + " — blocks " + r.blocks)));
+  }
+  $("decision-age").textContent = s.decision_age_ms === null ? "no decision yet" : "decided " + fmt.age(s.decision_age_ms);
+}
+
+function renderRebalance(s) {
+  const r = s.rebalance;
+  $("rb-step").textContent = r.step + (r.needed ? " · needed" : "");
+  $("rb-progress").textContent = r.progress + (r.soc_uncalibrated ? " — the SOC is uncalibrated (last rebalance cancelled)" : "");
+  $("rb-dates").textContent = "last completed: " + (r.last_completed || "never") + (r.next_due ? " · next due: " + r.next_due : "");
+}
+
+function renderCoil(s) {
+  const c = s.coil;
+  if (!c.configured) {
+    definitions($("coil"), [["", "not configured"]]);
+    $("coil-age").textContent = "";
+    return;
+  }
+  setAge($("coil-age"), c.age_ms, c.stale);
+  definitions($("coil"), [
+    ["SOC", fmt.pct(c.soc_pct)],
+    ["voltage", fmt.v(c.voltage_mv)],
+    ["current", fmt.a(c.current_ma)],
+    ["remaining", fmt.ah(c.remaining_mah)],
+    ["state", c.state],
+    ["capacity / full V", c.capacity_mah === null ? "—" : fmt.ah(c.capacity_mah) + " / " + fmt.v(c.full_voltage_mv)],
+    ["line", c.last_error || "ok"],
+  ]);
+}
+
+function renderInverter(s) {
+  const i = s.inverter;
+  if (!i.configured) {
+    definitions($("inverter"), [["", "not configured"]]);
+    $("inverter-age").textContent = "";
+    return;
+  }
+  setAge($("inverter-age"), i.age_ms, i.stale);
+  definitions($("inverter"), [
+    ["mode", i.working_mode],
+    ["PV", fmt.w(i.pv_power_w)],
+    ["load", fmt.w(i.load_power_w)],
+    ["grid", fmt.w(i.grid_power_w)],
+    ["battery", fmt.w(i.battery_power_w)],
+    ["output priority", i.output_priority_name ?? i.output_priority],
+    ["charging priority", (i.charging_priority_name ?? i.charging_priority) + (s.overrides.charging_priority !== null ? " (forced)" : "")],
+    ["line", i.last_error || "ok"],
+  ]);
+}
+
+function packCard(p) {
+  const head = el("h2", {}, "Pack " + p.number, el("span", { class: "age" + (p.stale ? " stale" : "") }, fmt.age(p.age_ms)));
+  const card = el("div", { class: "pack" + (p.stale ? " is-stale" : "") }, head);
+  card.append(el("div", { class: "line" },
+    el("span", {}, fmt.v(p.voltage_mv)), el("span", {}, fmt.a(p.current_ma)), el("span", {}, fmt.pct(p.soc_pct)),
+    el("span", {}, fmt.ah(p.remaining_mah) + " / " + fmt.ah(p.full_mah)), el("span", {}, (p.cycles ?? "—") + " cycles"),
+    el("span", { class: "muted" }, "Δ " + (p.cell_delta_mv ?? "—") + " mV")));
+  if (p.cells_mv.length > 0) {
+    const lo = 2500, hi = 3650;
+    const cells = el("div", { class: "cells" });
+    p.cells_mv.forEach((mv, k) => {
+      const n = k + 1;
+      let cls = "cell";
+      if (n === p.cell_min) cls += " min";
+      if (n === p.cell_max) cls += " max";
+      if (p.balancing.includes(n)) cls += " bal";
+      const bar = el("div", { class: "bar" });
+      bar.style.height = Math.max(2, Math.min(100, ((mv - lo) / (hi - lo)) * 100)) + "%";
+      cells.append(el("div", { class: cls, title: "cell " + n + ": " + mv + " mV" }, el("div", { class: "v" }, fmt.cellV(mv)), bar, el("div", { class: "n" }, n)));
+    });
+    card.append(cells, el("div", { class: "legend" },
+      el("span", {}, el("i", { class: "lg-min" }), "lowest"), el("span", {}, el("i", { class: "lg-max" }), "highest"),
+      el("span", {}, el("i", { class: "lg-bal" }), "balancing")));
+    for (const [cls, color] of [["lg-min", "#e0a400"], ["lg-max", "#d9534f"], ["lg-bal", "#7fb3f5"]]) {
+      const i = card.querySelector("." + cls);
+      if (i) i.style.background = color;
+    }
+  }
+  if (p.temps_dc.length > 0) {
+    const n = p.temps_dc.length;
+    card.append(el("div", { class: "temps" }, ...p.temps_dc.map((t, k) => {
+      const name = n >= 3 && k === n - 2 ? "MOSFET" : n >= 3 && k === n - 1 ? "env" : "T" + (k + 1);
+      return el("span", {}, name + " " + fmt.c(t));
+    })));
+  }
+  const flags = el("div", { class: "flags" });
+  for (const [kind, names] of [["protection", p.flags.protections], ["fault", p.flags.faults], ["warning", p.flags.warnings], ["state", p.flags.system]]) {
+    for (const name of names) flags.append(el("span", { class: "flag " + kind }, name));
+  }
+  if (flags.childElementCount > 0) card.append(flags);
+  if (p.last_error) card.append(el("div", { class: "error" }, p.last_error));
+  return card;
+}
+
+function render(s) {
+  renderSummary(s);
+  renderSafety(s);
+  renderRebalance(s);
+  renderCoil(s);
+  renderInverter(s);
+  $("packs").replaceChildren(...s.packs.map(packCard));
+  $("clock").textContent = s.time;
+}
+
+async function poll() {
+  try {
+    const r = await fetch("/api/v1/status", { cache: "no-store" });
+    if (!r.ok) throw new Error("HTTP " + r.status);
+    render(await r.json());
+    $("conn").textContent = "live";
+    $("conn").className = "pill ok";
+  } catch (e) {
+    $("conn").textContent = "no connection to the daemon";
+    $("conn").className = "pill bad";
+  }
+}
+
+async function pollEvents() {
+  try {
+    const r = await fetch("/api/v1/events?limit=30", { cache: "no-store" });
+    if (!r.ok) return;
+    const j = await r.json();
+    $("events").replaceChildren(...j.events.slice().reverse().map((e) =>
+      el("li", {}, el("time", {}, e.time.replace("T", " ").replace("Z", "")), e.event + (e.reasons && e.reasons.length ? ": " + e.reasons.join("; ") : ""))));
+  } catch (e) { /* the status poll reports the connection */ }
+}
+
+async function control(order) {
+  let token = localStorage.getItem(TOKEN_KEY);
+  if (!token) {
+    token = prompt("Control token ([http] token in the configuration):");
+    if (!token) return;
+    localStorage.setItem(TOKEN_KEY, token);
+  }
+  const out = $("control-result");
+  try {
+    const r = await fetch("/api/v1/control", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token },
+      body: JSON.stringify(order),
+    });
+    const j = await r.json();
+    if (r.status === 401) localStorage.removeItem(TOKEN_KEY);
+    out.textContent = r.ok ? "✓ " + j.message : "✗ " + j.error;
+    out.className = r.ok ? "" : "error";
+    poll();
+  } catch (e) {
+    out.textContent = "✗ " + e;
+    out.className = "error";
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  for (const b of document.querySelectorAll("button[data-action]")) {
+    b.addEventListener("click", () => {
+      const action = b.dataset.action;
+      if (action === "set_charge_voltage") {
+        const mv = parseInt($("cv").value, 10);
+        if (!Number.isFinite(mv)) { $("control-result").textContent = "enter the limit in mV"; return; }
+        control({ action, charge_voltage_mv: mv });
+      } else if (action === "clear_charge_voltage") {
+        control({ action: "set_charge_voltage", charge_voltage_mv: null });
+      } else if (action === "force_charging_priority") {
+        control({ action, priority: $("prio").value });
+      } else {
+        control({ action });
+      }
+    });
+  }
+  $("forget").addEventListener("click", () => {
+    localStorage.removeItem(TOKEN_KEY);
+    $("control-result").textContent = "token forgotten";
+  });
+  poll();
+  pollEvents();
+  setInterval(poll, 2000);
+  setInterval(pollEvents, 5000);
+});

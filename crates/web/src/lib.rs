@@ -1,0 +1,358 @@
+//! pace2pylon's web UI, JSON API and Prometheus metrics.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /` (and its `/app.js`, `/app.css`) | the page, embedded in the binary |
+//! | `GET /api/v1/status` | everything the page shows |
+//! | `GET /api/v1/events?limit=N` | recent events, newest last |
+//! | `POST /api/v1/control` | an operator's order; needs `Authorization: Bearer <token>` |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /healthz` | 200 while the safety loop decides, 503 when it does not |
+//!
+//! The server runs on its own threads and only reads the daemon's shared state (briefly locking
+//! it), so a slow or hostile client never holds up the safety loop. Every error is a JSON body
+//! `{"error": "..."}` with a 4xx/5xx status.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod metrics;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use daemon::control::{Control, Refused};
+use daemon::runtime::Shared;
+
+pub use metrics::render as render_metrics;
+
+/// Request bodies above this are refused (413).
+pub const MAX_BODY: usize = 64 * 1024;
+/// Worker threads answering requests.
+const WORKERS: usize = 4;
+
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+const APP_JS: &str = include_str!("../assets/app.js");
+const APP_CSS: &str = include_str!("../assets/app.css");
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The address cannot be listened on (in use, not ours, malformed).
+    #[error("cannot serve HTTP on {addr}: {why}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        why: String,
+    },
+}
+
+/// What the server needs to know.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `address:port` to listen on (port 0 picks a free one; see [`Web::local_addr`]).
+    pub listen: String,
+    /// The bearer token for control; `None` refuses control with 403.
+    pub token: Option<String>,
+}
+
+/// A running server.
+pub struct Web {
+    server: Arc<tiny_http::Server>,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Web {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Web").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl Web {
+    /// Binds and starts the worker threads.
+    ///
+    /// # Errors
+    /// [`Error::Bind`] when the address cannot be listened on.
+    pub fn start(shared: Arc<Shared>, options: Options) -> Result<Self, Error> {
+        let bind = |why: String| Error::Bind { addr: options.listen.clone(), why };
+        let server = tiny_http::Server::http(&options.listen).map_err(|e| bind(e.to_string()))?;
+        let addr = server.server_addr().to_ip().ok_or_else(|| bind("not an IP address".into()))?;
+        let server = Arc::new(server);
+        let stop = Arc::new(AtomicBool::new(false));
+        let api = Arc::new(Api { shared, token: options.token });
+        let threads = (0..WORKERS)
+            .filter_map(|k| {
+                let (server, stop, api) = (server.clone(), stop.clone(), api.clone());
+                std::thread::Builder::new()
+                    .name(format!("http {k}"))
+                    .spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            match server.recv_timeout(Duration::from_millis(250)) {
+                                Ok(Some(request)) => api.serve(request),
+                                Ok(None) => {}
+                                Err(e) => {
+                                    log::warn!("http: {e}");
+                                    std::thread::sleep(Duration::from_millis(100));
+                                }
+                            }
+                        }
+                    })
+                    .map_err(|e| log::error!("http: cannot start a worker: {e}"))
+                    .ok()
+            })
+            .collect();
+        log::info!("web UI and API on http://{addr}/");
+        Ok(Self { server, addr, stop, threads })
+    }
+
+    /// The address it listens on (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the workers and closes the socket.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for _ in &self.threads {
+            self.server.unblock();
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One response before it goes on the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Content type.
+    pub content_type: &'static str,
+    /// Body.
+    pub body: Vec<u8>,
+    /// `Allow` header for 405.
+    pub allow: Option<&'static str>,
+}
+
+impl Reply {
+    fn json(status: u16, value: &impl serde::Serialize) -> Self {
+        let body = serde_json::to_vec(value)
+            .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialize: {e}\"}}").into_bytes());
+        Self { status, content_type: "application/json", body, allow: None }
+    }
+
+    fn error(status: u16, message: impl Into<String>) -> Self {
+        Self::json(status, &serde_json::json!({ "error": message.into() }))
+    }
+
+    fn text(content_type: &'static str, body: &str) -> Self {
+        Self { status: 200, content_type, body: body.as_bytes().to_vec(), allow: None }
+    }
+}
+
+/// A request as the router sees it.
+#[derive(Clone, Debug)]
+pub struct Incoming<'a> {
+    /// `GET`, `POST`, ...
+    pub method: &'a str,
+    /// Path and query.
+    pub url: &'a str,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<&'a str>,
+    /// The body, or `None` when it was above [`MAX_BODY`].
+    pub body: Option<&'a [u8]>,
+}
+
+/// The routes.
+#[derive(Debug)]
+pub struct Api {
+    shared: Arc<Shared>,
+    token: Option<String>,
+}
+
+/// Compares without stopping at the first difference, so the time taken says nothing about
+/// how much of a guessed token was right.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (k, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(k % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+impl Api {
+    /// The router over `shared`, with control allowed by `token`.
+    pub fn new(shared: Arc<Shared>, token: Option<String>) -> Self {
+        Self { shared, token }
+    }
+
+    fn serve(&self, mut request: tiny_http::Request) {
+        let too_big = request.body_length().is_some_and(|n| n > MAX_BODY);
+        let mut body = Vec::new();
+        let read = if too_big {
+            None
+        } else {
+            match request.as_reader().take(MAX_BODY as u64 + 1).read_to_end(&mut body) {
+                Ok(_) if body.len() <= MAX_BODY => Some(()),
+                Ok(_) => None,
+                Err(e) => {
+                    let reply = Reply::error(400, format!("cannot read the request body: {e}"));
+                    respond(request, reply);
+                    return;
+                }
+            }
+        };
+        let authorization = request
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Authorization"))
+            .map(|h| h.value.as_str().to_owned());
+        let (method, url) = (request.method().as_str().to_owned(), request.url().to_owned());
+        let reply = self.route(&Incoming {
+            method: &method,
+            url: &url,
+            authorization: authorization.as_deref(),
+            body: read.map(|()| body.as_slice()),
+        });
+        if reply.status >= 400 {
+            log::debug!("http: {method} {url} -> {}", reply.status);
+        }
+        respond(request, reply);
+    }
+
+    /// Answers one request.
+    pub fn route(&self, r: &Incoming<'_>) -> Reply {
+        let (path, query) = r.url.split_once('?').unwrap_or((r.url, ""));
+        let get_only = |reply: fn(&Self, &str) -> Reply| match r.method {
+            "GET" | "HEAD" => reply(self, query),
+            _ => Reply { allow: Some("GET, HEAD"), ..Reply::error(405, format!("{path} answers GET only")) },
+        };
+        match path {
+            "/" | "/index.html" => get_only(|_, _| Reply::text("text/html; charset=utf-8", INDEX_HTML)),
+            "/app.js" => get_only(|_, _| Reply::text("text/javascript; charset=utf-8", APP_JS)),
+            "/app.css" => get_only(|_, _| Reply::text("text/css; charset=utf-8", APP_CSS)),
+            "/api/v1/status" => get_only(|api, _| Reply::json(200, &api.shared.status())),
+            "/api/v1/events" => get_only(Self::events),
+            "/metrics" => get_only(|api, _| {
+                Reply::text(
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    &metrics::render(&api.shared.status()),
+                )
+            }),
+            "/healthz" => get_only(|api, _| api.health()),
+            "/api/v1/control" => match r.method {
+                "POST" => self.control(r),
+                _ => Reply {
+                    allow: Some("POST"),
+                    ..Reply::error(405, "/api/v1/control answers POST only, with a JSON body")
+                },
+            },
+            _ => Reply::error(404, format!("no such page: {path}; the API is under /api/v1/")),
+        }
+    }
+
+    fn events(&self, query: &str) -> Reply {
+        let mut limit = 100;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("limit", v)) => match v.parse::<usize>() {
+                    Ok(n) if (1..=1000).contains(&n) => limit = n,
+                    _ => return Reply::error(400, format!("limit={v}: give a number from 1 to 1000")),
+                },
+                _ => return Reply::error(400, format!("unknown parameter '{pair}'; only limit=N is known")),
+            }
+        }
+        Reply::json(200, &serde_json::json!({ "events": self.shared.recent_events(limit) }))
+    }
+
+    fn health(&self) -> Reply {
+        let status = self.shared.status();
+        let max_age = (self.shared.config.safety.decision_max_age_s * 1000.0) as u64;
+        let deciding = status.decision_age_ms.is_some_and(|a| a <= max_age);
+        let body = serde_json::json!({
+            "status": if deciding { "ok" } else { "not_deciding" },
+            "decision_age_ms": status.decision_age_ms,
+            "charge_enabled": status.charge_enabled,
+            "discharge_enabled": status.discharge_enabled,
+            "data_stale": status.data_stale,
+        });
+        Reply::json(if deciding { 200 } else { 503 }, &body)
+    }
+
+    fn control(&self, r: &Incoming<'_>) -> Reply {
+        let Some(token) = &self.token else {
+            return Reply::error(
+                403,
+                "control is disabled: set [http] token (or token_file, or PACE2PYLON_HTTP_TOKEN) to enable it",
+            );
+        };
+        let offered = r.authorization.and_then(|a| a.strip_prefix("Bearer ")).map(str::trim);
+        match offered {
+            None => return Reply::error(401, "control needs the header 'Authorization: Bearer <token>'"),
+            Some(t) if !same_secret(t.as_bytes(), token.as_bytes()) => {
+                return Reply::error(401, "the bearer token is wrong");
+            }
+            Some(_) => {}
+        }
+        let Some(body) = r.body else {
+            return Reply::error(413, format!("the body is above {MAX_BODY} bytes"));
+        };
+        let order = match Control::parse(body) {
+            Ok(o) => o,
+            Err(e) => return Reply::error(400, e.to_string()),
+        };
+        match self.shared.control(&order) {
+            Ok(done) => Reply::json(200, &serde_json::json!({ "ok": true, "message": done })),
+            Err(e @ Refused::BadRequest(_)) => Reply::error(400, e.to_string()),
+            Err(e @ Refused::Conflict(_)) => Reply::error(409, e.to_string()),
+            Err(e) => Reply::error(500, e.to_string()),
+        }
+    }
+}
+
+fn respond(request: tiny_http::Request, reply: Reply) {
+    let mut headers = vec![
+        ("Content-Type", reply.content_type),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),
+        (
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'",
+        ),
+    ];
+    if let Some(allow) = reply.allow {
+        headers.push(("Allow", allow));
+    }
+    let mut response = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
+    for (name, value) in headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(h);
+        }
+    }
+    if let Err(e) = request.respond(response) {
+        log::debug!("http: the client went away: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_compare_by_content_and_length() {
+        assert!(same_secret(b"correct horse", b"correct horse"));
+        assert!(!same_secret(b"correct hors", b"correct horse"));
+        assert!(!same_secret(b"correct horsE", b"correct horse"));
+        assert!(!same_secret(b"", b"x"));
+        assert!(!same_secret(b"x", b""));
+    }
+}

@@ -59,6 +59,17 @@ impl Control {
                 Self::ACTIONS
             )));
         }
+        let allowed: &[&str] = match action.as_str() {
+            "set_charge_voltage" => &["action", "charge_voltage_mv"],
+            "force_charging_priority" => &["action", "priority"],
+            _ => &["action"],
+        };
+        if let Some(extra) = value.as_object().and_then(|o| o.keys().find(|k| !allowed.contains(&k.as_str()))) {
+            return Err(Refused::BadRequest(format!(
+                "{action}: unknown field '{extra}'; it takes {}",
+                allowed.join(", ")
+            )));
+        }
         serde_json::from_value(value).map_err(|e| Refused::BadRequest(format!("{action}: {e}")))
     }
 }

@@ -141,10 +141,6 @@ function packCard(p) {
     card.append(cells, el("div", { class: "legend" },
       el("span", {}, el("i", { class: "lg-min" }), "lowest"), el("span", {}, el("i", { class: "lg-max" }), "highest"),
       el("span", {}, el("i", { class: "lg-bal" }), "balancing")));
-    for (const [cls, color] of [["lg-min", "#e0a400"], ["lg-max", "#d9534f"], ["lg-bal", "#7fb3f5"]]) {
-      const i = card.querySelector("." + cls);
-      if (i) i.style.background = color;
-    }
   }
   if (p.temps_dc.length > 0) {
     const n = p.temps_dc.length;

@@ -64,7 +64,8 @@ impl Control {
             "force_charging_priority" => &["action", "priority"],
             _ => &["action"],
         };
-        if let Some(extra) = value.as_object().and_then(|o| o.keys().find(|k| !allowed.contains(&k.as_str()))) {
+        if let Some(extra) = value.as_object().and_then(|o| o.keys().find(|k| !allowed.contains(&k.as_str())))
+        {
             return Err(Refused::BadRequest(format!(
                 "{action}: unknown field '{extra}'; it takes {}",
                 allowed.join(", ")

@@ -277,7 +277,8 @@ fn every_endpoint_over_real_http() {
         lock(&sim.plant()).inverter.registers.get(331) == 3
     });
     wait_for("the status to show pv_only", Duration::from_secs(5), || {
-        http(addr, "GET", "/api/v1/status", &[], b"").json()["inverter"]["charging_priority_name"] == "pv_only"
+        http(addr, "GET", "/api/v1/status", &[], b"").json()["inverter"]["charging_priority_name"]
+            == "pv_only"
     });
 
     // The orders are in the event log.

@@ -14,7 +14,8 @@ commands:
   test            install what the tests need, then fmt, clippy, every test (what CI runs)
   bench           codec benches, probe throughput and the daemon's figures (latency, poll
                   cycle, time-to-safe, memory and CPU of `run` with 12 packs), printed as tables
-  fuzz [SECONDS]  run every fuzz target for SECONDS each (default 30; needs nightly and cargo-fuzz)";
+  fuzz [SECONDS]  run every fuzz target for SECONDS each (default 30; needs nightly and cargo-fuzz)
+  screenshots     run the browser test and keep its screenshots of the web UI in docs/screenshots/";
 
 fn main() -> Result<()> {
     let args: Vec<String> = env::args().skip(1).collect();
@@ -23,6 +24,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench(&root),
+        Some("screenshots") => screenshots(&root),
         Some("fuzz") => fuzz(args.get(1).map(|s| s.parse()).transpose().context("SECONDS must be a number")?),
         _ => {
             eprintln!("{USAGE}");
@@ -82,9 +84,67 @@ fn python_with_pymodbus(root: &Path) -> Result<PathBuf> {
     Ok(python)
 }
 
+/// The programs the broker and browser tests drive, and the Debian packages that have them.
+const SYSTEM_TOOLS: [(&str, &str); 4] = [
+    ("chromium", "chromium"),
+    ("mosquitto", "mosquitto"),
+    ("mosquitto_sub", "mosquitto-clients"),
+    ("mosquitto_pub", "mosquitto-clients"),
+];
+
+fn on_path(program: &str) -> bool {
+    let path = env::var("PATH").unwrap_or_default();
+    path.split(':').chain(["/usr/sbin", "/sbin"]).any(|dir| Path::new(dir).join(program).is_file())
+}
+
+/// Installs chromium and mosquitto with apt when they are missing (as root; otherwise says what
+/// to install).
+fn system_tools() -> Result<()> {
+    let mut missing: Vec<&str> =
+        SYSTEM_TOOLS.iter().filter(|(program, _)| !on_path(program)).map(|(_, package)| *package).collect();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root {
+        bail!(
+            "the tests need {}: install them (apt-get install {}) or run as root",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+    eprintln!("installing {} for the broker and browser tests", missing.join(", "));
+    run("apt-get", &["update", "-q"])?;
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend(&missing);
+    let status = Command::new("apt-get").args(&args).env("DEBIAN_FRONTEND", "noninteractive").status()?;
+    if !status.success() {
+        bail!("apt-get {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn screenshots(root: &Path) -> Result<()> {
+    system_tools()?;
+    let dir = root.join("docs/screenshots");
+    fs::create_dir_all(&dir)?;
+    eprintln!("\n$ PACE2PYLON_SCREENSHOTS={} cargo test -p pace2pylon --test browser", dir.display());
+    let status = Command::new("cargo")
+        .args(["test", "-p", "pace2pylon", "--test", "browser"])
+        .env("PACE2PYLON_SCREENSHOTS", &dir)
+        .status()?;
+    if !status.success() {
+        bail!("the browser test failed ({status})");
+    }
+    eprintln!("screenshots in {}", dir.display());
+    Ok(())
+}
+
 fn test() -> Result<()> {
     let started = Instant::now();
     let root = env::current_dir()?;
+    system_tools()?;
     let python = python_with_pymodbus(&root)?;
 
     run("cargo", &["fmt", "--all", "--", "--check"])?;

@@ -1,0 +1,111 @@
+//! The web page in a real browser (headless Chromium) against `pace2pylon demo`: live data must
+//! appear in the DOM, and screenshots are taken, desktop and phone width. They are written to
+//! `target/`; with `PACE2PYLON_SCREENSHOTS=DIR` also to DIR (`cargo xtask screenshots` puts them
+//! in docs/). `cargo xtask test` installs chromium; without it this test fails and says so.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Guard(Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn chromium() -> String {
+    for name in ["chromium", "chromium-browser", "google-chrome"] {
+        for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+            let path = Path::new(dir).join(name);
+            if path.is_file() {
+                return path.display().to_string();
+            }
+        }
+    }
+    panic!("chromium is not installed; `cargo xtask test` installs it");
+}
+
+fn get(addr: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// Runs headless Chromium with a fresh profile; returns its standard output.
+fn browse(args: &[&str], profile: &Path) -> String {
+    let out = Command::new(chromium())
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .args(["--no-first-run", "--hide-scrollbars", "--virtual-time-budget=6000"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn is_png(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.len() > 10_000 && b.starts_with(b"\x89PNG\r\n\x1a\n"))
+}
+
+#[test]
+fn the_page_shows_live_data_in_a_real_browser() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pace2pylon"))
+        .args(["demo", "--packs", "4", "--http", "127.0.0.1:0", "--token", "browser-test-token"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _demo = Guard(child);
+    // The demo prints where the page is.
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines.next().expect("the demo printed its web address").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("web UI: ") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let addr = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let start = Instant::now();
+    while !get(&addr, "/api/v1/status").contains("\"charge_enabled\":true") {
+        assert!(start.elapsed() < Duration::from_secs(20), "the demo never enabled charging");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let profile = std::env::temp_dir().join(format!("p2p-chromium-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let dom = browse(&["--dump-dom", &url], &profile);
+    for pack in 1..=4 {
+        assert!(dom.contains(&format!("Pack {pack}")), "no card for pack {pack}");
+    }
+    // 4 packs × 8 cells, each shown with its voltage ("3.316") by the script from live data.
+    let cells = dom.matches("<div class=\"v\">3.").count();
+    assert_eq!(cells, 32, "cell voltages in the DOM: {cells}");
+    assert!(dom.contains("charge enabled") && dom.contains("discharge enabled"));
+    assert!(dom.contains(">live<"), "the page reached the API");
+    assert!(dom.contains("no rule blocks charging or discharging"));
+
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let desktop = dir.join("ui-desktop.png");
+    let phone = dir.join("ui-phone.png");
+    browse(&["--window-size=1400,1500", &format!("--screenshot={}", desktop.display()), &url], &profile);
+    browse(&["--window-size=390,2400", &format!("--screenshot={}", phone.display()), &url], &profile);
+    assert!(is_png(&desktop) && is_png(&phone), "screenshots in {}", dir.display());
+    if let Ok(to) = std::env::var("PACE2PYLON_SCREENSHOTS") {
+        for shot in [&desktop, &phone] {
+            std::fs::copy(shot, Path::new(&to).join(shot.file_name().unwrap())).unwrap();
+        }
+    }
+    let _ = std::fs::remove_dir_all(&profile);
+}

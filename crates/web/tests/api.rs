@@ -77,7 +77,7 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 }
 
 fn inverter_told(sim: &Sim) -> Option<pylon_proto::Management> {
-    lock(&sim.plant()).inverter.bms.clone()
+    lock(&sim.plant()).inverter.bms
 }
 
 #[test]

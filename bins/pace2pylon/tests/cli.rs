@@ -55,7 +55,7 @@ fn configuration_errors_name_the_key() {
 #[test]
 fn the_demo_runs_the_stack_and_reacts_to_an_injected_fault() {
     let mut child = Command::new(BIN)
-        .args(["demo", "--packs", "3", "--speed", "30"])
+        .args(["demo", "--packs", "3", "--speed", "30", "--http", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -83,6 +83,41 @@ fn the_demo_runs_the_stack_and_reacts_to_an_injected_fault() {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     assert!(child.wait().unwrap().success());
     assert!(seen_on && seen_off);
+}
+
+#[test]
+fn http_and_mqtt_settings_are_checked_and_secrets_not_shown() {
+    let base = "[pylon]\nlink = \"tcp://h:1\"\n\n[[pack]]\nlink = \"tcp://h:2\"\n";
+    let (_, _, err) = check(&format!("{base}\n[http]\nlisten = \"localhost\"\n"));
+    assert!(err.contains("http.listen: 'localhost' is not an address:port"), "{err}");
+    let (_, _, err) = check(&format!("{base}\n[http]\ntoken = \"short\"\n"));
+    assert!(err.contains("http.token: must be at least 8 characters"), "{err}");
+    let (_, _, err) = check(&format!("{base}\n[mqtt]\nurl = \"http://broker:1883\"\n"));
+    assert!(err.contains("mqtt.url: 'http://broker:1883' is not mqtt://host[:port]"), "{err}");
+    let (_, _, err) = check(&format!("{base}\n[mqtt]\nurl = \"mqtt://broker:x\"\n"));
+    assert!(err.contains("'x' is not a port number"), "{err}");
+    let (_, _, err) = check(&format!("{base}\n[mqtt]\ntopic_prefix = \"a/#\"\n"));
+    assert!(err.contains("mqtt.topic_prefix"), "{err}");
+    let (_, _, err) = check(&format!("{base}\n[mqtt]\nstate_every_s = 60\n"));
+    assert!(err.contains("mqtt.state_every_s: 60 is outside 1..30"), "{err}");
+    let (_, _, err) = check(&format!("{base}\n[mqtt]\nbroker = \"x\"\n"));
+    assert!(err.contains("unknown field `broker`"), "{err}");
+    let (code, out, err) = check(&format!(
+        "{base}\n[http]\ntoken = \"sekrit-token-1\"\n\n[mqtt]\nurl = \"mqtt://b:1883\"\nusername = \"u\"\npassword = \"sekrit-pw\"\n"
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("sekrit") && out.matches("<hidden>").count() == 2, "{out}");
+}
+
+#[test]
+fn a_busy_http_port_stops_the_demo_with_a_clear_message() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(BIN).args(["demo", "--packs", "1", "--http", &addr]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("--http {addr}: choose another address, or port 0")), "{err}");
+    assert!(err.contains("cannot serve HTTP"), "{err}");
 }
 
 #[test]

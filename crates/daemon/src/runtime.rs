@@ -982,6 +982,16 @@ fn poll_inverter(slave: u8, mut link: Link, shared: &Shared, stop: &AtomicBool) 
                     if current == Some(target) {
                         continue;
                     }
+                    // While the write is on its way the value is unknown: the procedure must not
+                    // take the old reading for the device's word that a restore has happened.
+                    {
+                        let mut r = lock(&shared.inverter);
+                        if address == 301 {
+                            r.output_priority = None;
+                        } else {
+                            r.charging_priority = None;
+                        }
+                    }
                     match write_confirmed(&mut link, slave, address, &[target]) {
                         Ok(()) => {
                             // What was read back is the device's value now; keep the reading current.
@@ -1028,12 +1038,12 @@ fn coil_housekeeping(slave: u8, link: &mut Link, shared: &Shared) {
     if let (Some((capacity, full_cv)), Some(s)) = (lock(&shared.targets).coil, settings) {
         if (s.capacity_mah, s.full_voltage_cv) != (capacity, full_cv) {
             let values = [(capacity >> 16) as u16, capacity as u16, full_cv];
+            // Unknown until confirmed (see the inverter writer).
+            *lock(&shared.coil_settings) = None;
             match write_confirmed(link, slave, 1, &values) {
                 Ok(()) => {
-                    if let Some(s) = lock(&shared.coil_settings).as_mut() {
-                        s.capacity_mah = capacity;
-                        s.full_voltage_cv = full_cv;
-                    }
+                    *lock(&shared.coil_settings) =
+                        Some(coil_modbus::Settings { capacity_mah: capacity, full_voltage_cv: full_cv, ..s });
                     shared.event(format!(
                         "coil capacity {capacity} mAh, full voltage {full_cv} cV (confirmed)"
                     ));
@@ -1046,6 +1056,8 @@ fn coil_housekeeping(slave: u8, link: &mut Link, shared: &Shared) {
     for action in actions {
         if let Action::CalibrateCoilFull { capacity_mah, full_voltage_cv } = action {
             let values = [(capacity_mah >> 16) as u16, capacity_mah as u16, full_voltage_cv];
+            // Re-read at the next housekeeping; unknown until then.
+            *lock(&shared.coil_settings) = None;
             let result = write_confirmed(link, slave, 1, &values).and_then(|()| {
                 let request = coil_modbus::request::set_level(coil_modbus::Level::Full);
                 match modbus(link, slave, &request, Duration::from_secs(1)) {

@@ -116,7 +116,7 @@ fn system_tools() -> Result<()> {
     }
     eprintln!("installing {} for the broker and browser tests", missing.join(", "));
     run("apt-get", &["update", "-q"])?;
-    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    let mut args = vec!["install", "-y", "-q"];
     args.extend(&missing);
     let status = Command::new("apt-get").args(&args).env("DEBIAN_FRONTEND", "noninteractive").status()?;
     if !status.success() {
@@ -242,8 +242,46 @@ fn daemon_table(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Resident memory and CPU of `pace2pylon run` with 12 simulated packs at steady state: 10 s to
-/// settle, then 30 s measured from /proc.
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// One `GET` on its own connection; the body.
+fn http_get(port: u16, path: &str) -> Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    if !out.starts_with(b"HTTP/1.1 200") {
+        bail!("GET {path}: {}", String::from_utf8_lossy(&out[..out.len().min(80)]));
+    }
+    Ok(out)
+}
+
+/// Latency of `n` sequential GETs of `path`: a table row.
+fn http_latency(port: u16, path: &str, n: usize) -> Result<String> {
+    let mut ms = Vec::with_capacity(n);
+    let mut bytes = 0;
+    for _ in 0..n {
+        let t = Instant::now();
+        bytes = http_get(port, path)?.len();
+        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    Ok(format!(
+        "| `GET {path}` over HTTP, 12 packs ({bytes} bytes) | {n} | p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms | — |",
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    ))
+}
+
+/// Resident memory and CPU of `pace2pylon run` with 12 simulated packs at steady state, with the
+/// web page open (status every 2 s), Prometheus scraping (every 15 s) and MQTT publishing to a
+/// local mosquitto when there is one: 10 s to settle, then 30 s measured from /proc. Then the
+/// latency of the status and metrics endpoints.
 fn footprint(root: &Path) -> Result<String> {
     use std::io::{BufRead, BufReader};
     run("cargo", &["build", "--release", "-p", "pace2pylon"])?;
@@ -277,6 +315,23 @@ fn footprint(root: &Path) -> Result<String> {
         dir.join("state.json").display(),
         dir.join("events.jsonl").display()
     );
+    let http_port = free_port()?;
+    config += &format!("\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n");
+    let broker = if on_path("mosquitto") {
+        let port = free_port()?;
+        let child = Command::new("mosquitto")
+            .args(["-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("could not start mosquitto")?;
+        config += &format!("\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n");
+        Some(child)
+    } else {
+        eprintln!("no mosquitto: the footprint is measured without MQTT");
+        None
+    };
+    let with_mqtt = broker.is_some();
     let path = dir.join("run.toml");
     fs::write(&path, config)?;
     let mut daemon = Command::new(&exe)
@@ -286,17 +341,46 @@ fn footprint(root: &Path) -> Result<String> {
         .stderr(Stdio::null())
         .spawn()
         .context("could not start pace2pylon run")?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let viewer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut k = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = http_get(http_port, "/api/v1/status");
+                if k % 15 == 0 {
+                    let _ = http_get(http_port, "/metrics");
+                }
+                k += 2;
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
+        })
+    };
     let measured = measure_process(daemon.id());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = viewer.join();
+    let latency = measured.as_ref().ok().map(|_| {
+        [http_latency(http_port, "/api/v1/status", 500), http_latency(http_port, "/metrics", 500)]
+    });
     let _ = daemon.kill();
     let _ = daemon.wait();
     let _ = sim.kill();
     let _ = sim.wait();
+    if let Some(mut b) = broker {
+        let _ = b.kill();
+        let _ = b.wait();
+    }
     let (rss_kb, cpu) = measured?;
-    Ok(format!(
-        "| `pace2pylon run`, 12 packs, steady state | 30 s | max RSS {:.1} MB, CPU {:.2} % of one core | < 20 MB, < 2 % |",
+    let mut rows = vec![format!(
+        "| `pace2pylon run`, 12 packs, steady state, web page open, Prometheus scraping{} | 30 s | max RSS {:.1} MB, CPU {:.2} % of one core | < 20 MB, < 2 % |",
+        if with_mqtt { ", MQTT publishing" } else { "" },
         rss_kb as f64 / 1024.0,
         cpu * 100.0
-    ))
+    )];
+    for row in latency.into_iter().flatten() {
+        rows.push(row?);
+    }
+    Ok(rows.join("\n"))
 }
 
 /// Max VmRSS (kB) over 30 s and the CPU share (utime + stime) in that window.

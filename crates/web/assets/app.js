@@ -3,6 +3,12 @@
 "use strict";
 
 const TOKEN_KEY = "pace2pylon-token";
+// Orders that change what the batteries do are confirmed first.
+const CONFIRM = {
+  force_disable: "Force charging and discharging off? The inverter will run on the grid.",
+  rebalance_start: "Start a rebalance? The stack will be charged to the rebalance voltage.",
+  rebalance_cancel: "Cancel the rebalance? The SOC stays uncalibrated until the next full one.",
+};
 const $ = (id) => document.getElementById(id);
 
 function el(tag, props, ...children) {
@@ -228,6 +234,8 @@ document.addEventListener("DOMContentLoaded", () => {
         control({ action: "set_charge_voltage", charge_voltage_mv: null });
       } else if (action === "force_charging_priority") {
         control({ action, priority: $("prio").value });
+      } else if (CONFIRM[action] && !confirm(CONFIRM[action])) {
+        return;
       } else {
         control({ action });
       }

@@ -359,9 +359,10 @@ fn footprint(root: &Path) -> Result<String> {
     let measured = measure_process(daemon.id());
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = viewer.join();
-    let latency = measured.as_ref().ok().map(|_| {
-        [http_latency(http_port, "/api/v1/status", 500), http_latency(http_port, "/metrics", 500)]
-    });
+    let latency = measured
+        .as_ref()
+        .ok()
+        .map(|_| [http_latency(http_port, "/api/v1/status", 500), http_latency(http_port, "/metrics", 500)]);
     let _ = daemon.kill();
     let _ = daemon.wait();
     let _ = sim.kill();

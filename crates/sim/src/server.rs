@@ -1,7 +1,7 @@
 //! The plant on links: every device answers on its own line, a clock thread moves plant time,
 //! and the inverter polls whoever is on its BMS port.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -60,6 +60,8 @@ pub struct Lines {
 pub struct Sim {
     plant: Arc<Mutex<Plant>>,
     stop: Arc<AtomicBool>,
+    /// Plant seconds per real second, as `f64` bits (changeable while it runs).
+    speed: Arc<AtomicU64>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -80,12 +82,14 @@ impl Sim {
     pub fn start(plant: Plant, lines: Lines, options: Options) -> Self {
         let plant = Arc::new(Mutex::new(plant));
         let stop = Arc::new(AtomicBool::new(false));
+        let speed = Arc::new(AtomicU64::new(options.speed.to_bits()));
         let mut threads = Vec::new();
         let mut spawn = |f: Job| {
             let (plant, stop) = (plant.clone(), stop.clone());
             threads.push(thread::spawn(move || f(&plant, &stop)));
         };
-        spawn(Box::new(move |p, s| clock(p, s, options.speed)));
+        let clock_speed = speed.clone();
+        spawn(Box::new(move |p, s| clock(p, s, &clock_speed)));
         for (k, link) in lines.packs.into_iter().enumerate() {
             spawn(Box::new(move |p, s| {
                 serve(link, AsciiDeframer::new(), p, s, options, |p, f| pack_reply(p, k, f))
@@ -99,7 +103,15 @@ impl Sim {
         }));
         let bms_port = lines.bms_port;
         spawn(Box::new(move |p, s| poll_bms(bms_port, p, s, options)));
-        Self { plant, stop, threads }
+        Self { plant, stop, speed, threads }
+    }
+
+    /// Changes how many plant seconds pass per real second, from the next clock tick on (e.g. slow
+    /// while a fault is injected, fast through the hours that follow).
+    pub fn set_speed(&self, speed: f64) {
+        if speed.is_finite() && speed > 0.0 {
+            self.speed.store(speed.to_bits(), Ordering::Relaxed);
+        }
     }
 
     /// The plant, to read or change while it runs.
@@ -124,13 +136,13 @@ impl Sim {
     }
 }
 
-fn clock(plant: &Mutex<Plant>, stop: &AtomicBool, speed: f64) {
+fn clock(plant: &Mutex<Plant>, stop: &AtomicBool, speed: &AtomicU64) {
     let tick = Duration::from_millis(50);
     let mut last = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         thread::sleep(tick);
         let now = Instant::now();
-        let dt = (now - last).as_secs_f64() * speed;
+        let dt = (now - last).as_secs_f64() * f64::from_bits(speed.load(Ordering::Relaxed));
         last = now;
         lock(plant).step(dt);
     }

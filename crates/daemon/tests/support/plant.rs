@@ -28,8 +28,23 @@ pub fn state_dir(name: &str) -> PathBuf {
 /// daemon's Pylontech responder is on `pylon` when given, else on the port the simulated inverter
 /// polls.
 pub fn start_with(packs: usize, pylon: Option<&str>, options: Options, dir: &Path) -> (Sim, Daemon) {
+    let plant = PlantConfig { packs, start_of_day_s: 11.0 * 3600.0, ..PlantConfig::default() };
+    let (sim, config) = plant_and_config(plant, pylon, options, "", dir);
+    (sim, Daemon::start(config).unwrap())
+}
+
+/// The plant served on loopback TCP and the configuration of a daemon for it (not started), with
+/// `extra` TOML appended (e.g. a `[rebalance]` table).
+#[allow(dead_code)] // not every includer starts its daemons itself
+pub fn plant_and_config(
+    plant: PlantConfig,
+    pylon: Option<&str>,
+    options: Options,
+    extra: &str,
+    dir: &Path,
+) -> (Sim, Config) {
     let (mut links, mut urls) = (Vec::new(), Vec::new());
-    for _ in 0..packs {
+    for _ in 0..plant.packs {
         let (l, u) = listen();
         links.push(l);
         urls.push(u);
@@ -37,8 +52,7 @@ pub fn start_with(packs: usize, pylon: Option<&str>, options: Options, dir: &Pat
     let (coil, coil_url) = listen();
     let (inverter, inverter_url) = listen();
     let (bms_port, bms_url) = listen();
-    let plant = Plant::new(PlantConfig { packs, start_of_day_s: 11.0 * 3600.0, ..PlantConfig::default() });
-    let sim = Sim::start(plant, Lines { packs: links, coil, inverter, bms_port }, options);
+    let sim = Sim::start(Plant::new(plant), Lines { packs: links, coil, inverter, bms_port }, options);
     let pylon = pylon.unwrap_or(&bms_url);
     let mut toml = format!(
         "[pylon]\nlink = \"{pylon}\"\naddress = 2\n\n[coil]\nlink = \"{coil_url}\"\n\n[inverter]\nlink = \"{inverter_url}\"\n\n"
@@ -47,10 +61,9 @@ pub fn start_with(packs: usize, pylon: Option<&str>, options: Options, dir: &Pat
         toml += &format!("[[pack]]\nlink = \"{u}\"\nadr = 0\n\n");
     }
     toml += &format!(
-        "[state]\nstate_file = \"{}\"\nevent_log = \"{}\"\n",
+        "[state]\nstate_file = \"{}\"\nevent_log = \"{}\"\n\n{extra}",
         dir.join("state.json").display(),
         dir.join("events.jsonl").display()
     );
-    let config = Config::parse(&toml, "test.toml").unwrap();
-    (sim, Daemon::start(config).unwrap())
+    (sim, Config::parse(&toml, "test.toml").unwrap())
 }

@@ -27,6 +27,7 @@ pub fn state_dir(name: &str) -> PathBuf {
 /// A plant of `packs` packs at 11:00 and a daemon polling it, keeping its state in `dir`. The
 /// daemon's Pylontech responder is on `pylon` when given, else on the port the simulated inverter
 /// polls.
+#[allow(dead_code)] // not every includer uses it
 pub fn start_with(packs: usize, pylon: Option<&str>, options: Options, dir: &Path) -> (Sim, Daemon) {
     let plant = PlantConfig { packs, start_of_day_s: 11.0 * 3600.0, ..PlantConfig::default() };
     let (sim, config) = plant_and_config(plant, pylon, options, "", dir);

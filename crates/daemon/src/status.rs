@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use maestro_core::{Blocks, Reason, Step};
+pub use maestro_core::Step;
+use maestro_core::{Blocks, Reason};
 use pace_proto::flags::flag_names;
 
 use crate::control::charging_priority_name;

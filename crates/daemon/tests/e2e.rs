@@ -290,3 +290,74 @@ fn an_outside_master_gets_an_answer_to_every_command() {
     daemon.stop();
     sim.stop();
 }
+
+/// Injects one fault kind into pack 1 and waits until the inverter is told both directions off
+/// with the expected reason; `recovers`: after `clear pack 1` both come back.
+fn fault_kind_disables(kind: &str, expected: &[&str], recovers: bool) {
+    let (sim, daemon) = start(2);
+    until(&sim, Duration::from_secs(15), enabled);
+    sim.command(&format!("fault pack 1 {kind}")).unwrap();
+    let t = until(&sim, Duration::from_secs(5), |f| {
+        f.intersection(ManagementFlags::CHARGE_ENABLE | ManagementFlags::DISCHARGE_ENABLE).is_empty()
+    });
+    eprintln!("{kind}: both off after {t:?}");
+    // The reasons follow from the next 0x42 + 0x44 cycle at the latest (the fault may land
+    // between a pack's 0x42 and its 0x44).
+    let started = Instant::now();
+    loop {
+        let reasons: Vec<&str> = daemon.shared().status().reasons.iter().map(|r| r.code).collect();
+        if expected.iter().all(|code| reasons.contains(code)) {
+            eprintln!("{kind}: reasons {reasons:?}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(3), "{kind}: {expected:?} not all among {reasons:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sim.command("clear pack 1").unwrap();
+    if recovers {
+        let t = until(&sim, Duration::from_secs(10), enabled);
+        eprintln!("{kind}: both on again {t:?} after clearing");
+    }
+    daemon.stop();
+    sim.stop();
+}
+
+#[test]
+fn fault_cell_ov_is_rule_6() {
+    fault_kind_disables("cell-ov", &["bms_over_voltage"], false);
+}
+
+#[test]
+fn fault_cell_uv_is_rule_4() {
+    fault_kind_disables("cell-uv", &["bms_protection"], false);
+}
+
+#[test]
+fn fault_overtemp_is_rule_8() {
+    fault_kind_disables("overtemp", &["cell_over_temperature"], true);
+}
+
+#[test]
+fn fault_undertemp_is_rules_9_and_12() {
+    fault_kind_disables("undertemp", &["cell_too_cold", "too_cold_to_charge"], true);
+}
+
+#[test]
+fn fault_overcurrent_is_rule_4() {
+    fault_kind_disables("overcurrent", &["bms_protection"], false);
+}
+
+#[test]
+fn fault_short_circuit_is_rule_4() {
+    fault_kind_disables("short-circuit", &["bms_protection"], false);
+}
+
+#[test]
+fn fault_mosfet_is_rule_5() {
+    fault_kind_disables("mosfet-fault", &["bms_fault"], true);
+}
+
+#[test]
+fn fault_cell_is_rule_5() {
+    fault_kind_disables("cell-fault", &["bms_fault"], true);
+}

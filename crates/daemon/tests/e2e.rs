@@ -361,3 +361,22 @@ fn fault_mosfet_is_rule_5() {
 fn fault_cell_is_rule_5() {
     fault_kind_disables("cell-fault", &["bms_fault"], true);
 }
+
+#[test]
+fn a_silent_coil_disables_within_stale_after_and_recovers() {
+    let (sim, daemon) = start(1);
+    until(&sim, Duration::from_secs(15), enabled);
+    sim.command("silence coil").unwrap();
+    let t = until(&sim, Duration::from_secs(10), |f| {
+        f.intersection(ManagementFlags::CHARGE_ENABLE | ManagementFlags::DISCHARGE_ENABLE).is_empty()
+    });
+    eprintln!("time to safe for a silent coil: {t:?}");
+    assert!(t >= Duration::from_secs(4) && t < Duration::from_millis(7500), "{t:?}");
+    let status = daemon.shared().status();
+    assert!(status.reasons.iter().any(|r| r.code == "coil_stale" && r.rule == 3), "{:?}", status.reasons);
+    assert!(status.coil.stale && status.data_stale);
+    sim.command("restore coil").unwrap();
+    until(&sim, Duration::from_secs(10), enabled);
+    daemon.stop();
+    sim.stop();
+}

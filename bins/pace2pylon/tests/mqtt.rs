@@ -7,35 +7,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn tool(name: &str) -> String {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/sbin"]) {
-        let path = std::path::Path::new(dir).join(name);
-        if path.is_file() {
-            return path.display().to_string();
-        }
-    }
-    panic!("{name} is not installed; `cargo xtask test` installs mosquitto and mosquitto-clients");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A process killed when the test ends, however it ends.
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod support;
+use support::{Guard, broker, free_port, tool};
 
 /// Every message mosquitto_sub printed (`-v`: topic, space, payload), in order.
 #[derive(Clone, Default)]
@@ -80,22 +59,6 @@ impl Seen {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-}
-
-fn broker() -> (Guard, u16) {
-    let port = free_port();
-    let child = Command::new(tool("mosquitto"))
-        .args(["-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(5), "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Guard(child), port)
 }
 
 fn demo(port: u16, packs: u32) -> Guard {

@@ -1,0 +1,51 @@
+//! What the CLI tests that drive external programs share: finding them, free ports, processes
+//! killed when a test ends, and a mosquitto broker of the test's own.
+
+#![allow(dead_code)] // not every test file uses every helper
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The path of `name` on PATH (or in the sbin directories); fails the test, saying what to
+/// install, when it is missing.
+pub fn tool(name: &str) -> String {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/sbin"]) {
+        let path = std::path::Path::new(dir).join(name);
+        if path.is_file() {
+            return path.display().to_string();
+        }
+    }
+    panic!("{name} is not installed; `cargo xtask test` installs mosquitto and mosquitto-clients");
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A process killed when the test ends, however it ends.
+pub struct Guard(pub Child);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A mosquitto broker on a free port, up and accepting connections.
+pub fn broker() -> (Guard, u16) {
+    let port = free_port();
+    let child = Command::new(tool("mosquitto"))
+        .args(["-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(5), "mosquitto did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Guard(child), port)
+}

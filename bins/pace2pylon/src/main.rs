@@ -195,15 +195,7 @@ fn sim(args: &SimArgs) -> anyhow::Result<()> {
     let sim = Sim::start(Plant::new(config), Lines { packs, coil, inverter, bms_port }, options);
 
     let stop = stop_flag()?;
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in io::stdin().lock().lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let rx = stdin_lines();
     while !stop.load(Ordering::Relaxed) {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(line) if line.trim().is_empty() => {}
@@ -237,6 +229,20 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     println!("# {}: valid. Effective configuration, defaults filled in:\n", path.display());
     print!("{}", config.to_toml());
     Ok(())
+}
+
+/// Standard input's lines, read on a thread of their own so the caller can wait with a timeout.
+fn stdin_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in io::stdin().lock().lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
@@ -488,15 +494,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         );
     }
     println!("  status is printed every 5 s; Ctrl-C stops");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in io::stdin().lock().lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let rx = stdin_lines();
     let started = std::time::Instant::now();
     let mut script = script.into_iter().peekable();
     let mut last_status = std::time::Instant::now();

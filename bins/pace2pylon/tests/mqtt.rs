@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod support;
-use support::{Guard, broker, free_port, tool};
+use support::{Guard, broker, free_port, mosquitto_on, tool, wait_for_port};
 
 /// Every message mosquitto_sub printed (`-v`: topic, space, payload), in order.
 #[derive(Clone, Default)]
@@ -206,28 +206,12 @@ fn a_broker_that_is_not_there_does_not_stop_the_demo() {
     std::thread::sleep(Duration::from_secs(4));
     assert!(d.0.try_wait().unwrap().is_none(), "the demo must keep running without its broker");
     // And the broker coming up later is found (reconnect with backoff).
-    let child = Command::new(tool("mosquitto"))
-        .args(["-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _broker = Guard(child);
-    let (_sub, seen) = Seen::watch_when_up(port);
+    let _broker = mosquitto_on(port);
+    wait_for_port(port, "mosquitto");
+    let (_sub, seen) = Seen::watch(port);
     seen.wait("online after the broker appeared", Duration::from_secs(40), |s| {
         s.last(AVAILABILITY).as_deref() == Some("online")
     });
     let _ = Command::new("kill").args(["-TERM", &d.0.id().to_string()]).status();
     let _ = d.0.wait();
-}
-
-impl Seen {
-    fn watch_when_up(port: u16) -> (Guard, Self) {
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(5), "mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self::watch(port)
-    }
 }

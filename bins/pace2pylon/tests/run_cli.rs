@@ -3,12 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Guard, broker, free_port, tool};
+use support::{Guard, broker, free_port, printed_config, tool};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pace2pylon");
 
@@ -44,15 +44,7 @@ fn run_serves_the_web_ui_and_publishes_to_mqtt_as_its_config_says() {
         .unwrap();
     let mut out = BufReader::new(sim.stdout.take().unwrap());
     let _sim = Guard(sim);
-    let mut config = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the configuration ended early: {config}");
-        config.push_str(&line);
-        if line.starts_with("slave = 1") && config.contains("[inverter]") {
-            break;
-        }
-    }
+    let mut config = printed_config(&mut out);
     let (_broker, mqtt_port) = broker();
     let http_port = free_port();
     let dir = std::env::temp_dir().join(format!("p2p-run-cli-{}", std::process::id()));

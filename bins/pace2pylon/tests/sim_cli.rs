@@ -5,7 +5,9 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+
+mod support;
+use support::{printed_config, wait_for_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pace2pylon");
 
@@ -34,23 +36,11 @@ fn sim_serves_prints_its_config_answers_commands_and_stops_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", base)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(20), "the simulator did not open its ports");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_port(base, "the simulator");
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     // The configuration comes first on standard output.
-    let mut config = String::new();
-    loop {
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        config.push_str(&line);
-        if line.starts_with("slave = 1") && config.contains("[inverter]") {
-            break;
-        }
-    }
+    let config = printed_config(&mut stdout);
     assert!(config.contains(&format!("[pylon]\n# The simulated inverter polls whoever connects to its BMS port.\nlink = \"tcp://127.0.0.1:{}\"", base + 102)), "{config}");
     assert_eq!(config.matches("[[pack]]").count(), 2);
     assert!(config.contains(&format!("link = \"tcp://127.0.0.1:{}\"", base + 1)));
@@ -89,16 +79,7 @@ fn base_port_zero_gives_every_line_its_own_free_port_and_prints_it() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut config = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "the configuration ended early: {config}");
-        config.push_str(&line);
-        if line.starts_with("slave = 1") && config.contains("[inverter]") {
-            break;
-        }
-    }
+    let config = printed_config(&mut BufReader::new(child.stdout.take().unwrap()));
     let ports: Vec<u16> = config
         .lines()
         .filter_map(|l| l.strip_prefix("link = \"tcp://127.0.0.1:"))

@@ -186,11 +186,9 @@ impl Shared {
                     return Err(Refused::Conflict("no [inverter] is configured".into()));
                 }
                 lock(&self.requests).charging_priority = Some(Some(value));
-                self.event(format!(
-                    "operator: charging priority forced to {}",
-                    CHARGING_PRIORITIES[usize::from(value)]
-                ));
-                Ok(format!("charging priority forced to {}", CHARGING_PRIORITIES[usize::from(value)]))
+                let done = format!("charging priority forced to {}", CHARGING_PRIORITIES[usize::from(value)]);
+                self.event(format!("operator: {done}"));
+                Ok(done)
             }
             Control::ResetChargingPriority => {
                 lock(&self.requests).charging_priority = Some(None);

@@ -553,10 +553,11 @@ impl Shared {
             }
         };
         let overrides = {
-            let p = lock(&self.persisted);
+            // One lock at a time: never hold one mutex while taking another.
+            let o = lock(&self.persisted).overrides.clone();
             Overrides {
-                forced_disable: p.overrides.forced_disable,
-                charge_voltage_mv: p.overrides.charge_voltage_mv,
+                forced_disable: o.forced_disable,
+                charge_voltage_mv: o.charge_voltage_mv,
                 charging_priority: lock(&self.rebalance).forced_charging_priority,
             }
         };

@@ -33,19 +33,44 @@ impl Drop for Guard {
     }
 }
 
+/// Waits until something accepts connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16, what: &str) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(20), "{what} did not open port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A mosquitto broker on `port` (not waited for).
+pub fn mosquitto_on(port: u16) -> Guard {
+    Guard(
+        Command::new(tool("mosquitto"))
+            .args(["-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// A mosquitto broker on a free port, up and accepting connections.
 pub fn broker() -> (Guard, u16) {
     let port = free_port();
-    let child = Command::new(tool("mosquitto"))
-        .args(["-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(5), "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(50));
+    let guard = mosquitto_on(port);
+    wait_for_port(port, "mosquitto");
+    (guard, port)
+}
+
+/// The configuration `pace2pylon sim --print-config` prints first, read up to its last line.
+pub fn printed_config(out: &mut impl std::io::BufRead) -> String {
+    let mut config = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the configuration ended early: {config}");
+        config.push_str(&line);
+        if line.starts_with("slave = 1") && config.contains("[inverter]") {
+            return config;
+        }
     }
-    (Guard(child), port)
 }

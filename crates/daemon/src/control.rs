@@ -127,17 +127,19 @@ impl Shared {
     /// # Errors
     /// [`Refused`] naming why not.
     pub fn control(&self, order: &Control) -> Result<String, Refused> {
-        let overrides = lock(&self.persisted).overrides.clone();
-        let save = |o: crate::state::Overrides| {
-            self.set_overrides(o).map_err(|e| Refused::NotSaved(format!("applied, but not saved: {e}")))
+        // Each order changes only its own field, in place: two orders at once never undo each other.
+        let save = |what: &str, change: &dyn Fn(&mut crate::state::Overrides)| {
+            self.event(format!("operator: {what}"));
+            self.persist(|p| change(&mut p.overrides))
+                .map_err(|e| Refused::NotSaved(format!("applied, but not saved: {e}")))
         };
         match order {
             Control::ForceDisable => {
-                save(crate::state::Overrides { forced_disable: true, ..overrides })?;
+                save("forced_disable: true", &|o| o.forced_disable = true)?;
                 Ok("charging and discharging forced off".into())
             }
             Control::ReleaseForceDisable => {
-                save(crate::state::Overrides { forced_disable: false, ..overrides })?;
+                save("forced_disable: false", &|o| o.forced_disable = false)?;
                 Ok("forced disable released; the fail-safe rules decide again".into())
             }
             Control::RebalanceStart => {
@@ -173,11 +175,11 @@ impl Shared {
                         "charge_voltage_mv {mv} must lie above 27000 and below the lowest pack over-voltage alarm ({lowest_ov})"
                     )));
                 }
-                save(crate::state::Overrides { charge_voltage_mv: Some(*mv), ..overrides })?;
+                save(&format!("charge_voltage_mv: {mv}"), &|o| o.charge_voltage_mv = Some(*mv))?;
                 Ok(format!("charge voltage limit set to {mv} mV"))
             }
             Control::SetChargeVoltage { charge_voltage_mv: None } => {
-                save(crate::state::Overrides { charge_voltage_mv: None, ..overrides })?;
+                save("charge_voltage_mv: none", &|o| o.charge_voltage_mv = None)?;
                 Ok("charge voltage override cleared".into())
             }
             Control::ForceChargingPriority { priority } => {

@@ -180,6 +180,8 @@ pub struct Shared {
     /// When the daemon started (wall clock).
     pub started: jiff::Timestamp,
     state_file: std::path::PathBuf,
+    /// Held while the state file is written.
+    state_writer: Mutex<()>,
     event_log: EventLog,
 }
 
@@ -198,11 +200,22 @@ impl Shared {
     /// # Errors
     /// The state file cannot be written (the change still applies in memory).
     pub fn set_overrides(&self, overrides: state::Overrides) -> Result<(), state::Error> {
-        let mut p = lock(&self.persisted);
-        p.overrides = overrides;
-        p.version = 1;
-        self.event(format!("operator: {:?}", p.overrides));
-        state::save(&self.state_file, &p)
+        self.event(format!("operator: {overrides:?}"));
+        self.persist(|p| p.overrides = overrides)
+    }
+
+    /// Changes what survives a restart and writes the state file. The in-memory state is locked
+    /// only for the change, never during the write (the safety loop reads it every cycle); writes
+    /// are serialized so an older state never lands after a newer one.
+    pub(crate) fn persist(&self, change: impl FnOnce(&mut Persisted)) -> Result<(), state::Error> {
+        let _one_writer = lock(&self.state_writer);
+        let now = {
+            let mut p = lock(&self.persisted);
+            change(&mut p);
+            p.version = 1;
+            p.clone()
+        };
+        state::save(&self.state_file, &now)
     }
 
     fn event_with(&self, text: String, reasons: Vec<String>) {
@@ -323,6 +336,7 @@ impl Daemon {
             config: config.clone(),
             started: jiff::Timestamp::now(),
             state_file,
+            state_writer: Mutex::new(()),
             event_log,
         });
         shared.event(format!(
@@ -844,10 +858,8 @@ fn run_rebalance(
         shared.event(format!("rebalance: {event:?}"));
     }
     if outcome.state_changed {
-        let mut p = lock(&shared.persisted);
-        p.version = 1;
-        p.rebalance = rebalance.state().clone();
-        if let Err(e) = state::save(&shared.state_file, &p) {
+        let state = rebalance.state().clone();
+        if let Err(e) = shared.persist(|p| p.rebalance = state) {
             log::error!("{e}");
         }
     }

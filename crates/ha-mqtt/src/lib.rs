@@ -189,6 +189,53 @@ fn poll_connection(
 struct Sent {
     states: BTreeMap<String, (String, Instant)>,
     configs: BTreeMap<String, String>,
+    /// What the discovery last sent describes.
+    shape: Option<Shape>,
+    /// Some discovery message could not be queued: try again next second.
+    discovery_pending: bool,
+}
+
+/// What the discovery depends on: the devices and their fixed facts (cell and sensor counts,
+/// serial, firmware), not their values.
+#[derive(Debug, PartialEq, Eq)]
+struct Shape {
+    packs: Vec<(usize, usize, Option<String>, Option<String>)>,
+    coil: bool,
+    inverter: bool,
+}
+
+impl Shape {
+    fn of(s: &daemon::status::Status) -> Self {
+        Self {
+            packs: s
+                .packs
+                .iter()
+                .map(|p| (p.cells_mv.len(), p.temps_dc.len(), p.serial.clone(), p.firmware.clone()))
+                .collect(),
+            coil: s.coil.configured,
+            inverter: s.inverter.configured,
+        }
+    }
+}
+
+/// Queues every discovery message that differs from what was sent.
+fn publish_discovery(client: &Client, status: &daemon::status::Status, options: &Options, sent: &mut Sent) {
+    sent.discovery_pending = false;
+    for entity in entities(status, options) {
+        let (topic, payload) = entity.discovery(options);
+        if sent.configs.get(&topic) == Some(&payload) {
+            continue;
+        }
+        match client.try_publish(&topic, QoS::AtLeastOnce, true, payload.clone()) {
+            Ok(()) => {
+                sent.configs.insert(topic, payload);
+            }
+            Err(e) => {
+                sent.discovery_pending = true;
+                log::debug!("mqtt: discovery {topic} not queued: {e}");
+            }
+        }
+    }
 }
 
 fn publish_loop(
@@ -229,21 +276,15 @@ fn publish_loop(
             continue;
         }
         let status = shared.status();
-        let entities = entities(&status, options);
         if announce {
             sent = Sent::default();
         }
-        for entity in &entities {
-            let (topic, payload) = entity.discovery(options);
-            if sent.configs.get(&topic) == Some(&payload) {
-                continue;
-            }
-            match client.try_publish(&topic, QoS::AtLeastOnce, true, payload.clone()) {
-                Ok(()) => {
-                    sent.configs.insert(topic, payload);
-                }
-                Err(e) => log::debug!("mqtt: discovery {topic} not queued: {e}"),
-            }
+        // Discovery depends only on what the devices are, not on their values: rebuilt when that
+        // changes (a cell count or serial number first known), not every second.
+        let shape = Shape::of(&status);
+        if sent.shape.as_ref() != Some(&shape) || sent.discovery_pending {
+            publish_discovery(client, &status, options, &mut sent);
+            sent.shape = Some(shape);
         }
         let now = Instant::now();
         for (topic, payload) in states(&status, options) {

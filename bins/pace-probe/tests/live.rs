@@ -93,7 +93,7 @@ fn analog_and_status_with_default_adr_and_ff() {
     let v = json(&["status", "--json", "--link", &url]);
     assert_eq!(v["packs"][0]["system"], 14);
     assert_eq!(v["packs"][0]["system_flags"][0], "charge_mosfet_on");
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     assert_eq!(seen[0], Request { adr: 0, command: Command::Analog { pack: 0xFF } });
     assert_eq!(seen[1], Request { adr: 0, command: Command::Status { pack: 0xFF } });
 }

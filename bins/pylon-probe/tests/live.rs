@@ -80,7 +80,7 @@ fn query_system_and_module_commands() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("PACE-PACK-02"), "{out}");
 
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     assert_eq!(seen[0], Request { adr: 2, command: Command::SystemManagement });
     assert_eq!(seen[1], Request { adr: 2, command: Command::Analog { command: 0xFF } });
     // Pack 2 is module address 3, with the command value 3.

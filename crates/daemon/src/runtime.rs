@@ -544,12 +544,12 @@ fn poll_pack(k: usize, adr: u8, mut link: Link, shared: &Shared, stop: &AtomicBo
         if errors.is_empty() && last_limits.is_none_or(|t| t.elapsed() >= secs(poll.limits_every_s)) {
             match read_limits(&mut link, adr, timeout) {
                 Ok((limits, version, serial)) => {
+                    last_limits = Some(Instant::now());
                     let mut s = lock(slot);
                     s.limits = limits;
                     s.limits_read = true;
                     s.version = version.or(s.version.take());
                     s.serial = serial.or(s.serial.take());
-                    last_limits = Some(Instant::now());
                 }
                 Err(e) => errors.push(e),
             }
@@ -1047,7 +1047,10 @@ fn coil_housekeeping(slave: u8, link: &mut Link, shared: &Shared) {
         }
     }
     let settings = *lock(&shared.coil_settings);
-    if let (Some((capacity, full_cv)), Some(s)) = (lock(&shared.targets).coil, settings) {
+    // Copied out: the safety loop sets the targets every cycle and must never wait for this
+    // write and its read-back.
+    let target = lock(&shared.targets).coil;
+    if let (Some((capacity, full_cv)), Some(s)) = (target, settings) {
         if (s.capacity_mah, s.full_voltage_cv) != (capacity, full_cv) {
             let values = [(capacity >> 16) as u16, capacity as u16, full_cv];
             // Unknown until confirmed (see the inverter writer).

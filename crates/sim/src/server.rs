@@ -174,21 +174,27 @@ fn serve<D: Deframer>(
 }
 
 fn pack_reply(plant: &Mutex<Plant>, k: usize, frame: &[u8]) -> Option<Vec<u8>> {
-    let mut p = lock(plant);
-    let now = p.date_time();
-    let pack = p.packs.get_mut(k)?;
-    if pack.silent {
-        return None;
-    }
     let request = pace_proto::Request::parse(frame).ok()?;
-    let reply = pack.answer(&request, now)?;
-    let garbage = pack.garbage;
+    let (reply, noise) = {
+        let mut p = lock(plant);
+        let now = p.date_time();
+        let pack = p.packs.get_mut(k)?;
+        if pack.silent {
+            return None;
+        }
+        let reply = pack.answer(&request, now)?;
+        // Noise before the reply, and now and then a reply with a broken character.
+        let noise = pack.garbage.then(|| {
+            let bytes: Vec<u8> = (0..8).map(|_| p.rng.byte()).filter(|b| *b != b'~').collect();
+            (bytes, p.rng.next_f64() < 0.5)
+        });
+        drop(p);
+        (reply, noise)
+    };
     let mut out = Vec::new();
     reply.emit(&mut out).ok()?;
-    if garbage {
-        // Noise before the reply, and now and then a reply with a broken character.
-        let mut noisy: Vec<u8> = (0..8).map(|_| p.rng.byte()).filter(|b| *b != b'~').collect();
-        if p.rng.next_f64() < 0.5 && out.len() > 20 {
+    if let Some((mut noisy, broken)) = noise {
+        if broken && out.len() > 20 {
             out[15] = if out[15] == b'0' { b'1' } else { b'0' };
         }
         noisy.extend_from_slice(&out);
@@ -198,27 +204,29 @@ fn pack_reply(plant: &Mutex<Plant>, k: usize, frame: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn coil_reply(plant: &Mutex<Plant>, frame: &[u8]) -> Option<Vec<u8>> {
-    let mut p = lock(plant);
     let (slave, pdu) = frame.split_first()?;
-    if p.coil.silent || *slave != coil_modbus::DEFAULT_SLAVE {
-        return None;
-    }
     let request = RtuRequest::parse(pdu).ok()?;
-    let (response, effect) = p.coil.registers.serve(&request);
-    p.coil.apply(effect);
+    let response = {
+        let mut p = lock(plant);
+        if p.coil.silent || *slave != coil_modbus::DEFAULT_SLAVE {
+            return None;
+        }
+        let (response, effect) = p.coil.registers.serve(&request);
+        p.coil.apply(effect);
+        response
+    };
     let mut out = Vec::new();
     response.encode(*slave, &mut out).ok()?;
     Some(out)
 }
 
 fn inverter_reply(plant: &Mutex<Plant>, frame: &[u8]) -> Option<Vec<u8>> {
-    let mut p = lock(plant);
     let (slave, pdu) = frame.split_first()?;
     if *slave != vevor_modbus::DEFAULT_SLAVE {
         return None;
     }
     let request = RtuRequest::parse(pdu).ok()?;
-    let (response, _) = p.inverter.registers.serve(&request);
+    let (response, _) = lock(plant).inverter.registers.serve(&request);
     let mut out = Vec::new();
     response.encode(*slave, &mut out).ok()?;
     Some(out)

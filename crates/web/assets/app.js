@@ -174,17 +174,53 @@ function render(s) {
   $("clock").textContent = s.time;
 }
 
+function connected(how) {
+  $("conn").textContent = "live";
+  $("conn").title = how;
+  $("conn").className = "pill ok";
+}
+
 async function poll() {
   try {
     const r = await fetch("/api/v1/status", { cache: "no-store" });
     if (!r.ok) throw new Error("HTTP " + r.status);
     render(await r.json());
-    $("conn").textContent = "live";
-    $("conn").className = "pill ok";
+    connected("polling /api/v1/status every 2 s");
   } catch (e) {
     $("conn").textContent = "no connection to the daemon";
     $("conn").className = "pill bad";
   }
+}
+
+// Live updates from the event stream; polling every 2 s while the stream is down (a browser
+// without EventSource, a proxy that buffers, a daemon that has every stream slot taken).
+let polling = null;
+function pollWhileStreamIsDown(down) {
+  if (down && polling === null) {
+    poll();
+    polling = setInterval(poll, 2000);
+  } else if (!down && polling !== null) {
+    clearInterval(polling);
+    polling = null;
+  }
+}
+
+function live() {
+  if (!window.EventSource) {
+    pollWhileStreamIsDown(true);
+    return;
+  }
+  const stream = new EventSource("/api/v1/stream");
+  stream.addEventListener("status", (m) => {
+    pollWhileStreamIsDown(false);
+    render(JSON.parse(m.data));
+    connected("server-sent events from /api/v1/stream");
+  });
+  stream.onerror = () => {
+    pollWhileStreamIsDown(true);
+    // A refused stream (503) is not retried by the browser: try again in a while.
+    if (stream.readyState === EventSource.CLOSED) setTimeout(live, 30000);
+  };
 }
 
 async function pollEvents() {
@@ -247,6 +283,6 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   poll();
   pollEvents();
-  setInterval(poll, 2000);
+  live();
   setInterval(pollEvents, 5000);
 });

@@ -7,22 +7,23 @@
 //! | `GET /api/v1/events?limit=N` | recent events, newest last |
 //! | `POST /api/v1/control` | an operator's order; needs `Authorization: Bearer <token>` |
 //! | `GET /metrics` | Prometheus text format |
+//! | `GET /api/v1/stream` | server-sent events: the status each time it changes, at most twice a second |
 //! | `GET /healthz` | 200 while the safety loop decides, 503 when it does not |
 //!
-//! The server runs on its own threads and only reads the daemon's shared state (briefly locking
+//! The server runs on its own thread and only reads the daemon's shared state (briefly locking
 //! it), so a slow or hostile client never holds up the safety loop. Every error is a JSON body
-//! `{"error": "..."}` with a 4xx/5xx status.
+//! `{"error": "..."}` with a 4xx/5xx status, and every limit a client could push is bounded
+//! (see the `server` module: head size, body size, time, connections).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod head;
 mod metrics;
+mod server;
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use daemon::control::{Control, Refused};
 use daemon::runtime::Shared;
@@ -31,8 +32,6 @@ pub use metrics::render as render_metrics;
 
 /// Request bodies above this are refused (413).
 pub const MAX_BODY: usize = 64 * 1024;
-/// Worker threads answering requests.
-const WORKERS: usize = 4;
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
@@ -50,6 +49,9 @@ pub enum Error {
         /// Why.
         why: String,
     },
+    /// The server's thread or runtime cannot be started.
+    #[error("cannot start the HTTP server: {0}")]
+    Start(String),
 }
 
 /// What the server needs to know.
@@ -61,55 +63,45 @@ pub struct Options {
     pub token: Option<String>,
 }
 
-/// A running server.
+/// A running server: one thread with a current-thread tokio runtime; the daemon's threads never
+/// wait on it.
+#[derive(Debug)]
 pub struct Web {
-    server: Arc<tiny_http::Server>,
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for Web {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Web").field("addr", &self.addr).finish_non_exhaustive()
-    }
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: JoinHandle<()>,
 }
 
 impl Web {
-    /// Binds and starts the worker threads.
+    /// Binds and starts the server's thread.
     ///
     /// # Errors
-    /// [`Error::Bind`] when the address cannot be listened on.
+    /// [`Error::Bind`] when the address cannot be listened on, [`Error::Start`] when the thread
+    /// or its runtime cannot be made.
     pub fn start(shared: Arc<Shared>, options: Options) -> Result<Self, Error> {
         let bind = |why: String| Error::Bind { addr: options.listen.clone(), why };
-        let server = tiny_http::Server::http(&options.listen).map_err(|e| bind(e.to_string()))?;
-        let addr = server.server_addr().to_ip().ok_or_else(|| bind("not an IP address".into()))?;
-        let server = Arc::new(server);
-        let stop = Arc::new(AtomicBool::new(false));
+        let listener = std::net::TcpListener::bind(&options.listen).map_err(|e| bind(e.to_string()))?;
+        listener.set_nonblocking(true).map_err(|e| bind(e.to_string()))?;
+        let addr = listener.local_addr().map_err(|e| bind(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Start(e.to_string()))?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let api = Arc::new(Api { shared, token: options.token });
-        let threads = (0..WORKERS)
-            .filter_map(|k| {
-                let (server, stop, api) = (server.clone(), stop.clone(), api.clone());
-                std::thread::Builder::new()
-                    .name(format!("http {k}"))
-                    .spawn(move || {
-                        while !stop.load(Ordering::Relaxed) {
-                            match server.recv_timeout(Duration::from_millis(250)) {
-                                Ok(Some(request)) => api.serve(request),
-                                Ok(None) => {}
-                                Err(e) => {
-                                    log::warn!("http: {e}");
-                                    std::thread::sleep(Duration::from_millis(100));
-                                }
-                            }
-                        }
-                    })
-                    .map_err(|e| log::error!("http: cannot start a worker: {e}"))
-                    .ok()
+        let thread = std::thread::Builder::new()
+            .name("http".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => server::serve(listener, api, stopped).await,
+                        Err(e) => log::error!("http: cannot listen: {e}"),
+                    }
+                });
             })
-            .collect();
+            .map_err(|e| Error::Start(e.to_string()))?;
         log::info!("web UI and API on http://{addr}/");
-        Ok(Self { server, addr, stop, threads })
+        Ok(Self { addr, stop, thread })
     }
 
     /// The address it listens on (with the real port when 0 was asked for).
@@ -117,15 +109,10 @@ impl Web {
         self.addr
     }
 
-    /// Stops the workers and closes the socket.
+    /// Stops accepting, ends every connection and closes the socket.
     pub fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for _ in &self.threads {
-            self.server.unblock();
-        }
-        for t in self.threads {
-            let _ = t.join();
-        }
+        let _ = self.stop.send(true);
+        let _ = self.thread.join();
     }
 }
 
@@ -194,38 +181,9 @@ impl Api {
         Self { shared, token }
     }
 
-    fn serve(&self, mut request: tiny_http::Request) {
-        let too_big = request.body_length().is_some_and(|n| n > MAX_BODY);
-        let mut body = Vec::new();
-        let read = if too_big {
-            None
-        } else {
-            match request.as_reader().take(MAX_BODY as u64 + 1).read_to_end(&mut body) {
-                Ok(_) if body.len() <= MAX_BODY => Some(()),
-                Ok(_) => None,
-                Err(e) => {
-                    let reply = Reply::error(400, format!("cannot read the request body: {e}"));
-                    respond(request, reply);
-                    return;
-                }
-            }
-        };
-        let authorization = request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv("Authorization"))
-            .map(|h| h.value.as_str().to_owned());
-        let (method, url) = (request.method().as_str().to_owned(), request.url().to_owned());
-        let reply = self.route(&Incoming {
-            method: &method,
-            url: &url,
-            authorization: authorization.as_deref(),
-            body: read.map(|()| body.as_slice()),
-        });
-        if reply.status >= 400 {
-            log::debug!("http: {method} {url} -> {}", reply.status);
-        }
-        respond(request, reply);
+    /// The status as the stream sends it (JSON).
+    fn status_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.shared.status()).unwrap_or_default()
     }
 
     /// Answers one request.
@@ -255,7 +213,7 @@ impl Api {
                     ..Reply::error(405, "/api/v1/control answers POST only, with a JSON body")
                 },
             },
-            _ => Reply::error(404, format!("no such page: {path}; the API is under /api/v1/")),
+            _ => Reply::error(404, format!("no such page: {}; the API is under /api/v1/", head::echo(path))),
         }
     }
 
@@ -294,7 +252,12 @@ impl Api {
                 "control is disabled: set [http] token (or token_file, or PACE2PYLON_HTTP_TOKEN) to enable it",
             );
         };
-        let offered = r.authorization.and_then(|a| a.strip_prefix("Bearer ")).map(str::trim);
+        // The scheme is case-insensitive (RFC 7235 section 2.1).
+        let offered = r
+            .authorization
+            .and_then(|a| a.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
         match offered {
             None => return Reply::error(401, "control needs the header 'Authorization: Bearer <token>'"),
             Some(t) if !same_secret(t.as_bytes(), token.as_bytes()) => {
@@ -315,31 +278,6 @@ impl Api {
             Err(e @ Refused::Conflict(_)) => Reply::error(409, e.to_string()),
             Err(e) => Reply::error(500, e.to_string()),
         }
-    }
-}
-
-fn respond(request: tiny_http::Request, reply: Reply) {
-    let mut headers = vec![
-        ("Content-Type", reply.content_type),
-        ("Cache-Control", "no-store"),
-        ("X-Content-Type-Options", "nosniff"),
-        ("Referrer-Policy", "no-referrer"),
-        (
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'",
-        ),
-    ];
-    if let Some(allow) = reply.allow {
-        headers.push(("Allow", allow));
-    }
-    let mut response = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
-    for (name, value) in headers {
-        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            response.add_header(h);
-        }
-    }
-    if let Err(e) = request.respond(response) {
-        log::debug!("http: the client went away: {e}");
     }
 }
 

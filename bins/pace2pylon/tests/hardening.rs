@@ -1,0 +1,340 @@
+//! Hostile clients against `pace2pylon run` as installed: the daemon polls `pace2pylon sim`, a
+//! master polls its Pylontech port (`tcp-listen`) every 250 ms, and raw sockets on loopback do
+//! what an attacker on the LAN would. After each attack the process is alive, `/healthz` answers
+//! within 2 s, the master was answered 0x63 throughout, and the resident memory read from /proc
+//! stays under 64 MB. Each test is named after the defect it would have caught.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+mod support;
+use support::{Guard, free_port, printed_config};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pace2pylon");
+/// `GET 0x63` at ADR 2, as a Vevor sends it.
+const POLL_63: &[u8] = b"~200246630000FDA9\r";
+const RSS_LIMIT_KB: u64 = 64 * 1024;
+
+/// The daemon under attack, its plant, and a master polling it.
+struct Target {
+    run: Guard,
+    _sim: Guard,
+    http: u16,
+    master: Master,
+}
+
+/// Polls 0x63 every 250 ms on one connection and notes when each good reply came.
+struct Master {
+    replies: Arc<Mutex<Vec<Instant>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Master {
+    fn start(port: u16) -> Self {
+        let replies = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, s) = (replies.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut conn: Option<TcpStream> = None;
+            while !s.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(250));
+                let c = match conn.as_mut() {
+                    Some(c) => c,
+                    None => match TcpStream::connect(("127.0.0.1", port)) {
+                        Ok(c) => {
+                            c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+                            conn.insert(c)
+                        }
+                        Err(_) => continue,
+                    },
+                };
+                if c.write_all(POLL_63).is_err() {
+                    conn = None;
+                    continue;
+                }
+                let mut reply = Vec::new();
+                let mut byte = [0u8; 1];
+                let good = loop {
+                    match c.read(&mut byte) {
+                        Ok(1) if byte[0] == b'\r' => break reply.starts_with(b"~"),
+                        Ok(1) => reply.push(byte[0]),
+                        _ => break false,
+                    }
+                };
+                // RTN 00 from ADR 02: "~20 02 46 00 ..." (VER, ADR, CID1, RTN).
+                if good && reply.get(3..9) == Some(b"024600".as_slice()) {
+                    r.lock().unwrap().push(Instant::now());
+                }
+            }
+        });
+        Self { replies, stop, thread: Some(thread) }
+    }
+
+    /// The longest time without a reply since `from` (up to now).
+    fn longest_silence_since(&self, from: Instant) -> Duration {
+        let replies = self.replies.lock().unwrap().clone();
+        let mut last = from;
+        let mut longest = Duration::ZERO;
+        for t in replies.into_iter().filter(|t| *t >= from).chain([Instant::now()]) {
+            longest = longest.max(t - last);
+            last = t;
+        }
+        longest
+    }
+
+    fn answered(&self) -> usize {
+        self.replies.lock().unwrap().len()
+    }
+}
+
+fn start(nofile: Option<u32>) -> Target {
+    let mut sim = Command::new(BIN)
+        .args(["sim", "--packs", "2", "--base-port", "0", "--print-config"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(sim.stdout.take().unwrap());
+    let sim = Guard(sim);
+    let printed = printed_config(&mut out);
+    let (http, pylon) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("p2p-hardening-{}-{http}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config: String = printed
+        .lines()
+        .map(|l| {
+            if l.starts_with("link = \"tcp://") && printed.find(l) < printed.find("[[pack]]") {
+                format!("link = \"tcp-listen://127.0.0.1:{pylon}\"\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    config += &format!(
+        "\n[state]\nstate_file = \"{0}/state.json\"\nevent_log = \"{0}/events.jsonl\"\n\n\
+         [http]\nlisten = \"127.0.0.1:{http}\"\ntoken = \"hardening-token-1234\"\n",
+        dir.display()
+    );
+    let path = dir.join("run.toml");
+    std::fs::write(&path, &config).unwrap();
+    let mut command = match nofile {
+        Some(n) => {
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--nofile={n}")).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let run = Guard(
+        command
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let master = Master::start(pylon);
+    let target = Target { run, _sim: sim, http, master };
+    let started = Instant::now();
+    while target.master.answered() == 0 || healthz(http, Duration::from_secs(2)).is_none_or(|s| s != 200) {
+        assert!(started.elapsed() < Duration::from_secs(30), "the daemon did not start answering");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    target
+}
+
+/// The status code of `GET /healthz`, if it came within `limit`.
+fn healthz(port: u16, limit: Duration) -> Option<u16> {
+    let answer = exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", limit)?;
+    answer.split(' ').nth(1)?.parse().ok()
+}
+
+/// Sends `request` on a new connection; the whole answer, if it came within `limit`.
+fn exchange(port: u16, request: &[u8], limit: Duration) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(limit)).ok()?;
+    s.write_all(request).ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The status line's code and the JSON body of an answer.
+fn parse(answer: &str) -> (u16, serde_json::Value) {
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+impl Target {
+    fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.run.0.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Everything a user relies on still holds, since `from`.
+    fn assert_unharmed(&mut self, from: Instant, what: &str) {
+        assert!(self.run.0.try_wait().unwrap().is_none(), "{what}: the daemon died");
+        let took = Instant::now();
+        assert_eq!(healthz(self.http, Duration::from_secs(2)), Some(200), "{what}: /healthz");
+        eprintln!("{what}: /healthz answered in {:?}", took.elapsed());
+        let silence = self.master.longest_silence_since(from);
+        assert!(silence < Duration::from_secs(2), "{what}: the master went {silence:?} without a 0x63 reply");
+        let rss = self.rss_kb();
+        assert!(rss > 0 && rss < RSS_LIMIT_KB, "{what}: resident memory {rss} kB");
+        eprintln!("{what}: longest 0x63 silence {silence:?}, RSS {rss} kB");
+    }
+}
+
+#[test]
+fn a_huge_content_length_on_healthz_does_not_abort_the_process() {
+    let mut t = start(None);
+    let from = Instant::now();
+    let answer = exchange(
+        t.http,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000000\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let (status, body) = parse(&answer);
+    assert_eq!(status, 413, "{answer}");
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("65536")), "{answer}");
+    t.assert_unharmed(from, "Content-Length 10^12");
+}
+
+#[test]
+fn content_length_u64_max_does_not_panic_the_workers() {
+    let mut t = start(None);
+    let from = Instant::now();
+    for _ in 0..8 {
+        let answer = exchange(
+            t.http,
+            b"POST /api/v1/control HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n{}",
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(parse(&answer).0, 413, "{answer}");
+    }
+    t.assert_unharmed(from, "Content-Length u64::MAX x8");
+}
+
+#[test]
+fn clients_that_announce_a_body_and_never_send_it_do_not_hold_the_server() {
+    let mut t = start(None);
+    let from = Instant::now();
+    let slow: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", t.http)).unwrap();
+            s.write_all(b"POST /api/v1/control HTTP/1.1\r\nContent-Length: 100\r\n\r\n{").unwrap();
+            s
+        })
+        .collect();
+    // While all 16 wait, the page and the inverter are still served.
+    let mut worst = Duration::ZERO;
+    for _ in 0..10 {
+        let took = Instant::now();
+        assert_eq!(healthz(t.http, Duration::from_secs(2)), Some(200));
+        worst = worst.max(took.elapsed());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    eprintln!("healthz under 16 slow clients: worst {worst:?}");
+    // Each slow one is answered 408 once its body is late.
+    for mut s in slow {
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        assert_eq!(parse(&out).0, 408, "{out}");
+    }
+    t.assert_unharmed(from, "16 slow bodies");
+}
+
+#[test]
+fn a_200_mib_header_line_is_refused_and_memory_stays_flat() {
+    let mut t = start(None);
+    let from = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", t.http)).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nX-Long: ").unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    let mut sent = 0usize;
+    for _ in 0..200 {
+        if s.write_all(&chunk).is_err() {
+            break; // the server stopped reading: what it should do
+        }
+        sent += chunk.len();
+    }
+    eprintln!("sent {} MiB of one header line before the server closed", sent >> 20);
+    assert!(sent < 200 << 20, "the server read a 200 MiB header line to its end");
+    t.assert_unharmed(from, "a 200 MiB header line");
+    let mut s = TcpStream::connect(("127.0.0.1", t.http)).unwrap();
+    let mut request = b"GET /healthz HTTP/1.1\r\nX-Long: ".to_vec();
+    request.resize(20_000, b'a');
+    let _ = s.write_all(&request);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let (status, body) = parse(&out);
+    assert_eq!(status, 431, "{out}");
+    assert!(body["error"].is_string(), "{out}");
+}
+
+#[test]
+fn running_out_of_descriptors_does_not_stop_the_accept_loop() {
+    let mut t = start(Some(256));
+    let from = Instant::now();
+    // Far more idle connections than the process has descriptors.
+    let idle: Vec<TcpStream> =
+        (0..400).filter_map(|_| TcpStream::connect(("127.0.0.1", t.http)).ok()).collect();
+    eprintln!("{} idle connections open", idle.len());
+    let took = Instant::now();
+    assert_eq!(healthz(t.http, Duration::from_secs(2)), Some(200), "while 400 idle connections are open");
+    eprintln!("healthz with 400 idle connections: {:?}", took.elapsed());
+    drop(idle);
+    t.assert_unharmed(from, "400 idle connections under a 256-descriptor limit");
+}
+
+#[test]
+fn odd_request_lines_get_json_errors() {
+    let mut t = start(None);
+    let from = Instant::now();
+    for (request, status) in [
+        (b"GET /\r\n\r\n".as_slice(), 400),
+        (b"GET /\xc3\xa9t\xc3\xa9 HTTP/1.1\r\n\r\n", 400),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),
+        (b"GET /no-such-page-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n", 404),
+        (b"GET /api/v1/status HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+    ] {
+        let answer = exchange(t.http, request, Duration::from_secs(5)).unwrap();
+        let (got, body) = parse(&answer);
+        assert_eq!(got, status, "{}: {answer}", String::from_utf8_lossy(request));
+        let error = body["error"].as_str().unwrap_or_else(|| panic!("not a JSON error: {answer}"));
+        assert!(error.len() < 200, "{error}");
+    }
+    t.assert_unharmed(from, "odd request lines");
+}

@@ -509,23 +509,51 @@ fn poll_pack(k: usize, adr: u8, mut link: Link, shared: &Shared, stop: &AtomicBo
     let timeout = secs(poll.timeout_s);
     let mut last_limits: Option<Instant> = None;
     let mut last_error = String::new();
+    let mut layout: Option<Shape> = None;
     let slot = &shared.packs[k];
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         let mut errors = Vec::new();
         let mut moved = 0;
+        // A Pace reply does not name its command: a frame that decodes but has another layout
+        // than the pack's (a late reply to the other request) is a bad frame, never data.
+        let mut analog_shape = None;
         match pace_counted(&mut link, adr, Command::Analog { pack: 0xFF }, timeout) {
             Ok((Response::Analog(mut a), n)) if !a.packs.is_empty() => {
-                moved += n;
-                lock(slot).analog = Some((a.packs.swap_remove(0), shared.now()))
+                let analog = a.packs.swap_remove(0);
+                let shape = Shape::of_analog(&analog);
+                match layout.map_or(Ok(()), |known| shape.matches(known, "0x42")) {
+                    Ok(()) => {
+                        moved += n;
+                        analog_shape = Some(shape);
+                        lock(slot).analog = Some((analog, shared.now()));
+                    }
+                    Err(e) => {
+                        link.count_bad_frame();
+                        errors.push(format!("{}: {e}", link.name()));
+                    }
+                }
             }
             Ok((other, _)) => errors.push(format!("{}: unexpected reply to 0x42: {other:?}", link.name())),
             Err(e) => errors.push(e),
         }
         match pace_counted(&mut link, adr, Command::Status { pack: 0xFF }, timeout) {
             Ok((Response::Status(mut s), n)) if !s.packs.is_empty() => {
-                moved += n;
-                lock(slot).status = Some((s.packs.swap_remove(0), shared.now()))
+                let status = s.packs.swap_remove(0);
+                let shape = Shape::of_status(&status);
+                match layout.or(analog_shape).map_or(Ok(()), |known| shape.matches(known, "0x44")) {
+                    Ok(()) => {
+                        moved += n;
+                        if analog_shape == Some(shape) {
+                            layout = Some(shape);
+                        }
+                        lock(slot).status = Some((status, shared.now()));
+                    }
+                    Err(e) => {
+                        link.count_bad_frame();
+                        errors.push(format!("{}: {e}", link.name()));
+                    }
+                }
             }
             Ok((other, _)) => errors.push(format!("{}: unexpected reply to 0x44: {other:?}", link.name())),
             Err(e) => errors.push(e),
@@ -569,6 +597,36 @@ fn poll_pack(k: usize, adr: u8, mut link: Link, shared: &Shared, stop: &AtomicBo
             s.link = link.stats();
         }
         nap(stop, secs(poll.period_s).saturating_sub(started.elapsed()));
+    }
+}
+
+/// The layout of a pack's replies: cells and temperatures, as 0x42 counts their values and 0x44
+/// their warnings. The two replies of one pack agree; a reply that does not is another's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Shape {
+    cells: usize,
+    temps: usize,
+}
+
+impl Shape {
+    pub(crate) fn of_analog(a: &PackAnalog) -> Self {
+        Self { cells: a.cells.len(), temps: a.temps.len() }
+    }
+
+    pub(crate) fn of_status(s: &PackStatus) -> Self {
+        Self { cells: s.cell_warns.len(), temps: s.temp_warns.len() }
+    }
+
+    /// `Ok` when this reply has the pack's layout `known`; else the bad frame named.
+    pub(crate) fn matches(self, known: Self, command: &str) -> Result<(), String> {
+        if self == known {
+            return Ok(());
+        }
+        Err(format!(
+            "a reply to {command} with {} cells and {} temperatures, where the pack has {} and {}: \
+             not the reply asked for (a late one?); counted as a bad frame",
+            self.cells, self.temps, known.cells, known.temps
+        ))
     }
 }
 
@@ -1088,6 +1146,47 @@ fn coil_housekeeping(slave: u8, link: &mut Link, shared: &Shared) {
                     lock(&shared.coil_actions).push(action);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pace_proto::{Reply, Response};
+
+    use super::Shape;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/../../fixtures/pace/esphome-pbmstools/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Issue 10 item 10: a 0x42 reply read as the answer to 0x44 decodes (the status parser keeps
+    /// unknown tail bytes as vendor bytes), but not with the pack's layout.
+    #[test]
+    fn a_reply_to_the_other_command_is_told_by_its_layout() {
+        let analog = match Reply::parse(0x42, &fixture("002-analog-reply-16s.txt")).map(|r| r.outcome) {
+            Ok(Ok(Response::Analog(mut a))) => a.packs.swap_remove(0),
+            other => panic!("{other:?}"),
+        };
+        let status = match Reply::parse(0x44, &fixture("004-status-reply.txt")).map(|r| r.outcome) {
+            Ok(Ok(Response::Status(mut s))) => s.packs.swap_remove(0),
+            other => panic!("{other:?}"),
+        };
+        let layout = Shape::of_analog(&analog);
+        assert_eq!(Shape::of_status(&status).matches(layout, "0x44"), Ok(()));
+        // The analog reply taken for a status: it decodes, with another layout.
+        if let Ok(Ok(Response::Status(mut s))) =
+            Reply::parse(0x44, &fixture("002-analog-reply-16s.txt")).map(|r| r.outcome)
+        {
+            let e = Shape::of_status(&s.packs.swap_remove(0)).matches(layout, "0x44").unwrap_err();
+            assert!(e.contains("not the reply asked for"), "{e}");
+        }
+        // And the status reply taken for an analog one.
+        if let Ok(Ok(Response::Analog(mut a))) =
+            Reply::parse(0x42, &fixture("004-status-reply.txt")).map(|r| r.outcome)
+        {
+            assert!(Shape::of_analog(&a.packs.swap_remove(0)).matches(layout, "0x42").is_err());
         }
     }
 }

@@ -13,7 +13,8 @@ pub struct Stats {
     pub frames: u64,
     /// Requests that got no valid reply in time.
     pub timeouts: u64,
-    /// Frames rejected by their check (checksum, CRC, envelope).
+    /// Frames rejected by their check (checksum, CRC, envelope), or by their user for a layout
+    /// that is not the reply asked for ([`Link::count_bad_frame`]).
     pub checksum_errors: u64,
     /// Connections made after the first one.
     pub reconnects: u64,
@@ -68,7 +69,29 @@ pub struct Link {
     last_error: String,
     /// Bytes read but not yet taken by the deframer (at most one read's worth).
     pending: Vec<u8>,
+    /// A listening link's other peers: connected, not answered until they speak.
+    candidates: Vec<Candidate>,
+    /// What a candidate said when it took over, read before anything else.
+    taken_over: Vec<u8>,
+    /// Whether the current peer has sent anything.
+    conn_spoke: bool,
 }
+
+/// A peer of a listening link other than the one it answers (non-blocking socket).
+struct Candidate {
+    stream: TcpStream,
+    spoke: bool,
+}
+
+/// A listening link keeps at most this many peers besides the current one; beyond that the
+/// oldest that never spoke is closed first.
+const MAX_CANDIDATES: usize = 8;
+/// Connections taken from the backlog per look at it (a burst of dead peers costs no timeouts).
+const ACCEPT_BURST: usize = 256;
+/// After a timeout the line counts as idle (a late reply over) once it has been quiet this long.
+const IDLE: Duration = Duration::from_millis(100);
+/// The longest a late reply is waited out after a timeout.
+const IDLE_MAX: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,6 +113,9 @@ impl Link {
             backoff: MIN_BACKOFF,
             last_error: String::new(),
             pending: Vec::new(),
+            candidates: Vec::new(),
+            taken_over: Vec::new(),
+            conn_spoke: false,
         }
     }
 
@@ -157,6 +183,8 @@ impl Link {
             Some(reply) => Ok(reply),
             None => {
                 self.stats.timeouts += 1;
+                // A reply that comes late must not be taken for the next request's.
+                self.wait_until_idle(deframer);
                 let rejected = deframer.rejected() - rejected_before;
                 let detail = match deframer.last_rejection() {
                     Some(why) if rejected > 0 => format!(" ({rejected} bad frame(s); last: {why})"),
@@ -245,6 +273,12 @@ impl Link {
         self.read_into(buf, timeout)
     }
 
+    /// Counts a frame that passed its check but is not what was asked for (e.g. a late reply to
+    /// another request, found by its layout) as a bad frame.
+    pub fn count_bad_frame(&mut self) {
+        self.stats.checksum_errors += 1;
+    }
+
     /// Closes the connection (a listener keeps listening); the next use reconnects at once.
     pub fn disconnect(&mut self) {
         self.conn = None;
@@ -255,6 +289,13 @@ impl Link {
         let deadline = Instant::now() + timeout;
         loop {
             self.accept_pending();
+            if !self.taken_over.is_empty() {
+                let n = buf.len().min(self.taken_over.len());
+                buf[..n].copy_from_slice(&self.taken_over[..n]);
+                self.taken_over.drain(..n);
+                self.stats.bytes_in += n as u64;
+                return Ok(n);
+            }
             let remaining = deadline.saturating_duration_since(Instant::now()).max(MIN_READ);
             let result = match self.conn.as_mut() {
                 Some(Conn::Serial(p)) => {
@@ -283,12 +324,28 @@ impl Link {
                 }
                 Ok(n) => {
                     self.stats.bytes_in += n as u64;
+                    self.conn_spoke = true;
                     Ok(n)
                 }
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(0),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => Err(self.fail_io(e)),
             };
+        }
+    }
+
+    /// Reads and throws away whatever arrives until the line has been quiet for [`IDLE`] (at most
+    /// [`IDLE_MAX`]), counting it as stale.
+    fn wait_until_idle(&mut self, deframer: &mut dyn Deframer) {
+        let until = Instant::now() + IDLE_MAX;
+        let mut buf = [0u8; 1024];
+        self.stats.stale_bytes += (deframer.clear() + self.pending.len()) as u64;
+        self.pending.clear();
+        while Instant::now() < until {
+            match self.read_into(&mut buf, IDLE) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => self.stats.stale_bytes += n as u64,
+            }
         }
     }
 
@@ -398,6 +455,7 @@ impl Link {
         }
         self.connected_once = true;
         self.conn = Some(conn);
+        self.conn_spoke = false;
         self.stats.connected = true;
         self.retry_at = None;
         self.backoff = MIN_BACKOFF;
@@ -415,8 +473,11 @@ impl Link {
         Ok(())
     }
 
-    /// A listening link takes a waiting peer, replacing the current one (a converter that
-    /// reconnects has usually lost the old connection without a FIN).
+    /// A listening link takes every waiting peer from the backlog at once. The first one is
+    /// answered; the others wait as candidates, and one that speaks takes over (a converter that
+    /// reconnects has usually lost the old connection without a FIN), the previous peer becoming a
+    /// candidate in turn. A candidate that closes is dropped, so connect/disconnect churn costs one
+    /// look per peer and never displaces the master that stays.
     fn accept_pending(&mut self) {
         if !matches!(self.endpoint, Endpoint::TcpListen { .. }) {
             return;
@@ -425,10 +486,52 @@ impl Link {
             return;
         }
         let Some(listener) = self.listener.as_ref() else { return };
-        if let Ok((stream, _)) = listener.accept() {
-            let _ = stream.set_nonblocking(false);
+        let mut accepted = Vec::new();
+        while accepted.len() < ACCEPT_BURST {
+            match listener.accept() {
+                Ok((stream, _)) => accepted.push(stream),
+                Err(_) => break,
+            }
+        }
+        for stream in accepted {
             let _ = stream.set_nodelay(true);
-            self.install(Conn::Tcp(stream));
+            if self.conn.is_none() {
+                let _ = stream.set_nonblocking(false);
+                self.install(Conn::Tcp(stream));
+            } else if stream.set_nonblocking(true).is_ok() {
+                self.candidates.push(Candidate { stream, spoke: false });
+            }
+        }
+        while self.candidates.len() > MAX_CANDIDATES {
+            let k = self.candidates.iter().position(|c| !c.spoke).unwrap_or(0);
+            self.candidates.remove(k);
+        }
+        let mut k = 0;
+        let mut buf = [0u8; 1024];
+        while k < self.candidates.len() {
+            match self.candidates[k].stream.read(&mut buf) {
+                Ok(0) => drop(self.candidates.remove(k)),
+                Ok(n) => {
+                    let speaker = self.candidates.remove(k);
+                    if speaker.stream.set_nonblocking(false).is_err() {
+                        continue;
+                    }
+                    if let Some(Conn::Tcp(old)) = self.conn.take() {
+                        if old.set_nonblocking(true).is_ok() {
+                            self.candidates.push(Candidate { stream: old, spoke: self.conn_spoke });
+                        }
+                    }
+                    self.pending.clear();
+                    self.taken_over = buf[..n].to_vec();
+                    self.install(Conn::Tcp(speaker.stream));
+                    self.conn_spoke = true;
+                    return;
+                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                    k += 1
+                }
+                Err(_) => drop(self.candidates.remove(k)),
+            }
         }
     }
 

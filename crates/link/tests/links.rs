@@ -270,3 +270,71 @@ fn rtu_garbage_that_looks_like_a_long_frame_is_skipped_at_the_gap() {
         started.elapsed()
     );
 }
+
+/// Issue 10 item 10: a daemon once read a late 0x42 reply as the next 0x44's. A peer that answers
+/// the first request only after the timeout, and every later one at once with another frame: the
+/// second request gets its own reply, never the late one.
+#[test]
+fn a_late_reply_is_not_taken_for_the_next_requests() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", listener.local_addr().unwrap());
+    let _h = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut n = 0;
+        while read_request(&mut s).is_some() {
+            if n == 0 {
+                thread::sleep(Duration::from_millis(300));
+                let _ = s.write_all(REPLY); // late: the requester gave up at 200 ms
+            } else {
+                let _ = s.write_all(ACK);
+            }
+            n += 1;
+        }
+    });
+    let mut link = Link::open(&url).unwrap();
+    let mut d = AsciiDeframer::new();
+    assert!(matches!(link.request(REQUEST, &mut d, Duration::from_millis(200)), Err(Error::Timeout { .. })));
+    for _ in 0..3 {
+        assert_eq!(link.request(REQUEST, &mut d, Duration::from_secs(1)).unwrap(), ACK);
+    }
+    assert!(link.stats().stale_bytes >= REPLY.len() as u64, "{:?}", link.stats());
+}
+
+/// Issue 10 item 6: hundreds of peers connecting and leaving at once do not displace the master
+/// that stays on a listening link, and cost no timeout each.
+#[test]
+fn connect_churn_on_a_listening_link_does_not_displace_the_master() {
+    let mut link = Link::open("tcp-listen://127.0.0.1:0").unwrap();
+    let addr = link.local_addr().unwrap().unwrap();
+    let mut master = TcpStream::connect(addr).unwrap();
+    master.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut d = AsciiDeframer::new();
+    let ask = |master: &mut TcpStream, link: &mut Link, d: &mut AsciiDeframer| {
+        master.write_all(REQUEST).unwrap();
+        let frame = link.receive(d, Instant::now() + Duration::from_secs(1)).unwrap();
+        assert_eq!(frame.as_deref(), Some(REQUEST));
+        link.send(ACK).unwrap();
+        let mut got = vec![0u8; ACK.len()];
+        master.read_exact(&mut got).unwrap();
+        assert_eq!(got, ACK);
+    };
+    ask(&mut master, &mut link, &mut d);
+    let churn = thread::spawn(move || {
+        for _ in 0..300 {
+            drop(TcpStream::connect(addr).unwrap());
+        }
+        (0..20).map(|_| TcpStream::connect(addr).unwrap()).collect::<Vec<_>>()
+    });
+    while !churn.is_finished() {
+        assert_eq!(link.receive(&mut d, Instant::now() + Duration::from_millis(50)).unwrap(), None);
+    }
+    let _silent = churn.join().unwrap();
+    let started = Instant::now();
+    ask(&mut master, &mut link, &mut d);
+    assert!(started.elapsed() < Duration::from_millis(500), "took {:?}", started.elapsed());
+    // A peer that speaks takes over (a converter that reconnected); the master gets it back by speaking.
+    let mut other = TcpStream::connect(addr).unwrap();
+    other.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    ask(&mut other, &mut link, &mut d);
+    ask(&mut master, &mut link, &mut d);
+}

@@ -1,7 +1,7 @@
 //! `pace2pylon`: a stack of Pace-BMS packs posing as one Pylontech master BMS: `run`, `check-config`,
 //! `demo` (the daemon against the simulated plant in one process) and `sim`.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,11 +9,33 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use probe_kit::Line;
 
 use clap::{Parser, Subcommand};
 use link::Link;
-use sim::server::{Lines, Options, Sim};
+use sim::server::{Device, Lines, Options, Sim};
 use sim::{Plant, PlantConfig};
+
+/// Set once standard output's reader has gone (`pace2pylon demo | head -1`): the program then
+/// ends quietly instead of panicking on a broken pipe.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// One line on standard output; never panics.
+fn say_line(args: std::fmt::Arguments<'_>) {
+    let mut out = io::stdout().lock();
+    if writeln!(out, "{args}").and_then(|()| out.flush()).is_err() {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `println!` that never panics (see [`STDOUT_CLOSED`]).
+macro_rules! say {
+    ($($arg:tt)*) => { say_line(format_args!($($arg)*)) };
+}
+
+fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(Ordering::Relaxed)
+}
 
 #[derive(Debug, Parser)]
 #[command(name = "pace2pylon", version, about = "Pace-BMS packs posing as one Pylontech master BMS")]
@@ -178,8 +200,7 @@ fn sim(args: &SimArgs) -> anyhow::Result<()> {
     let (inverter, inverter_url) = open(101)?;
     let (bms_port, bms_url) = open(102)?;
     if args.print_config {
-        print!("{}", run_config(&pack_urls, &coil_url, &inverter_url, &bms_url));
-        io::stdout().flush()?;
+        say!("{}", run_config(&pack_urls, &coil_url, &inverter_url, &bms_url).trim_end());
     }
     eprintln!("pace2pylon sim: {} packs at {}x speed (seed {})", args.packs, args.speed, args.seed);
     for (k, url) in pack_urls.iter().enumerate() {
@@ -195,22 +216,10 @@ fn sim(args: &SimArgs) -> anyhow::Result<()> {
     let sim = Sim::start(Plant::new(config), Lines { packs, coil, inverter, bms_port }, options);
 
     let stop = stop_flag()?;
-    let rx = stdin_lines();
-    while !stop.load(Ordering::Relaxed) {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(line) if line.trim().is_empty() => {}
-            Ok(line) => {
-                let mut out = io::stdout().lock();
-                match sim.command(&line) {
-                    Ok(_) => writeln!(out, "ok")?,
-                    Err(e) => writeln!(out, "error: {e}")?,
-                }
-                out.flush()?;
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            // End of input does not stop the simulator; a signal does.
-            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(100)),
-        }
+    // End of input does not stop the simulator; a signal does.
+    let mut commands = Commands::from_stdin();
+    while !stop.load(Ordering::Relaxed) && !stdout_closed() {
+        commands.next(Duration::from_millis(100), |line| sim.command(line));
     }
     eprintln!("pace2pylon sim: stopping");
     sim.stop();
@@ -226,23 +235,58 @@ fn load(path: &std::path::Path) -> anyhow::Result<daemon::Config> {
 
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     let config = load(path)?;
-    println!("# {}: valid. Effective configuration, defaults filled in:\n", path.display());
-    print!("{}", config.to_toml());
+    say!("# {}: valid. Effective configuration, defaults filled in:\n", path.display());
+    say!("{}", config.to_toml().trim_end());
     Ok(())
 }
 
-/// Standard input's lines, read on a thread of their own so the caller can wait with a timeout.
-fn stdin_lines() -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in io::stdin().lock().lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
+/// The longest command line taken from standard input; longer ones are skipped.
+const MAX_COMMAND_LINE: usize = 4096;
+
+/// Fault commands from standard input, read on a thread of their own (through a bounded channel)
+/// so the caller can wait with a timeout. At end of input it stops reading and stays idle.
+struct Commands {
+    rx: Option<mpsc::Receiver<Option<String>>>,
+}
+
+impl Commands {
+    fn from_stdin() -> Self {
+        let (tx, rx) = mpsc::sync_channel::<Option<String>>(16);
+        let reader = std::thread::Builder::new().name("stdin".into()).spawn(move || {
+            let mut input = io::BufReader::new(io::stdin());
+            let mut line = Vec::new();
+            loop {
+                let got = match probe_kit::read_line_bounded(&mut input, &mut line, MAX_COMMAND_LINE) {
+                    Ok(Line::End) | Err(_) => return,
+                    Ok(Line::TooLong) => None,
+                    Ok(Line::Line) => Some(String::from_utf8_lossy(&line).into_owned()),
+                };
+                if tx.send(got).is_err() {
+                    return;
+                }
             }
+        });
+        // Without a reader there is no input: the same as an empty one.
+        Self { rx: reader.is_ok().then_some(rx) }
+    }
+
+    /// Waits up to `wait` for a line and runs it with `run`, saying `ok` or `error: ...`.
+    fn next(&mut self, wait: Duration, run: impl FnOnce(&str) -> Result<String, String>) {
+        let Some(rx) = &self.rx else {
+            std::thread::sleep(wait);
+            return;
+        };
+        match rx.recv_timeout(wait) {
+            Ok(Some(line)) if line.trim().is_empty() => {}
+            Ok(Some(line)) => match run(&line) {
+                Ok(_) => say!("ok"),
+                Err(e) => say!("error: {e}"),
+            },
+            Ok(None) => say!("error: line too long (more than {MAX_COMMAND_LINE} bytes); skipped"),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => self.rx = None,
         }
-    });
-    rx
+    }
 }
 
 fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
@@ -251,6 +295,16 @@ fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
         signal_hook::flag::register(signal, stop.clone()).context("cannot install the signal handler")?;
     }
     Ok(stop)
+}
+
+/// SIGHUP, the logrotate convention, never ends the daemon: the flag it sets is taken by the
+/// main loop, which says so in the log (the event log is opened anew for every line, so a rotated
+/// file is left alone from the next line on).
+fn hangup_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let hup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .context("cannot install the SIGHUP handler")?;
+    Ok(hup)
 }
 
 fn run(path: &std::path::Path, reset_state: bool) -> anyhow::Result<()> {
@@ -266,6 +320,7 @@ fn run(path: &std::path::Path, reset_state: bool) -> anyhow::Result<()> {
         }
     }
     let stop = stop_flag()?;
+    let hup = hangup_flag()?;
     log::info!(
         "pace2pylon {}: {} packs, Pylontech on {}",
         env!("CARGO_PKG_VERSION"),
@@ -290,6 +345,9 @@ fn run(path: &std::path::Path, reset_state: bool) -> anyhow::Result<()> {
     };
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        if hup.swap(false, Ordering::Relaxed) {
+            log::info!("SIGHUP: the event log is reopened at its next line; the daemon goes on");
+        }
     }
     log::info!("stopping");
     if let Some(p) = publisher {
@@ -451,7 +509,17 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     let (http, mqtt) = (config.http.clone(), config.mqtt.clone());
     let plant = PlantConfig { packs: usize::from(args.packs), seed: args.seed, ..PlantConfig::default() };
     let options = Options { speed: args.speed, ..Options::default() };
-    let sim = Sim::start(Plant::new(plant), Lines { packs: pack_links, coil, inverter, bms_port }, options);
+    let mut sim =
+        Sim::start(Plant::new(plant), Lines { packs: pack_links, coil, inverter, bms_port }, options);
+    // The probes get lines of their own: the daemon's lines keep one peer each.
+    let mut probe = |device: Device| -> anyhow::Result<String> {
+        let (link, url) = ephemeral()?;
+        sim.serve_probe(device, link);
+        Ok(url)
+    };
+    let probe_pack = probe(Device::Pack(0))?;
+    let probe_coil = probe(Device::Coil)?;
+    let probe_inverter = probe(Device::Inverter)?;
     let stop = stop_flag()?;
     let daemon = daemon::runtime::Daemon::start(config)?;
     let web = match start_web(&daemon, &http) {
@@ -465,40 +533,42 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         }
     };
     let publisher = start_mqtt(&daemon, &mqtt)?;
-    println!(
+    say!(
         "pace2pylon demo: {} simulated packs at {}x speed; the daemon polls them and answers the simulated inverter",
-        args.packs, args.speed
+        args.packs,
+        args.speed
     );
     match &args.pylon_listen {
-        Some(addr) => println!(
+        Some(addr) => say!(
             "  Pylontech port for an external master: tcp://{addr} (the simulated inverter runs on its no-comm settings)"
         ),
-        None => println!("  the simulated inverter polls the daemon on {bms_url}"),
+        None => say!("  the simulated inverter polls the daemon on {bms_url}"),
     }
-    println!(
-        "  probes: pace-probe --link {} analog | coil-probe --link {coil_url} read | vevor-probe --link {inverter_url} read",
-        pack_urls[0]
+    say!(
+        "  probes (lines of their own, beside the daemon's): pace-probe --link {probe_pack} analog | coil-probe --link {probe_coil} read | vevor-probe --link {probe_inverter} read"
     );
-    println!(
+    say!(
         "  fault commands on standard input: silence|restore|garbage|clear pack N, fault pack N KIND, drift pack N MV, silence|restore coil"
     );
-    println!("  event log: {}", dir.join("events.jsonl").display());
+    say!("  event log: {}", dir.join("events.jsonl").display());
     if let Some(web) = &web {
-        println!("  web UI: http://{}/  (controls: token {token})", web.local_addr());
-        println!("  API: http://{0}/api/v1/status  metrics: http://{0}/metrics", web.local_addr());
+        say!("  web UI: http://{}/  (controls: token {token})", web.local_addr());
+        say!("  API: http://{0}/api/v1/status  metrics: http://{0}/metrics", web.local_addr());
     }
     if let Some(url) = &args.mqtt {
-        println!(
+        say!(
             "  MQTT: {url}, Home Assistant discovery under {}/ (try: mosquitto_sub -h HOST -p PORT -t '{}/#' -v)",
-            mqtt.discovery_prefix, mqtt.discovery_prefix
+            mqtt.discovery_prefix,
+            mqtt.discovery_prefix
         );
     }
-    println!("  status is printed every 5 s; Ctrl-C stops");
-    let rx = stdin_lines();
+    say!("  status is printed every 5 s; Ctrl-C stops");
+    let mut commands = Commands::from_stdin();
+    let _hup = hangup_flag()?;
     let started = std::time::Instant::now();
     let mut script = script.into_iter().peekable();
     let mut last_status = std::time::Instant::now();
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) && !stdout_closed() {
         let elapsed = started.elapsed().as_secs();
         while let Some(&(at, beat)) = script.peek() {
             if elapsed < at {
@@ -506,25 +576,16 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
             }
             match beat {
                 Beat::Command(cmd) => {
-                    println!(
-                        "scenario: {cmd} -> {}",
-                        sim.command(cmd).unwrap_or_else(|e| format!("error: {e}"))
-                    )
+                    say!("scenario: {cmd} -> {}", sim.command(cmd).unwrap_or_else(|e| format!("error: {e}")))
                 }
                 Beat::Speed(speed) => {
                     sim.set_speed(speed);
-                    println!("scenario: the plant now runs at {speed}x");
+                    say!("scenario: the plant now runs at {speed}x");
                 }
             }
             script.next();
         }
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(line) if !line.trim().is_empty() => match sim.command(&line) {
-                Ok(_) => println!("ok"),
-                Err(e) => println!("error: {e}"),
-            },
-            _ => {}
-        }
+        commands.next(Duration::from_millis(100), |line| sim.command(line));
         if last_status.elapsed() >= Duration::from_secs(5) {
             last_status = std::time::Instant::now();
             print_status(&sim, &daemon);
@@ -554,7 +615,7 @@ fn print_status(sim: &Sim, daemon: &daemon::runtime::Daemon) {
         daemon::status::Step::Idle => String::new(),
         _ => format!(" | rebalance {}", step.progress),
     };
-    println!(
+    say!(
         "{:02}:{:02} plant | charge {} discharge {} | SOC {} | {:.2} V {:+.1} A | PV {:.0} W load {:.0} W grid {:.0} W{rebalance}{}",
         plant.hour() as u32,
         ((plant.hour() * 60.0) % 60.0) as u32,

@@ -27,6 +27,7 @@ struct Target {
     run: Guard,
     _sim: Guard,
     http: u16,
+    master_port: u16,
     master: Master,
 }
 
@@ -156,7 +157,7 @@ fn start(nofile: Option<u32>) -> Target {
             .unwrap(),
     );
     let master = Master::start(pylon);
-    let target = Target { run, _sim: sim, http, master };
+    let target = Target { run, _sim: sim, http, master_port: pylon, master };
     let started = Instant::now();
     while target.master.answered() == 0 || healthz(http, Duration::from_secs(2)).is_none_or(|s| s != 200) {
         assert!(started.elapsed() < Duration::from_secs(30), "the daemon did not start answering");
@@ -337,4 +338,182 @@ fn odd_request_lines_get_json_errors() {
         assert!(error.len() < 200, "{error}");
     }
     t.assert_unharmed(from, "odd request lines");
+}
+
+#[test]
+fn sighup_does_not_kill_the_daemon() {
+    let mut t = start(None);
+    let from = Instant::now();
+    for _ in 0..3 {
+        let sent = Command::new("kill").args(["-HUP", &t.run.0.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    t.assert_unharmed(from, "three SIGHUPs");
+}
+
+#[test]
+fn a_connect_churn_on_the_pylontech_port_does_not_starve_the_master() {
+    let mut t = start(None);
+    let pylon = t.master_port;
+    let from = Instant::now();
+    let mut connects = 0;
+    while from.elapsed() < Duration::from_secs(10) {
+        if let Ok(s) = TcpStream::connect(("127.0.0.1", pylon)) {
+            connects += 1;
+            drop(s);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let churn_ended = Instant::now();
+    let before = t.master.answered();
+    while t.master.answered() == before {
+        assert!(
+            churn_ended.elapsed() < Duration::from_secs(1),
+            "the master was not answered within 1 s after the churn"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!(
+        "{connects} connects in 10 s; the master was answered {:?} after the churn",
+        churn_ended.elapsed()
+    );
+    t.assert_unharmed(from, "connect churn on the Pylontech port");
+}
+
+/// CPU time (user + system) of a process so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn rss_kb_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn demo_at_end_of_input_stays_idle() {
+    let demo = Guard(
+        Command::new(BIN)
+            .args(["demo", "--packs", "1", "--http", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = demo.0.id();
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_ticks(pid) - before;
+    // 100 ticks a second: a spinning reader would use about 300 in 3 s.
+    eprintln!("demo < /dev/null used {used} ticks in 3 s");
+    assert!(used < 100, "demo < /dev/null used {used} clock ticks in 3 s");
+}
+
+#[test]
+fn demo_piped_into_head_exits_quietly() {
+    let err = std::env::temp_dir().join(format!("p2p-demo-head-{}.err", std::process::id()));
+    let mut sh = Guard(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("'{BIN}' demo --packs 1 --http 127.0.0.1:0 2>'{}' | head -1", err.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = sh.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "demo | head -1 did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut first = String::new();
+    sh.0.stdout.take().unwrap().read_to_string(&mut first).unwrap();
+    assert!(status.success());
+    assert!(first.starts_with("pace2pylon demo"), "{first}");
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+}
+
+#[test]
+fn sim_skips_a_line_too_long_and_memory_stays_flat() {
+    let mut sim = Guard(
+        Command::new(BIN)
+            .args(["sim", "--packs", "1", "--base-port", "0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = sim.0.stdin.take().unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    for _ in 0..100 {
+        stdin.write_all(&chunk).unwrap();
+    }
+    let rss = rss_kb_of(sim.0.id());
+    stdin.write_all(b"\nsilence pack 1\n").unwrap();
+    drop(stdin);
+    let mut out = BufReader::new(sim.0.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..2 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        lines.push(line.trim().to_owned());
+    }
+    assert!(lines[0].starts_with("error: line too long"), "{lines:?}");
+    assert_eq!(lines[1], "ok", "{lines:?}");
+    eprintln!("sim RSS after a 100 MiB line: {rss} kB");
+    assert!(rss > 0 && rss < RSS_LIMIT_KB, "sim RSS {rss} kB after a 100 MiB line");
+}
+
+#[test]
+fn demo_probes_do_not_take_the_daemons_lines() {
+    let mut demo = Guard(
+        Command::new(BIN)
+            .args(["demo", "--packs", "1", "--http", "127.0.0.1:0"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = BufReader::new(demo.0.stdout.take().unwrap());
+    let (mut probe, mut web) = (None, None);
+    while probe.is_none() || web.is_none() {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "the demo ended");
+        if let Some(rest) = line.split("pace-probe --link tcp://").nth(1) {
+            probe = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some(rest) = line.trim().strip_prefix("web UI: http://") {
+            web = rest.split('/').next().map(str::to_owned);
+        }
+    }
+    let web_port: u16 = web.unwrap().rsplit(':').next().unwrap().parse().unwrap();
+    let mut p = TcpStream::connect(probe.unwrap()).unwrap();
+    p.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(8) {
+        p.write_all(b"~25004642E002FFFD06\r").unwrap(); // 0x42 at ADR 0
+        let mut reply = [0u8; 64];
+        assert!(p.read(&mut reply).unwrap() > 0, "the probe's line did not answer");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let health = exchange(web_port, b"GET /healthz HTTP/1.1\r\n\r\n", Duration::from_secs(2)).unwrap();
+    let (status, body) = parse(&health);
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(body["data_stale"], false, "the daemon lost its pack line to the probe: {health}");
 }

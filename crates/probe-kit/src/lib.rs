@@ -2,6 +2,8 @@
 //!
 //! * [`decode_stream`]: one frame per input line, one result per output line, errors counted, never
 //!   stopping at the first bad line (a capture log is decoded at once).
+//! * [`read_line_bounded`]: one line of at most so many bytes, whatever the input (a line
+//!   without end costs CPU, not memory).
 //! * [`render`]: a readable table of a decoded frame, driven by the JSON field-name convention:
 //!   `_mv` values are shown in V, `_ma` in A, `_dc` in °C, `_mah` in Ah, `_pct` in %, `*_flags` as
 //!   names, state bytes in hex. The JSON is the contract; the table is a view of it.
@@ -57,9 +59,71 @@ pub fn parse_hex_byte(s: &str) -> Result<u8, String> {
     u8::from_str_radix(t, 16).map_err(|_| format!("'{s}' is not a hex byte (e.g. 42)"))
 }
 
+/// What [`read_line_bounded`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A line is in the buffer (without its `\n`; a last line without one counts too).
+    Line,
+    /// A line longer than the bound was read to its end and thrown away; the buffer is empty.
+    TooLong,
+    /// End of input.
+    End,
+}
+
+/// Reads one line into `line` (cleared first), keeping at most `max` bytes of it: a longer line
+/// is read to its end but not kept, so memory stays flat on input without newlines.
+///
+/// # Errors
+/// I/O errors of `input`.
+pub fn read_line_bounded<R: BufRead + ?Sized>(
+    input: &mut R,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<Line> {
+    line.clear();
+    let mut too_long = false;
+    let mut any = false;
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(match (too_long, any) {
+                (true, _) => Line::TooLong,
+                (false, true) => Line::Line,
+                (false, false) => Line::End,
+            });
+        }
+        any = true;
+        let (used, ends) = match buf.iter().position(|&b| b == b'\n') {
+            Some(k) => (k + 1, true),
+            None => (buf.len(), false),
+        };
+        let content = &buf[..used - usize::from(ends)];
+        if !too_long {
+            if line.len() + content.len() > max {
+                too_long = true;
+                line.clear();
+            } else {
+                line.extend_from_slice(content);
+            }
+        }
+        input.consume(used);
+        if ends {
+            return Ok(if too_long { Line::TooLong } else { Line::Line });
+        }
+    }
+}
+
+/// The longest input line [`decode_stream`] decodes; longer ones are reported and skipped.
+pub const MAX_DECODE_LINE: usize = 64 * 1024;
+
 /// Decodes every line of `input` with `decode`, which writes one result for a good frame; a bad
 /// frame gets a JSON `{"line":N,"error":"..."}` (with `json`) or nothing on `out`, and
-/// `line N: <error>` on `err`. Blank lines are skipped. Returns the number of bad lines.
+/// `line N: <error>` on `err`. Blank lines are skipped; a line above [`MAX_DECODE_LINE`] bytes is
+/// `line N: too long` and skipped. Returns the number of bad lines.
 ///
 /// # Errors
 /// I/O errors of the input or the outputs.
@@ -74,13 +138,16 @@ pub fn decode_stream<R: BufRead, W: Write, E: Write>(
     let mut n = 0usize;
     let mut bad = 0usize;
     loop {
-        line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
+        let result = match read_line_bounded(&mut input, &mut line, MAX_DECODE_LINE)? {
+            Line::End => break,
+            Line::TooLong => Err(format!("too long (more than {MAX_DECODE_LINE} bytes); skipped")),
+            Line::Line => match frame_in_line(&line) {
+                Some(frame) => decode(frame, out),
+                None => Ok(()),
+            },
+        };
         n += 1;
-        let Some(frame) = frame_in_line(&line) else { continue };
-        if let Err(e) = decode(frame, out) {
+        if let Err(e) = result {
             bad += 1;
             writeln!(err, "line {n}: {e}")?;
             if json {

@@ -55,11 +55,23 @@ pub struct Lines {
     pub bms_port: Link,
 }
 
+/// A simulated device, for [`Sim::serve_probe`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// Pack `k` (from 0).
+    Pack(usize),
+    /// The coulomb counter.
+    Coil,
+    /// The inverter's Modbus port.
+    Inverter,
+}
+
 /// A running simulation.
 #[derive(Debug)]
 pub struct Sim {
     plant: Arc<Mutex<Plant>>,
     stop: Arc<AtomicBool>,
+    options: Options,
     /// Plant seconds per real second, as `f64` bits (changeable while it runs).
     speed: Arc<AtomicU64>,
     threads: Vec<JoinHandle<()>>,
@@ -103,7 +115,23 @@ impl Sim {
         }));
         let bms_port = lines.bms_port;
         spawn(Box::new(move |p, s| poll_bms(bms_port, p, s, options)));
-        Self { plant, stop, speed, threads }
+        Self { plant, stop, options, speed, threads }
+    }
+
+    /// Answers as `device` on one more line of its own, beside the daemon's: a probe connected
+    /// there sees the same device without taking the daemon's line away (a listening line keeps
+    /// one peer at a time).
+    pub fn serve_probe(&mut self, device: Device, link: Link) {
+        let (plant, stop, options) = (self.plant.clone(), self.stop.clone(), self.options);
+        self.threads.push(thread::spawn(move || match device {
+            Device::Pack(k) => {
+                serve(link, AsciiDeframer::new(), &plant, &stop, options, |p, f| pack_reply(p, k, f))
+            }
+            Device::Coil => serve(link, RtuDeframer::new(Side::Request), &plant, &stop, options, coil_reply),
+            Device::Inverter => {
+                serve(link, RtuDeframer::new(Side::Request), &plant, &stop, options, inverter_reply)
+            }
+        }));
     }
 
     /// Changes how many plant seconds pass per real second, from the next clock tick on (e.g. slow

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::{Shared, lock};
+use crate::runtime::{Order, Orders, Shared, lock};
 
 /// One order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +122,24 @@ pub fn charging_priority_name(v: u16) -> Option<&'static str> {
 }
 
 impl Shared {
+    /// Queues `order` behind the orders already waiting, unless `refuse` objects given whether
+    /// the procedure will be under way once those are carried out; checked and queued under one
+    /// lock, so two orders at once are judged in the order they are queued.
+    fn order(&self, order: Order, refuse: impl FnOnce(bool) -> Option<Refused>) -> Result<(), Refused> {
+        let under_way_now = lock(&self.rebalance).step != maestro_core::Step::Idle;
+        let mut orders = lock(&self.requests);
+        if let Some(refused) = refuse(orders.under_way_after(under_way_now)) {
+            return Err(refused);
+        }
+        if !orders.push(order) {
+            return Err(Refused::Conflict(format!(
+                "{} orders are waiting already; try again in a second",
+                Orders::MAX
+            )));
+        }
+        Ok(())
+    }
+
     /// Carries out an order; says what was done.
     ///
     /// # Errors
@@ -143,18 +161,16 @@ impl Shared {
                 Ok("forced disable released; the fail-safe rules decide again".into())
             }
             Control::RebalanceStart => {
-                if lock(&self.rebalance).step != maestro_core::Step::Idle {
-                    return Err(Refused::Conflict("a rebalance is already under way".into()));
-                }
-                lock(&self.requests).start = true;
+                self.order(Order::Start, |under_way| {
+                    under_way.then(|| Refused::Conflict("a rebalance is already under way".into()))
+                })?;
                 self.event("operator: rebalance start requested".into());
                 Ok("rebalance start requested".into())
             }
             Control::RebalanceCancel => {
-                if lock(&self.rebalance).step == maestro_core::Step::Idle {
-                    return Err(Refused::Conflict("no rebalance is under way".into()));
-                }
-                lock(&self.requests).cancel = true;
+                self.order(Order::Cancel, |under_way| {
+                    (!under_way).then(|| Refused::Conflict("no rebalance is under way".into()))
+                })?;
                 self.event("operator: rebalance cancel requested".into());
                 Ok("rebalance cancel requested; the SOC is uncalibrated until the next full rebalance".into())
             }
@@ -187,13 +203,13 @@ impl Shared {
                 if self.config.inverter.is_none() {
                     return Err(Refused::Conflict("no [inverter] is configured".into()));
                 }
-                lock(&self.requests).charging_priority = Some(Some(value));
+                self.order(Order::ChargingPriority(Some(value)), |_| None)?;
                 let done = format!("charging priority forced to {}", CHARGING_PRIORITIES[usize::from(value)]);
                 self.event(format!("operator: {done}"));
                 Ok(done)
             }
             Control::ResetChargingPriority => {
-                lock(&self.requests).charging_priority = Some(None);
+                self.order(Order::ChargingPriority(None), |_| None)?;
                 self.event("operator: forced charging priority released".into());
                 Ok("forced charging priority released".into())
             }

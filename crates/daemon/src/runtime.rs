@@ -128,15 +128,51 @@ impl ReplyStats {
     }
 }
 
-/// Operator requests waiting for the safety loop.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Requests {
+/// An operator's order for the procedure, waiting for the safety loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
     /// Start a rebalance.
-    pub start: bool,
+    Start,
     /// Cancel the rebalance.
-    pub cancel: bool,
-    /// Force a charging priority (`Some(None)` releases it).
-    pub charging_priority: Option<Option<u16>>,
+    Cancel,
+    /// Force a charging priority (`None` releases it).
+    ChargingPriority(Option<u16>),
+}
+
+/// Orders in the order they were given; the safety loop takes one per cycle, so a start and a
+/// cancel sent at once end cancelled. Bounded: an order beyond [`Orders::MAX`] is refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Orders {
+    queue: VecDeque<Order>,
+}
+
+impl Orders {
+    /// Orders waiting at most.
+    pub const MAX: usize = 32;
+
+    /// Queues `order`; false when the queue is full.
+    pub fn push(&mut self, order: Order) -> bool {
+        if self.queue.len() >= Self::MAX {
+            return false;
+        }
+        self.queue.push_back(order);
+        true
+    }
+
+    /// Whether the procedure will be under way once the waiting orders are carried out, given
+    /// whether it is under way now.
+    pub fn under_way_after(&self, now: bool) -> bool {
+        self.queue.iter().fold(now, |under_way, order| match order {
+            Order::Start => true,
+            Order::Cancel => false,
+            Order::ChargingPriority(_) => under_way,
+        })
+    }
+
+    /// The next order, oldest first.
+    pub fn pop(&mut self) -> Option<Order> {
+        self.queue.pop_front()
+    }
 }
 
 /// State shared between the threads.
@@ -167,8 +203,8 @@ pub struct Shared {
     pub pack_commands: Vec<Mutex<Vec<Command>>>,
     /// One-shot actions for the counter.
     pub coil_actions: Mutex<Vec<Action>>,
-    /// Operator requests for the procedure, taken by the safety loop.
-    pub requests: Mutex<Requests>,
+    /// Operator orders for the procedure, taken by the safety loop in order.
+    pub requests: Mutex<Orders>,
     /// The responder's counters and latencies.
     pub replies: Mutex<ReplyStats>,
     /// The Pylontech line's counters.
@@ -329,7 +365,7 @@ impl Daemon {
             targets: Mutex::new(Targets::default()),
             pack_commands: config.packs.iter().map(|_| Mutex::new(Vec::new())).collect(),
             coil_actions: Mutex::new(Vec::new()),
-            requests: Mutex::new(Requests::default()),
+            requests: Mutex::new(Orders::default()),
             replies: Mutex::new(ReplyStats::default()),
             pylon_link: Mutex::new(link::Stats::default()),
             rebalance: Mutex::new(persisted_rebalance),
@@ -419,14 +455,20 @@ impl Daemon {
         self.shared.set_overrides(overrides)
     }
 
-    /// Asks the safety loop to start a rebalance.
-    pub fn rebalance_start(&self) {
-        lock(&self.shared.requests).start = true;
+    /// Asks the safety loop to start a rebalance (the same path as the API's order).
+    ///
+    /// # Errors
+    /// As [`Daemon::control`].
+    pub fn rebalance_start(&self) -> Result<String, crate::control::Refused> {
+        self.control(&crate::control::Control::RebalanceStart)
     }
 
-    /// Asks the safety loop to cancel the rebalance.
-    pub fn rebalance_cancel(&self) {
-        lock(&self.shared.requests).cancel = true;
+    /// Asks the safety loop to cancel the rebalance (the same path as the API's order).
+    ///
+    /// # Errors
+    /// As [`Daemon::control`].
+    pub fn rebalance_cancel(&self) -> Result<String, crate::control::Refused> {
+        self.control(&crate::control::Control::RebalanceCancel)
     }
 
     /// Carries out an operator's order (from the API, MQTT or a test); says what was done.
@@ -867,7 +909,7 @@ fn run_rebalance(
     tz: &jiff::tz::TimeZone,
     shared: &Shared,
 ) {
-    let requests = std::mem::take(&mut *lock(&shared.requests));
+    let order = lock(&shared.requests).pop();
     // Copied out first: two guards of one mutex in one expression would deadlock.
     let inverter = lock(&shared.inverter).clone();
     let coil_settings = *lock(&shared.coil_settings);
@@ -877,8 +919,8 @@ fn run_rebalance(
         now_s: now.as_second().max(0) as u64,
         local_minute: (local.hour() as u16) * 60 + local.minute() as u16,
         cell_under_voltage: decision.rebalance_needed,
-        start: requests.start,
-        cancel: requests.cancel,
+        start: order == Some(Order::Start),
+        cancel: order == Some(Order::Cancel),
         coil_voltage_mv: coil.map(|c| c.voltage_mv()),
         coil_current_ma: coil.map(|c| c.current_ma().unsigned_abs()),
         coil_remaining_mah: coil.map(|c| c.remaining_mah),
@@ -887,7 +929,7 @@ fn run_rebalance(
         charging_priority: inverter.charging_priority,
         coil_settings: coil_settings.map(|s| (s.capacity_mah, s.full_voltage_cv)),
     };
-    if let Some(priority) = requests.charging_priority {
+    if let Some(Order::ChargingPriority(priority)) = order {
         rebalance.force_charging_priority(priority);
     }
     let outcome = rebalance.step(&input);

@@ -185,7 +185,7 @@ fn a_rebalance_start_and_cancel_reach_the_inverter_and_the_coil() {
     let (sim, daemon) = start_in(2, &dir);
     until(&sim, Duration::from_secs(15), enabled);
     std::thread::sleep(Duration::from_secs(3)); // the inverter's output priority has been read
-    daemon.rebalance_start();
+    daemon.rebalance_start().unwrap();
     until_plant(&sim, Duration::from_secs(8), "output priority utility first", |p| {
         p.inverter.registers.get(301) == 0
     });
@@ -199,7 +199,7 @@ fn a_rebalance_start_and_cancel_reach_the_inverter_and_the_coil() {
     let saved = std::fs::read_to_string(dir.join("state.json")).unwrap();
     assert!(saved.contains("\"step\": \"running\""), "{saved}");
 
-    daemon.rebalance_cancel();
+    daemon.rebalance_cancel().unwrap();
     until_plant(&sim, Duration::from_secs(8), "output priority restored to sbu", |p| {
         p.inverter.registers.get(301) == 2
     });

@@ -1,0 +1,57 @@
+//! Operator orders keep their order (issue 10 item 5): a rebalance start and a cancel sent at
+//! once end cancelled, through the one path every order takes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+use std::time::{Duration, Instant};
+
+use daemon::control::{Control, Refused};
+use daemon::runtime::Daemon;
+
+/// A daemon whose devices are all unreachable: the safety loop still runs the procedure.
+fn daemon(name: &str) -> Daemon {
+    let dir = std::env::temp_dir().join(format!("p2p-orders-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = format!(
+        "[pylon]\nlink = \"tcp://127.0.0.1:1\"\n\n[[pack]]\nlink = \"tcp://127.0.0.1:2\"\n\n[state]\nstate_file = \"{0}/s.json\"\nevent_log = \"{0}/e.jsonl\"\n",
+        dir.display()
+    );
+    Daemon::start(daemon::Config::parse(&toml, "t").unwrap()).unwrap()
+}
+
+fn events(d: &Daemon) -> Vec<String> {
+    d.shared().recent_events(1000).into_iter().map(|e| e.event).collect()
+}
+
+#[test]
+fn a_rebalance_start_then_cancel_sent_at_once_ends_cancelled() {
+    let d = daemon("start-cancel");
+    d.control(&Control::RebalanceStart).unwrap();
+    d.control(&Control::RebalanceCancel).unwrap();
+    // A second cancel is judged after the first: nothing will be under way by then.
+    assert!(matches!(d.control(&Control::RebalanceCancel), Err(Refused::Conflict(_))));
+    let started = Instant::now();
+    loop {
+        let seen = events(&d);
+        let start = seen.iter().position(|e| e.starts_with("rebalance: Started"));
+        let cancel = seen.iter().position(|e| e == "rebalance: Cancelled");
+        if let (Some(s), Some(c)) = (start, cancel) {
+            assert!(s < c, "{seen:?}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "not started then cancelled: {seen:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(d.shared().status().rebalance.step, daemon::status::Step::Idle);
+    d.stop();
+}
+
+#[test]
+fn a_second_start_while_one_is_queued_is_refused() {
+    let d = daemon("twice");
+    d.control(&Control::RebalanceStart).unwrap();
+    assert!(matches!(d.control(&Control::RebalanceStart), Err(Refused::Conflict(_))));
+    d.stop();
+}

@@ -128,16 +128,17 @@ impl Shared {
     fn order(&self, order: Order, refuse: impl FnOnce(bool) -> Option<Refused>) -> Result<(), Refused> {
         let under_way_now = lock(&self.rebalance).step != maestro_core::Step::Idle;
         let mut orders = lock(&self.requests);
-        if let Some(refused) = refuse(orders.under_way_after(under_way_now)) {
-            return Err(refused);
-        }
-        if !orders.push(order) {
-            return Err(Refused::Conflict(format!(
+        let refused = refuse(orders.under_way_after(under_way_now));
+        let queued = refused.is_none() && orders.push(order);
+        drop(orders);
+        match refused {
+            Some(refused) => Err(refused),
+            None if !queued => Err(Refused::Conflict(format!(
                 "{} orders are waiting already; try again in a second",
                 Orders::MAX
-            )));
+            ))),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Carries out an order; says what was done.

@@ -517,3 +517,48 @@ fn demo_probes_do_not_take_the_daemons_lines() {
     assert_eq!(status, 200, "{health}");
     assert_eq!(body["data_stale"], false, "the daemon lost its pack line to the probe: {health}");
 }
+
+#[test]
+fn a_toml_error_on_a_secret_line_never_prints_the_value() {
+    let dir = std::env::temp_dir().join(format!("p2p-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text, secret) in [
+        ("unterminated.toml", "[http]\ntoken = \"hunter2-hunter2\n", "hunter2"),
+        ("wrong-type.toml", "[http]\ntoken = 98765432\n", "98765432"),
+        ("trailing.toml", "[mqtt]\npassword = \"pa55word\" x\n", "pa55word"),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        for args in
+            [vec!["check-config", path.to_str().unwrap()], vec!["run", "--config", path.to_str().unwrap()]]
+        {
+            let out = Command::new(BIN).args(&args).output().unwrap();
+            let all =
+                format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(!out.status.success(), "{args:?}: {all}");
+            assert!(!all.contains(secret), "{args:?} printed the secret: {all}");
+            assert!(all.contains("line 2"), "{args:?}: {all}");
+        }
+    }
+}
+
+#[test]
+fn an_invalid_utf8_state_file_names_reset_state_once() {
+    let dir = std::env::temp_dir().join(format!("p2p-utf8-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("state.json"), b"\xff\xfe{}").unwrap();
+    let config = dir.join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pylon]\nlink = \"tcp://127.0.0.1:1\"\n\n[[pack]]\nlink = \"tcp://127.0.0.1:2\"\n\n[state]\nstate_file = \"{0}/state.json\"\nevent_log = \"{0}/events.jsonl\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN).args(["run", "--config", config.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(err.matches("--reset-state").count(), 1, "{err}");
+    assert!(err.contains("not UTF-8"), "{err}");
+}

@@ -403,6 +403,36 @@ pub enum Error {
     },
 }
 
+/// Words that mark a line as holding a secret.
+const SECRET_WORDS: [&str; 3] = ["token", "password", "secret"];
+
+/// toml's message, unless the line it points at holds a secret: then the line and anything of
+/// its value are left out, and the message says so.
+fn toml_message(text: &str, e: &toml::de::Error) -> String {
+    let full = e.to_string().trim_end().to_owned();
+    let Some(span) = e.span() else { return full };
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |k| k + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |k| start + k);
+    let line = &text[line_start..line_end];
+    let lower = line.to_ascii_lowercase();
+    if !SECRET_WORDS.iter().any(|w| lower.contains(w)) {
+        return full;
+    }
+    let number = text[..line_start].matches('\n').count() + 1;
+    let value = line.split_once('=').map_or("", |(_, v)| v.trim().trim_matches(['"', '\'']));
+    let message = e.message().trim_end();
+    let message = if value.len() >= 3 && (message.contains(value) || value.contains(message)) {
+        "the value is not valid here"
+    } else {
+        message
+    };
+    let key = line.split_once('=').map_or("", |(k, _)| k.trim());
+    format!(
+        "TOML parse error at line {number} ({key}): {message}; the line is not shown because it holds a secret"
+    )
+}
+
 impl Config {
     /// Parses and checks `text` read from `file`.
     ///
@@ -410,7 +440,7 @@ impl Config {
     /// [`Error`] naming the key and the problem.
     pub fn parse(text: &str, file: &str) -> Result<Self, Error> {
         let config: Config = toml::from_str(text)
-            .map_err(|e| Error::Toml { file: file.into(), message: e.to_string().trim_end().to_owned() })?;
+            .map_err(|e| Error::Toml { file: file.into(), message: toml_message(text, &e) })?;
         config.check(file)?;
         Ok(config)
     }

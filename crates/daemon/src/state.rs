@@ -65,11 +65,15 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
 /// # Errors
 /// [`Error::Corrupt`] for a file that does not parse, [`Error::Io`] when it cannot be read.
 pub fn load(path: &Path) -> Result<Persisted, Error> {
-    let text = match fs::read_to_string(path) {
+    let bytes = match fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Persisted::default()),
         Err(e) => return Err(io_err(path)(e)),
     };
+    let text = String::from_utf8(bytes).map_err(|e| Error::Corrupt {
+        path: path.display().to_string(),
+        why: format!("it is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+    })?;
     serde_json::from_str(&text)
         .map_err(|e| Error::Corrupt { path: path.display().to_string(), why: e.to_string() })
 }

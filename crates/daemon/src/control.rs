@@ -149,7 +149,7 @@ impl Shared {
         // Each order changes only its own field, in place: two orders at once never undo each other.
         let save = |what: &str, change: &dyn Fn(&mut crate::state::Overrides)| {
             self.event(format!("operator: {what}"));
-            self.persist(|p| change(&mut p.overrides))
+            self.persist_confirmed(|p| change(&mut p.overrides))
                 .map_err(|e| Refused::NotSaved(format!("applied, but not saved: {e}")))
         };
         match order {

@@ -15,5 +15,6 @@ pub mod control;
 pub mod runtime;
 pub mod state;
 pub mod status;
+mod writer;
 
 pub use config::Config;

@@ -21,6 +21,7 @@ use translator::{Input, PackInput, PackLimits, Settings};
 
 use crate::config::{self, Config};
 use crate::state::{self, EventLine, EventLog, Persisted};
+use crate::writer::Writer;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -190,7 +191,7 @@ pub struct Shared {
     /// Recent events, newest last (the last 1000).
     pub events: Mutex<VecDeque<EventLine>>,
     /// What survives a restart.
-    pub persisted: Mutex<Persisted>,
+    pub persisted: Arc<Mutex<Persisted>>,
     /// Fault injection: while set, the safety loop stops deciding, as a hung loop would (rule 10).
     pub freeze_safety_loop: AtomicBool,
     /// What the inverter reports (registers 301 and 331).
@@ -215,10 +216,8 @@ pub struct Shared {
     pub config: Config,
     /// When the daemon started (wall clock).
     pub started: jiff::Timestamp,
-    state_file: std::path::PathBuf,
-    /// Held while the state file is written.
-    state_writer: Mutex<()>,
-    event_log: EventLog,
+    /// The one thread writing the state file and the event log.
+    writer: Writer,
 }
 
 impl Shared {
@@ -235,23 +234,29 @@ impl Shared {
     ///
     /// # Errors
     /// The state file cannot be written (the change still applies in memory).
-    pub fn set_overrides(&self, overrides: state::Overrides) -> Result<(), state::Error> {
+    pub fn set_overrides(&self, overrides: state::Overrides) -> Result<(), String> {
         self.event(format!("operator: {overrides:?}"));
-        self.persist(|p| p.overrides = overrides)
+        self.persist_confirmed(|p| p.overrides = overrides)
     }
 
-    /// Changes what survives a restart and writes the state file. The in-memory state is locked
-    /// only for the change, never during the write (the safety loop reads it every cycle); writes
-    /// are serialized so an older state never lands after a newer one.
-    pub(crate) fn persist(&self, change: impl FnOnce(&mut Persisted)) -> Result<(), state::Error> {
-        let _one_writer = lock(&self.state_writer);
-        let now = {
-            let mut p = lock(&self.persisted);
-            change(&mut p);
-            p.version = 1;
-            p.clone()
-        };
-        state::save(&self.state_file, &now)
+    /// Changes what survives a restart and asks the writer thread to write the state file; never
+    /// waits for the disk (the safety loop calls it).
+    pub(crate) fn persist(&self, change: impl FnOnce(&mut Persisted)) {
+        Self::change(&self.persisted, change);
+        self.writer.state();
+    }
+
+    /// As [`Shared::persist`], and waits for the state file to be written (an operator's order
+    /// is told whether it was saved).
+    pub(crate) fn persist_confirmed(&self, change: impl FnOnce(&mut Persisted)) -> Result<(), String> {
+        Self::change(&self.persisted, change);
+        self.writer.state_confirmed()
+    }
+
+    fn change(persisted: &Mutex<Persisted>, change: impl FnOnce(&mut Persisted)) {
+        let mut p = lock(persisted);
+        change(&mut p);
+        p.version = 1;
     }
 
     fn event_with(&self, text: String, reasons: Vec<String>) {
@@ -261,9 +266,7 @@ impl Shared {
             log::info!("{text}: {}", reasons.join("; "));
         }
         let line = EventLine { time: wall_clock(), event: text, reasons };
-        if let Err(e) = self.event_log.append(&line) {
-            log::warn!("event log: {e}");
-        }
+        self.writer.event(line.clone());
         let mut e = lock(&self.events);
         if e.len() >= 1000 {
             e.pop_front();
@@ -287,6 +290,14 @@ pub enum StartError {
     /// The state file.
     #[error(transparent)]
     State(#[from] state::Error),
+    /// A thread that cannot be started: the daemon does not run without it.
+    #[error("cannot start the {name} thread: {source}")]
+    Thread {
+        /// Which thread.
+        name: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// A running daemon.
@@ -303,7 +314,15 @@ fn secs(s: f64) -> Duration {
 
 /// Runs `body` on its own thread; if it panics, logs it and runs it again after a backoff (1 s
 /// doubling to 30 s), until `stop`. A normal return ends the thread.
-pub fn supervise(name: String, stop: Arc<AtomicBool>, body: impl Fn() + Send + 'static) -> JoinHandle<()> {
+///
+/// # Errors
+/// [`StartError::Thread`] naming it when the thread cannot be spawned.
+pub fn supervise(
+    name: String,
+    stop: Arc<AtomicBool>,
+    body: impl Fn() + Send + 'static,
+) -> Result<JoinHandle<()>, StartError> {
+    let thread_name = name.clone();
     thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
@@ -318,10 +337,7 @@ pub fn supervise(name: String, stop: Arc<AtomicBool>, body: impl Fn() + Send + '
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         })
-        .unwrap_or_else(|e| {
-            log::error!("cannot start thread: {e}");
-            thread::spawn(|| {})
-        })
+        .map_err(|source| StartError::Thread { name: thread_name, source })
 }
 
 /// Sleeps up to `d`, waking early when asked to stop.
@@ -346,11 +362,16 @@ impl Daemon {
         let state_file = std::path::PathBuf::from(&config.state.state_file);
         let persisted = state::load(&state_file)?;
         let persisted_rebalance = persisted.rebalance.clone();
+        state::remove_leftover_temp(&state_file);
         let event_log = EventLog::new(
             config.state.event_log.clone().into(),
             config.state.event_log_max_bytes,
             config.state.event_log_keep,
         );
+        event_log.repair_torn_line()?;
+        let persisted = Arc::new(Mutex::new(persisted));
+        let writer = Writer::start(state_file, persisted.clone(), event_log)
+            .map_err(|source| StartError::Thread { name: "writer".into(), source })?;
         let shared = Arc::new(Shared {
             epoch: Instant::now(),
             packs: config.packs.iter().map(|_| Mutex::new(PackReadings::default())).collect(),
@@ -358,7 +379,7 @@ impl Daemon {
             snapshot: Mutex::new(Arc::new(Snapshot::default())),
             decision: Mutex::new(None),
             events: Mutex::new(VecDeque::new()),
-            persisted: Mutex::new(persisted),
+            persisted,
             freeze_safety_loop: AtomicBool::new(false),
             inverter: Mutex::new(InverterReadings::default()),
             coil_settings: Mutex::new(None),
@@ -371,9 +392,7 @@ impl Daemon {
             rebalance: Mutex::new(persisted_rebalance),
             config: config.clone(),
             started: jiff::Timestamp::now(),
-            state_file,
-            state_writer: Mutex::new(()),
-            event_log,
+            writer,
         });
         shared.event(format!(
             "pace2pylon {} started with {} packs",
@@ -381,7 +400,8 @@ impl Daemon {
             config.packs.len()
         ));
         let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
+        let mut started = Started { stop: stop.clone(), threads: Vec::new() };
+        let threads = &mut started.threads;
         // Every worker opens its link itself, so a restarted worker starts clean.
         for url in config
             .packs
@@ -399,7 +419,7 @@ impl Daemon {
                 if let Ok(link) = Link::open(&url) {
                     poll_pack(k, adr, link, &shared, &stop2, &poll);
                 }
-            }));
+            })?);
         }
         if let Some(coil) = &config.coil {
             let (shared, stop2, poll, slave, url) =
@@ -408,7 +428,7 @@ impl Daemon {
                 if let Ok(link) = Link::open(&url) {
                     poll_coil(slave, link, &shared, &stop2, &poll);
                 }
-            }));
+            })?);
         }
         if let Some(inverter) = &config.inverter {
             let (shared, stop2, slave, url) =
@@ -417,23 +437,30 @@ impl Daemon {
                 if let Ok(link) = Link::open(&url) {
                     poll_inverter(slave, link, &shared, &stop2);
                 }
-            }));
+            })?);
         }
         {
             let (shared, stop2, config) = (shared.clone(), stop.clone(), config.clone());
             threads.push(supervise("safety".into(), stop.clone(), move || {
                 safety_loop(&config, &shared, &stop2)
-            }));
+            })?);
         }
         {
             let settings = emulation_settings(&config);
             let (shared, stop2, url) = (shared.clone(), stop.clone(), config.pylon.link.clone());
+            // A listening port is bound now: one that cannot be is a start-up error, not a
+            // daemon the inverter can never reach.
+            let mut first = Link::open(&url)?;
+            first.local_addr()?;
+            let first = Mutex::new(Some(first));
             threads.push(supervise("pylon".into(), stop.clone(), move || {
-                if let Ok(link) = Link::open(&url) {
+                let link = lock(&first).take().map_or_else(|| Link::open(&url), Ok);
+                if let Ok(link) = link {
                     respond_loop(link, &settings, &shared, &stop2);
                 }
-            }));
+            })?);
         }
+        let threads = std::mem::take(&mut started.threads);
         Ok(Self { shared, stop, threads })
     }
 
@@ -451,7 +478,7 @@ impl Daemon {
     ///
     /// # Errors
     /// The state file cannot be written (the change still applies in memory).
-    pub fn set_overrides(&self, overrides: state::Overrides) -> Result<(), state::Error> {
+    pub fn set_overrides(&self, overrides: state::Overrides) -> Result<(), String> {
         self.shared.set_overrides(overrides)
     }
 
@@ -486,6 +513,26 @@ impl Daemon {
             let _ = t.join();
         }
         self.shared.event("pace2pylon stopped".into());
+        self.shared.writer.stop();
+    }
+}
+
+/// The threads started so far: stopped and joined if start-up fails half-way, so a failed start
+/// leaves nothing running.
+struct Started {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
     }
 }
 
@@ -959,9 +1006,7 @@ fn run_rebalance(
     }
     if outcome.state_changed {
         let state = rebalance.state().clone();
-        if let Err(e) = shared.persist(|p| p.rebalance = state) {
-            log::error!("{e}");
-        }
+        shared.persist(|p| p.rebalance = state);
     }
 }
 

@@ -120,6 +120,15 @@ pub fn save(path: &Path, state: &Persisted) -> Result<(), Error> {
     Ok(())
 }
 
+/// Removes a `<state file>.tmp` left by a write that was cut short (a crash between writing the
+/// temp file and renaming it); the state file itself is the last complete write.
+pub fn remove_leftover_temp(path: &Path) {
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    if fs::remove_file(&tmp).is_ok() {
+        log::warn!("removed {}, left by a state file write that did not finish", tmp.display());
+    }
+}
+
 /// The append-only event log, rotated when it passes `max_bytes` (`.1` … `.keep`).
 #[derive(Debug)]
 pub struct EventLog {
@@ -144,6 +153,31 @@ impl EventLog {
     /// A log at `path`.
     pub fn new(path: PathBuf, max_bytes: u64, keep: u32) -> Self {
         Self { path, max_bytes, keep: keep.max(1) }
+    }
+
+    /// Ends a torn last line (no final newline: a full disk, a crash mid-write) with a newline, so
+    /// the next line appended starts a line of its own and the log stays JSON lines.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the log exists but cannot be read or appended to.
+    pub fn repair_torn_line(&self) -> Result<(), Error> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = match OpenOptions::new().read(true).append(true).open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(&self.path)(e)),
+        };
+        let len = f.metadata().map_err(io_err(&self.path))?.len();
+        if len == 0 {
+            return Ok(());
+        }
+        let mut last = [0u8; 1];
+        f.seek(SeekFrom::Start(len - 1)).and_then(|_| f.read_exact(&mut last)).map_err(io_err(&self.path))?;
+        if last[0] != b'\n' {
+            f.write_all(b"\n").map_err(io_err(&self.path))?;
+            log::warn!("{}: its last line was torn (no final newline); ended it", self.path.display());
+        }
+        Ok(())
     }
 
     /// Appends one line (file mode 0600), rotating first when the file is too big.

@@ -162,7 +162,8 @@ fn a_panicking_worker_is_restarted() {
         if r.fetch_add(1, Ordering::Relaxed) < 2 {
             panic!("injected");
         }
-    });
+    })
+    .unwrap();
     handle.join().unwrap();
     assert_eq!(runs.load(Ordering::Relaxed), 3, "two panics, two restarts, then a normal end");
 }

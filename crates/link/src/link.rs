@@ -185,6 +185,9 @@ impl Link {
                 self.stats.timeouts += 1;
                 // A reply that comes late must not be taken for the next request's.
                 self.wait_until_idle(deframer);
+                if matches!(self.endpoint, Endpoint::TcpListen { .. }) {
+                    self.promote_newest_candidate();
+                }
                 let rejected = deframer.rejected() - rejected_before;
                 let detail = match deframer.last_rejection() {
                     Some(why) if rejected > 0 => format!(" ({rejected} bad frame(s); last: {why})"),
@@ -533,6 +536,26 @@ impl Link {
                 Err(_) => drop(self.candidates.remove(k)),
             }
         }
+        if self.conn.is_none() {
+            self.promote_newest_candidate();
+        }
+    }
+
+    /// The newest candidate becomes the peer (the current one, if any, waits as a candidate):
+    /// when the peer left, or did not answer a request (a master on a listening link is never
+    /// spoken to first, so its peers are tried newest first).
+    fn promote_newest_candidate(&mut self) {
+        let Some(newest) = self.candidates.pop() else { return };
+        if newest.stream.set_nonblocking(false).is_err() {
+            return;
+        }
+        if let Some(Conn::Tcp(old)) = self.conn.take() {
+            if old.set_nonblocking(true).is_ok() {
+                self.candidates.insert(0, Candidate { stream: old, spoke: self.conn_spoke });
+            }
+        }
+        self.pending.clear();
+        self.install(Conn::Tcp(newest.stream));
     }
 
     fn fail_io(&mut self, e: io::Error) -> Error {

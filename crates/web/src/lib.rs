@@ -84,6 +84,7 @@ impl Web {
         listener.set_nonblocking(true).map_err(|e| bind(e.to_string()))?;
         let addr = listener.local_addr().map_err(|e| bind(e.to_string()))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(8)
             .enable_all()
             .build()
             .map_err(|e| Error::Start(e.to_string()))?;

@@ -271,12 +271,17 @@ async fn handle(
             return Ok(response(Reply::error(408, late)));
         }
     };
-    let reply = api.route(&Incoming {
-        method: &method,
-        url: &url,
-        authorization: authorization.as_deref(),
-        body: Some(&body),
+    // The router may wait (an order waits for its state file write): off the runtime's thread.
+    let (m, u) = (method.clone(), url.clone());
+    let routed = tokio::task::spawn_blocking(move || {
+        api.route(&Incoming {
+            method: &m,
+            url: &u,
+            authorization: authorization.as_deref(),
+            body: Some(&body),
+        })
     });
+    let reply = routed.await.unwrap_or_else(|_| Reply::error(500, "the request handler failed"));
     if reply.status >= 400 {
         log::debug!("http: {method} {} -> {}", head::echo(&url), reply.status);
     }

@@ -1,0 +1,135 @@
+//! The one thread that writes the state file and the event log. Everyone else only enqueues
+//! through a bounded channel, so a slow or full disk never holds up the safety loop; the writes
+//! (and the log's rotation) happen one at a time, in order.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::runtime::lock;
+use crate::state::{self, EventLine, EventLog, Persisted};
+
+/// Jobs waiting at most; beyond that an event line is dropped (and counted), never waited for.
+const QUEUE: usize = 1024;
+/// The longest an operator's order waits for its state file write.
+const CONFIRM_WAIT: Duration = Duration::from_secs(5);
+
+enum Job {
+    Event(EventLine),
+    /// Write the state as it is now (writes asked for while one waits coalesce).
+    State,
+    /// As `State`, and say how it went.
+    StateConfirmed(SyncSender<Result<(), String>>),
+    Stop,
+}
+
+/// The handle the daemon's threads enqueue through.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    tx: SyncSender<Job>,
+    dirty: Arc<AtomicBool>,
+    dropped: AtomicU64,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Event(_) => "Event",
+            Self::State => "State",
+            Self::StateConfirmed(_) => "StateConfirmed",
+            Self::Stop => "Stop",
+        })
+    }
+}
+
+impl Writer {
+    /// Starts the writer thread for `state_file` (from `persisted`) and `log`.
+    ///
+    /// # Errors
+    /// The thread cannot be spawned.
+    pub(crate) fn start(
+        state_file: std::path::PathBuf,
+        persisted: Arc<Mutex<Persisted>>,
+        log: EventLog,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
+        let dirty = Arc::new(AtomicBool::new(false));
+        let (flag, dirty_seen) = (dirty.clone(), dirty.clone());
+        let save = move || {
+            flag.store(false, Ordering::Relaxed);
+            let now = lock(&persisted).clone();
+            state::save(&state_file, &now).map_err(|e| e.to_string())
+        };
+        let thread = std::thread::Builder::new().name("writer".into()).spawn(move || {
+            for job in rx {
+                let stop = matches!(job, Job::Stop);
+                match job {
+                    Job::Event(line) => {
+                        if let Err(e) = log.append(&line) {
+                            log::warn!("event log: {e}");
+                        }
+                    }
+                    Job::State => {
+                        if let Err(e) = save() {
+                            log::error!("{e}");
+                        }
+                    }
+                    Job::StateConfirmed(reply) => {
+                        let _ = reply.send(save());
+                    }
+                    Job::Stop => {}
+                }
+                // A write asked for while the queue was full is done now.
+                if dirty_seen.load(Ordering::Relaxed) {
+                    if let Err(e) = save() {
+                        log::error!("{e}");
+                    }
+                }
+                if stop {
+                    return;
+                }
+            }
+        })?;
+        Ok(Self { tx, dirty, dropped: AtomicU64::new(0), thread: Mutex::new(Some(thread)) })
+    }
+
+    /// Enqueues an event line; never waits.
+    pub(crate) fn event(&self, line: EventLine) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(Job::Event(line)) {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                log::warn!("event log: the writer is behind; {n} lines dropped so far");
+            }
+        }
+    }
+
+    /// Asks for the state file to be written with the state as it is then; never waits. While
+    /// the queue is full the request is kept and done after the next job.
+    pub(crate) fn state(&self) {
+        self.dirty.store(true, Ordering::Relaxed);
+        let _ = self.tx.try_send(Job::State);
+    }
+
+    /// Writes the state file and waits for the outcome (an operator's order wants to know).
+    pub(crate) fn state_confirmed(&self) -> Result<(), String> {
+        let (reply, outcome) = mpsc::sync_channel(1);
+        self.tx
+            .try_send(Job::StateConfirmed(reply))
+            .map_err(|_| "the state file writer is behind; the change applies in memory".to_owned())?;
+        outcome
+            .recv_timeout(CONFIRM_WAIT)
+            .map_err(|_| format!("the state file was not written within {} s", CONFIRM_WAIT.as_secs()))?
+    }
+
+    /// Writes what is queued and ends the thread.
+    pub(crate) fn stop(&self) {
+        let _ = self.tx.send(Job::Stop);
+        let thread = lock(&self.thread).take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+}

@@ -78,6 +78,10 @@ fn the_page_shows_live_data_in_a_real_browser() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // `?poll`: the page polls instead of holding the event stream open, which Chromium's virtual
+    // time (--virtual-time-budget) would wait on for ever. The stream is tested over HTTP
+    // (tests/hardening.rs, `the_status_stream_sends_the_status_as_server_sent_events`).
+    let url = format!("{url}?poll");
     let profile = std::env::temp_dir().join(format!("p2p-chromium-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&profile);
     let dom = browse(&["--dump-dom", &url], &profile);

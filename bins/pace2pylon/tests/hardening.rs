@@ -562,3 +562,78 @@ fn an_invalid_utf8_state_file_names_reset_state_once() {
     assert_eq!(err.matches("--reset-state").count(), 1, "{err}");
     assert!(err.contains("not UTF-8"), "{err}");
 }
+
+#[test]
+fn a_broker_that_never_sends_connack_is_logged_as_such_within_10_s() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let _held = std::thread::spawn(move || {
+        let held: Vec<TcpStream> = silent.incoming().take(4).filter_map(Result::ok).collect();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(held);
+    });
+    let dir = std::env::temp_dir().join(format!("p2p-connack-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pylon]\nlink = \"tcp://127.0.0.1:1\"\n\n[[pack]]\nlink = \"tcp://127.0.0.1:2\"\n\n[state]\nstate_file = \"{0}/state.json\"\nevent_log = \"{0}/events.jsonl\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let mut run = Guard(
+        Command::new(BIN)
+            .args(["run", "--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = run.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(BufReader::new(stderr)).map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let started = Instant::now();
+    loop {
+        let left = Duration::from_secs(10).saturating_sub(started.elapsed());
+        let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("no CONNACK message within 10 s"));
+        if line.contains("CONNACK") {
+            eprintln!("after {:?}: {line}", started.elapsed());
+            assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+            break;
+        }
+    }
+}
+
+#[test]
+fn the_status_stream_sends_the_status_as_server_sent_events() {
+    let t = start(None);
+    let mut s = TcpStream::connect(("127.0.0.1", t.http)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /api/v1/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    let started = Instant::now();
+    // Two status events: the first at once, the next within a second (the ages change).
+    while String::from_utf8_lossy(&got).matches("event: status\n").count() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(5), "{}", String::from_utf8_lossy(&got));
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended");
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("content-type: text/event-stream"), "{text}");
+    let data = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    let status: serde_json::Value = serde_json::from_str(data).unwrap();
+    assert!(status["charge_enabled"].is_boolean(), "{status}");
+    assert!(started.elapsed() >= Duration::from_millis(400), "two events within {:?}", started.elapsed());
+}

@@ -68,6 +68,12 @@ enum Note {
     Command { topic: String, payload: String },
 }
 
+/// The longest the TCP connect and the broker's CONNACK may take together, s.
+const CONNECT_TIMEOUT_S: u64 = 5;
+
+/// Without a CONNACK this long after start, the log says so.
+const NO_CONNACK_AFTER: Duration = Duration::from_secs(8);
+
 /// A running publisher.
 #[derive(Debug)]
 pub struct Publisher {
@@ -87,6 +93,9 @@ impl Publisher {
             mqtt.set_credentials(user.clone(), password.clone());
         }
         let (client, mut connection) = Client::new(mqtt, 4096);
+        // TCP connect and CONNACK together: a port that takes the connection and never answers
+        // is reported within this, not left hanging.
+        connection.eventloop.network_options.set_connection_timeout(CONNECT_TIMEOUT_S);
         let stop = Arc::new(AtomicBool::new(false));
         let (notes_tx, notes_rx) = mpsc::channel();
         let mut threads = Vec::new();
@@ -130,6 +139,9 @@ fn poll_connection(
     let ha_status = format!("{}/status", options.discovery_prefix);
     let mut backoff = Duration::from_millis(500);
     let mut was_connected = false;
+    let mut last_failure: Option<String> = None;
+    let waiting_since = Instant::now();
+    let mut told_no_connack = false;
     let mut drain_until: Option<Instant> = None;
     loop {
         if stop.load(Ordering::Relaxed) && drain_until.is_none() {
@@ -143,6 +155,7 @@ fn poll_connection(
             Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
                 log::info!("mqtt: connected to {}:{}", options.host, options.port);
                 was_connected = true;
+                last_failure = None;
                 backoff = Duration::from_millis(500);
                 let _ = notes.send(Note::Connected);
             }
@@ -169,7 +182,24 @@ fn poll_connection(
                         options.port
                     );
                 } else {
-                    log::debug!("mqtt: cannot connect to {}:{}: {e}", options.host, options.port);
+                    // Said once at warning level (a broker that never answers must not stay
+                    // silent), then at debug level while it goes on failing the same way.
+                    let why = match e {
+                        rumqttc::ConnectionError::NetworkTimeout => format!(
+                            "no CONNACK within {CONNECT_TIMEOUT_S} s (the port takes the TCP connection; is it an MQTT broker that accepts this client?)"
+                        ),
+                        other => other.to_string(),
+                    };
+                    if last_failure.as_deref() == Some(why.as_str()) {
+                        log::debug!("mqtt: cannot connect to {}:{}: {why}", options.host, options.port);
+                    } else {
+                        log::warn!(
+                            "mqtt: cannot connect to {}:{}: {why}; retrying",
+                            options.host,
+                            options.port
+                        );
+                        last_failure = Some(why);
+                    }
                 }
                 was_connected = false;
                 let until = Instant::now() + backoff;
@@ -178,7 +208,20 @@ fn poll_connection(
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
-            Err(rumqttc::RecvTimeoutError::Timeout) => {}
+            Err(rumqttc::RecvTimeoutError::Timeout) => {
+                // Each short wait restarts rumqttc's connect, so its own CONNACK timeout never
+                // fires: a port that takes the TCP connection and never answers is told here.
+                let waited = waiting_since.elapsed();
+                if !was_connected && !told_no_connack && waited >= NO_CONNACK_AFTER {
+                    log::warn!(
+                        "mqtt: {}:{} sent no CONNACK within {} s (is it an MQTT broker that accepts this client?); still trying",
+                        options.host,
+                        options.port,
+                        waited.as_secs()
+                    );
+                    told_no_connack = true;
+                }
+            }
             Err(rumqttc::RecvTimeoutError::Disconnected) => return,
         }
     }

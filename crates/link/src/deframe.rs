@@ -49,7 +49,9 @@ impl Deframer for AsciiDeframer {
                 Ok(_) => return Some(frame.to_vec()),
                 Err(e) => {
                     self.rejected += 1;
-                    self.last = Some(format!("{e} in {}", String::from_utf8_lossy(frame).trim_end()));
+                    // Escaped: the message ends up in log lines, which must never carry the line's raw
+                    // bytes (LF, TAB, invalid UTF-8).
+                    self.last = Some(format!("{e} in {}", frame.trim_ascii_end().escape_ascii()));
                 }
             }
         }

@@ -7,7 +7,7 @@
 //! | `/dev/ttyUSB0`                        | a local serial port, 9600 8N1                         |
 //! | `serial:///dev/ttyUSB0?baud=19200`    | the same with another baud rate                       |
 //! | `tcp://192.168.1.20:4002`             | a raw TCP port of a console server (ser2net style)    |
-//! | `tcp-listen://0.0.0.0:4023`           | accept one peer at a time (a newer peer replaces it)  |
+//! | `tcp-listen://0.0.0.0:4023`           | answer one peer; newer ones wait, one that speaks takes over |
 //!
 //! ```text
 //!  request(frame, deframer, timeout)

@@ -338,3 +338,16 @@ fn connect_churn_on_a_listening_link_does_not_displace_the_master() {
     ask(&mut other, &mut link, &mut d);
     ask(&mut master, &mut link, &mut d);
 }
+
+/// Issue 10 item 9: a rejected frame is named in log lines with its bytes escaped: no raw LF,
+/// TAB or invalid UTF-8 from the line reaches the log.
+#[test]
+fn a_rejected_frame_is_named_with_its_raw_bytes_escaped() {
+    use link::Deframer;
+    let mut d = AsciiDeframer::new();
+    d.push(b"~2500\t46\n00\xff\xfe0000FDAF\r");
+    assert_eq!(d.next_frame(), None);
+    let why = d.last_rejection().expect("the frame was rejected");
+    assert!(why.chars().all(|c| c.is_ascii() && !c.is_ascii_control()), "{why:?}");
+    assert!(why.contains("\\t") && why.contains("\\xff"), "{why}");
+}

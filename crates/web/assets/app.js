@@ -206,7 +206,8 @@ function pollWhileStreamIsDown(down) {
 }
 
 function live() {
-  if (!window.EventSource) {
+  // `?poll` in the address: poll only (for proxies that buffer streams, and headless tools).
+  if (!window.EventSource || new URLSearchParams(location.search).has("poll")) {
     pollWhileStreamIsDown(true);
     return;
   }

@@ -84,3 +84,26 @@ fn the_router_answers_anything() {
         .unwrap();
     daemon.stop();
 }
+
+/// Issue 10 item 9: the scheme of `Authorization` is case-insensitive (RFC 7235 section 2.1).
+#[test]
+fn the_bearer_scheme_is_case_insensitive() {
+    let (daemon, shared) = shared();
+    let api = web::Api::new(shared, Some("a-long-enough-token".into()));
+    let ask = |authorization: &str| {
+        api.route(&web::Incoming {
+            method: "POST",
+            url: "/api/v1/control",
+            authorization: Some(authorization),
+            body: Some(b"{\"action\":\"no_such_action\"}"),
+        })
+        .status
+    };
+    // Past the token check, refused for the body.
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        assert_eq!(ask(&format!("{scheme} a-long-enough-token")), 400, "{scheme}");
+    }
+    assert_eq!(ask("Basic a-long-enough-token"), 401);
+    assert_eq!(ask("Bearer wrong-token-of-a-length"), 401);
+    daemon.stop();
+}

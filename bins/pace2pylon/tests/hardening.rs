@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Guard, free_port, printed_config};
+use support::{Guard, free_port, sim_printing_config};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pace2pylon");
 /// `GET 0x63` at ADR 2, as a Vevor sends it.
@@ -25,7 +25,7 @@ const RSS_LIMIT_KB: u64 = 64 * 1024;
 /// The daemon under attack, its plant, and a master polling it.
 struct Target {
     run: Guard,
-    _sim: Guard,
+    _sim: (Guard, BufReader<std::process::ChildStdout>),
     http: u16,
     master_port: u16,
     master: Master,
@@ -106,16 +106,7 @@ impl Master {
 }
 
 fn start(nofile: Option<u32>) -> Target {
-    let mut sim = Command::new(BIN)
-        .args(["sim", "--packs", "2", "--base-port", "0", "--print-config"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(sim.stdout.take().unwrap());
-    let sim = Guard(sim);
-    let printed = printed_config(&mut out);
+    let (sim, printed, sim_out) = sim_printing_config(2);
     let (http, pylon) = (free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("p2p-hardening-{}-{http}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -157,7 +148,7 @@ fn start(nofile: Option<u32>) -> Target {
             .unwrap(),
     );
     let master = Master::start(pylon);
-    let target = Target { run, _sim: sim, http, master_port: pylon, master };
+    let target = Target { run, _sim: (sim, sim_out), http, master_port: pylon, master };
     let started = Instant::now();
     while target.master.answered() == 0 || healthz(http, Duration::from_secs(2)).is_none_or(|s| s != 200) {
         assert!(started.elapsed() < Duration::from_secs(30), "the daemon did not start answering");
@@ -191,12 +182,7 @@ fn parse(answer: &str) -> (u16, serde_json::Value) {
 
 impl Target {
     fn rss_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.run.0.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+        rss_kb_of(self.run.0.id())
     }
 
     /// Everything a user relies on still holds, since `from`.
@@ -381,6 +367,11 @@ fn a_connect_churn_on_the_pylontech_port_does_not_starve_the_master() {
     t.assert_unharmed(from, "connect churn on the Pylontech port");
 }
 
+/// `pace2pylon ARGS` with its standard error discarded, killed when the test ends.
+fn pace2pylon(args: &[&str], stdin: Stdio, stdout: Stdio) -> Guard {
+    Guard(Command::new(BIN).args(args).stdin(stdin).stdout(stdout).stderr(Stdio::null()).spawn().unwrap())
+}
+
 /// CPU time (user + system) of a process so far, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -400,15 +391,7 @@ fn rss_kb_of(pid: u32) -> u64 {
 
 #[test]
 fn demo_at_end_of_input_stays_idle() {
-    let demo = Guard(
-        Command::new(BIN)
-            .args(["demo", "--packs", "1", "--http", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let demo = pace2pylon(&["demo", "--packs", "1", "--http", "127.0.0.1:0"], Stdio::null(), Stdio::null());
     std::thread::sleep(Duration::from_secs(2));
     let pid = demo.0.id();
     let before = cpu_ticks(pid);
@@ -449,15 +432,7 @@ fn demo_piped_into_head_exits_quietly() {
 
 #[test]
 fn sim_skips_a_line_too_long_and_memory_stays_flat() {
-    let mut sim = Guard(
-        Command::new(BIN)
-            .args(["sim", "--packs", "1", "--base-port", "0"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut sim = pace2pylon(&["sim", "--packs", "1", "--base-port", "0"], Stdio::piped(), Stdio::piped());
     let mut stdin = sim.0.stdin.take().unwrap();
     let chunk = vec![b'a'; 1 << 20];
     for _ in 0..100 {
@@ -481,15 +456,8 @@ fn sim_skips_a_line_too_long_and_memory_stays_flat() {
 
 #[test]
 fn demo_probes_do_not_take_the_daemons_lines() {
-    let mut demo = Guard(
-        Command::new(BIN)
-            .args(["demo", "--packs", "1", "--http", "127.0.0.1:0"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut demo =
+        pace2pylon(&["demo", "--packs", "1", "--http", "127.0.0.1:0"], Stdio::piped(), Stdio::piped());
     let mut out = BufReader::new(demo.0.stdout.take().unwrap());
     let (mut probe, mut web) = (None, None);
     while probe.is_none() || web.is_none() {

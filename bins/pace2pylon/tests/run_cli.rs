@@ -3,12 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
-use support::{Guard, broker, free_port, printed_config, tool};
+use support::{Guard, broker, free_port, sim_printing_config, tool};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pace2pylon");
 
@@ -35,16 +35,7 @@ fn retained(port: u16, topic: &str) -> String {
 
 #[test]
 fn run_serves_the_web_ui_and_publishes_to_mqtt_as_its_config_says() {
-    let mut sim = Command::new(BIN)
-        .args(["sim", "--packs", "2", "--base-port", "0", "--print-config"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(sim.stdout.take().unwrap());
-    let _sim = Guard(sim);
-    let mut config = printed_config(&mut out);
+    let (_sim, mut config, _out) = sim_printing_config(2);
     let (_broker, mqtt_port) = broker();
     let http_port = free_port();
     let dir = std::env::temp_dir().join(format!("p2p-run-cli-{}", std::process::id()));

@@ -7,7 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 
 mod support;
-use support::{printed_config, wait_for_port};
+use support::{printed_config, sim_printing_config, wait_for_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pace2pylon");
 
@@ -72,14 +72,7 @@ fn sim_serves_prints_its_config_answers_commands_and_stops_on_sigterm() {
 
 #[test]
 fn base_port_zero_gives_every_line_its_own_free_port_and_prints_it() {
-    let mut child = Command::new(BIN)
-        .args(["sim", "--packs", "2", "--base-port", "0", "--print-config"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let config = printed_config(&mut BufReader::new(child.stdout.take().unwrap()));
+    let (_sim, config, _out) = sim_printing_config(2);
     let ports: Vec<u16> = config
         .lines()
         .filter_map(|l| l.strip_prefix("link = \"tcp://127.0.0.1:"))
@@ -94,6 +87,4 @@ fn base_port_zero_gives_every_line_its_own_free_port_and_prints_it() {
         assert!(*port >= 1024, "{ports:?}");
         TcpStream::connect(("127.0.0.1", *port)).unwrap_or_else(|e| panic!("port {port} is not served: {e}"));
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
 }

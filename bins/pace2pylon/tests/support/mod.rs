@@ -74,3 +74,20 @@ pub fn printed_config(out: &mut impl std::io::BufRead) -> String {
         }
     }
 }
+
+/// `pace2pylon sim --packs N --base-port 0 --print-config`: the running simulator, the `run`
+/// configuration it printed, and its standard output, kept open (the simulator ends when its
+/// output's reader goes away).
+pub fn sim_printing_config(packs: u8) -> (Guard, String, std::io::BufReader<std::process::ChildStdout>) {
+    let mut sim = Command::new(env!("CARGO_BIN_EXE_pace2pylon"))
+        .args(["sim", "--packs", &packs.to_string(), "--base-port", "0", "--print-config"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(sim.stdout.take().unwrap());
+    let sim = Guard(sim);
+    let config = printed_config(&mut out);
+    (sim, config, out)
+}

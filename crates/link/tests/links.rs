@@ -276,19 +276,12 @@ fn rtu_garbage_that_looks_like_a_long_frame_is_skipped_at_the_gap() {
 /// second request gets its own reply, never the late one.
 #[test]
 fn a_late_reply_is_not_taken_for_the_next_requests() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("tcp://{}", listener.local_addr().unwrap());
-    let _h = thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
-        let mut n = 0;
-        while read_request(&mut s).is_some() {
-            if n == 0 {
-                thread::sleep(Duration::from_millis(300));
-                let _ = s.write_all(REPLY); // late: the requester gave up at 200 ms
-            } else {
-                let _ = s.write_all(ACK);
-            }
-            n += 1;
+    let (url, _h) = peer(|n| {
+        if n == 0 {
+            thread::sleep(Duration::from_millis(300)); // late: the requester gives up at 200 ms
+            Some(REPLY.to_vec())
+        } else {
+            Some(ACK.to_vec())
         }
     });
     let mut link = Link::open(&url).unwrap();

@@ -127,7 +127,7 @@ impl Shared {
     /// lock, so two orders at once are judged in the order they are queued.
     fn order(&self, order: Order, refuse: impl FnOnce(bool) -> Option<Refused>) -> Result<(), Refused> {
         let under_way_now = lock(&self.rebalance).step != maestro_core::Step::Idle;
-        let mut orders = lock(&self.requests);
+        let mut orders = lock(&self.orders);
         let refused = refuse(orders.under_way_after(under_way_now));
         let queued = refused.is_none() && orders.push(order);
         drop(orders);

@@ -205,7 +205,7 @@ pub struct Shared {
     /// One-shot actions for the counter.
     pub coil_actions: Mutex<Vec<Action>>,
     /// Operator orders for the procedure, taken by the safety loop in order.
-    pub requests: Mutex<Orders>,
+    pub orders: Mutex<Orders>,
     /// The responder's counters and latencies.
     pub replies: Mutex<ReplyStats>,
     /// The Pylontech line's counters.
@@ -386,7 +386,7 @@ impl Daemon {
             targets: Mutex::new(Targets::default()),
             pack_commands: config.packs.iter().map(|_| Mutex::new(Vec::new())).collect(),
             coil_actions: Mutex::new(Vec::new()),
-            requests: Mutex::new(Orders::default()),
+            orders: Mutex::new(Orders::default()),
             replies: Mutex::new(ReplyStats::default()),
             pylon_link: Mutex::new(link::Stats::default()),
             rebalance: Mutex::new(persisted_rebalance),
@@ -956,7 +956,7 @@ fn run_rebalance(
     tz: &jiff::tz::TimeZone,
     shared: &Shared,
 ) {
-    let order = lock(&shared.requests).pop();
+    let order = lock(&shared.orders).pop();
     // Copied out first: two guards of one mutex in one expression would deadlock.
     let inverter = lock(&shared.inverter).clone();
     let coil_settings = *lock(&shared.coil_settings);

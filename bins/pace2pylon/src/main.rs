@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use probe_kit::Line;
+use sd_notify::NotifyState;
 
 use clap::{Parser, Subcommand};
 use link::Link;
@@ -328,7 +329,7 @@ fn run(path: &std::path::Path, reset_state: bool) -> anyhow::Result<()> {
         config.pylon.link
     );
     let (http, mqtt) = (config.http.clone(), config.mqtt.clone());
-    let daemon = daemon::runtime::Daemon::start(config)?;
+    let daemon = daemon::runtime::Daemon::start_with(config, systemd_watchdog())?;
     let web = match start_web(&daemon, &http) {
         Ok(web) => web,
         Err(e) => {
@@ -343,6 +344,8 @@ fn run(path: &std::path::Path, reset_state: bool) -> anyhow::Result<()> {
             return Err(e);
         }
     };
+    // Type=notify: up once every thread runs (no-op without NOTIFY_SOCKET).
+    let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status("running")]);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         if hup.swap(false, Ordering::Relaxed) {
@@ -350,6 +353,7 @@ fn run(path: &std::path::Path, reset_state: bool) -> anyhow::Result<()> {
         }
     }
     log::info!("stopping");
+    let _ = sd_notify::notify(false, &[NotifyState::Stopping]);
     if let Some(p) = publisher {
         p.stop();
     }
@@ -358,6 +362,29 @@ fn run(path: &std::path::Path, reset_state: bool) -> anyhow::Result<()> {
     }
     daemon.stop();
     Ok(())
+}
+
+/// systemd's watchdog (`WatchdogSec=` in the unit), fed by the safety loop only and at half its
+/// period: a loop that stops deciding gets the service restarted. Nothing without it.
+fn systemd_watchdog() -> daemon::runtime::Hooks {
+    let mut usec = 0;
+    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        return daemon::runtime::Hooks::default();
+    }
+    let every = Duration::from_micros(usec / 2);
+    log::info!("systemd watchdog: fed by the safety loop every {} ms", every.as_millis());
+    let last = std::sync::Mutex::new(None::<std::time::Instant>);
+    let feed = move || {
+        let mut last = last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_none_or(|t| t.elapsed() >= every) {
+            *last = Some(std::time::Instant::now());
+            drop(last);
+            if let Err(e) = sd_notify::notify(false, &[NotifyState::Watchdog]) {
+                log::warn!("systemd watchdog: {e}");
+            }
+        }
+    };
+    daemon::runtime::Hooks { decided: Some(Box::new(feed)) }
 }
 
 /// The MQTT publisher as `[mqtt]` says (`None` without a broker URL).

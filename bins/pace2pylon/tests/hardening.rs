@@ -605,3 +605,46 @@ fn the_status_stream_sends_the_status_as_server_sent_events() {
     assert!(status["charge_enabled"].is_boolean(), "{status}");
     assert!(started.elapsed() >= Duration::from_millis(400), "two events within {:?}", started.elapsed());
 }
+
+#[test]
+fn run_tells_systemd_it_is_ready_and_feeds_the_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = std::env::temp_dir().join(format!("p2p-notify-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("notify.sock");
+    let manager = UnixDatagram::bind(&socket).unwrap();
+    manager.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let config = dir.join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pylon]\nlink = \"tcp://127.0.0.1:1\"\n\n[[pack]]\nlink = \"tcp://127.0.0.1:2\"\n\n[state]\nstate_file = \"{0}/state.json\"\nevent_log = \"{0}/events.jsonl\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    // systemd gives the watchdog to the main process by pid: the shell's, which exec keeps.
+    let _run = Guard(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("WATCHDOG_PID=$$ exec '{BIN}' run --config '{}'", config.display()))
+            .env("NOTIFY_SOCKET", &socket)
+            .env("WATCHDOG_USEC", "1000000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    let started = Instant::now();
+    while seen.iter().filter(|m: &&String| m.contains("WATCHDOG=1")).count() < 3 {
+        let n = manager.recv(&mut buf).unwrap_or_else(|e| panic!("{e}; got {seen:?}"));
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        assert!(started.elapsed() < Duration::from_secs(10), "{seen:?}");
+    }
+    assert!(seen.iter().any(|m| m.contains("READY=1")), "{seen:?}");
+    // Fed at half of WatchdogSec: three pings take about a second, not a burst.
+    assert!(started.elapsed() >= Duration::from_millis(800), "{seen:?} in {:?}", started.elapsed());
+}

@@ -218,6 +218,21 @@ pub struct Shared {
     pub started: jiff::Timestamp,
     /// The one thread writing the state file and the event log.
     writer: Writer,
+    hooks: Hooks,
+}
+
+/// What the daemon's embedder wants called.
+#[derive(Default)]
+pub struct Hooks {
+    /// After each decision of the safety loop, on its thread (e.g. to feed systemd's watchdog).
+    /// It must return at once.
+    pub decided: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks").field("decided", &self.decided.is_some()).finish()
+    }
 }
 
 impl Shared {
@@ -353,12 +368,21 @@ fn nap(stop: &AtomicBool, d: Duration) {
 }
 
 impl Daemon {
-    /// Starts every thread. Links open lazily: a dead line makes its device stale, not the start fail.
+    /// Starts every thread. Links open lazily: a dead line makes its device stale, not the start
+    /// fail; a listening Pylontech port is bound now.
     ///
     /// # Errors
-    /// A corrupt or unreadable state file (never replaced silently), or a link URL that cannot be
-    /// used (the configuration was checked, so this is rare).
+    /// A corrupt or unreadable state file (never replaced silently), a link URL that cannot be
+    /// used, a Pylontech port that cannot be bound, or a thread that cannot be started: each named.
     pub fn start(config: Config) -> Result<Self, StartError> {
+        Self::start_with(config, Hooks::default())
+    }
+
+    /// As [`Daemon::start`], with `hooks` called as they say.
+    ///
+    /// # Errors
+    /// As [`Daemon::start`].
+    pub fn start_with(config: Config, hooks: Hooks) -> Result<Self, StartError> {
         let state_file = std::path::PathBuf::from(&config.state.state_file);
         let persisted = state::load(&state_file)?;
         let persisted_rebalance = persisted.rebalance.clone();
@@ -393,6 +417,7 @@ impl Daemon {
             config: config.clone(),
             started: jiff::Timestamp::now(),
             writer,
+            hooks,
         });
         shared.event(format!(
             "pace2pylon {} started with {} packs",
@@ -942,6 +967,11 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
         }
         *lock(&shared.snapshot) = Arc::new(snapshot);
         *lock(&shared.decision) = Some(decision);
+        // Only a loop that decided feeds the service manager's watchdog: a stalled one gets the
+        // process restarted.
+        if let Some(alive) = &shared.hooks.decided {
+            alive();
+        }
         nap(stop, Duration::from_millis(250));
     }
 }

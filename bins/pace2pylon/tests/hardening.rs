@@ -648,3 +648,28 @@ fn run_tells_systemd_it_is_ready_and_feeds_the_watchdog() {
     // Fed at half of WatchdogSec: three pings take about a second, not a burst.
     assert!(started.elapsed() >= Duration::from_millis(800), "{seen:?} in {:?}", started.elapsed());
 }
+
+/// The unit in dist/ passes `systemd-analyze verify` (with its binary path pointed at this build),
+/// where that command exists.
+#[test]
+fn the_systemd_unit_verifies() {
+    let Some(analyze) = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        eprintln!("systemd-analyze is not installed: nothing to verify the unit with");
+        return;
+    };
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../dist/pace2pylon.service"))
+        .unwrap();
+    for key in ["Type=notify", "WatchdogSec=", "LimitNOFILE=", "MemoryMax="] {
+        assert!(unit.contains(key), "the unit lacks {key}");
+    }
+    let dir = std::env::temp_dir().join(format!("p2p-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("pace2pylon.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/pace2pylon", BIN)).unwrap();
+    let out = Command::new(analyze).arg("verify").arg(&path).output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
+}

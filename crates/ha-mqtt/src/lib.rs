@@ -23,7 +23,7 @@ mod entities;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -68,8 +68,26 @@ enum Note {
     Command { topic: String, payload: String },
 }
 
-/// The longest the TCP connect and the broker's CONNACK may take together, s.
-const CONNECT_TIMEOUT_S: u64 = 5;
+impl Note {
+    fn what(&self) -> String {
+        match self {
+            Self::Connected => "the connected note".into(),
+            Self::HomeAssistantOnline => "Home Assistant's online note".into(),
+            Self::Command { topic, .. } => format!("a command on {topic}"),
+        }
+    }
+}
+
+/// Notes waiting for the publisher at most: a broker flooding the command topics costs dropped
+/// commands (logged), never memory, and never stalls the connection.
+const NOTES: usize = 64;
+
+/// Hands `n` to the publisher without waiting.
+fn note(notes: &SyncSender<Note>, n: Note) {
+    if let Err(TrySendError::Full(n)) = notes.try_send(n) {
+        log::warn!("mqtt: the publisher is behind; dropped {}", n.what());
+    }
+}
 
 /// Without a CONNACK this long after start, the log says so.
 const NO_CONNACK_AFTER: Duration = Duration::from_secs(8);
@@ -93,11 +111,8 @@ impl Publisher {
             mqtt.set_credentials(user.clone(), password.clone());
         }
         let (client, mut connection) = Client::new(mqtt, 4096);
-        // TCP connect and CONNACK together: a port that takes the connection and never answers
-        // is reported within this, not left hanging.
-        connection.eventloop.network_options.set_connection_timeout(CONNECT_TIMEOUT_S);
         let stop = Arc::new(AtomicBool::new(false));
-        let (notes_tx, notes_rx) = mpsc::channel();
+        let (notes_tx, notes_rx) = mpsc::sync_channel(NOTES);
         let mut threads = Vec::new();
         let conn_stop = stop.clone();
         let conn_options = options.clone();
@@ -133,7 +148,7 @@ impl Publisher {
 fn poll_connection(
     connection: &mut rumqttc::Connection,
     options: &Options,
-    notes: &Sender<Note>,
+    notes: &SyncSender<Note>,
     stop: &AtomicBool,
 ) {
     let ha_status = format!("{}/status", options.discovery_prefix);
@@ -157,16 +172,16 @@ fn poll_connection(
                 was_connected = true;
                 last_failure = None;
                 backoff = Duration::from_millis(500);
-                let _ = notes.send(Note::Connected);
+                note(notes, Note::Connected);
             }
             Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
                 let payload = String::from_utf8_lossy(&p.payload).trim().to_owned();
                 if p.topic == ha_status {
                     if payload == "online" {
-                        let _ = notes.send(Note::HomeAssistantOnline);
+                        note(notes, Note::HomeAssistantOnline);
                     }
                 } else {
-                    let _ = notes.send(Note::Command { topic: p.topic, payload });
+                    note(notes, Note::Command { topic: p.topic, payload });
                 }
             }
             Ok(Ok(Event::Outgoing(Outgoing::Disconnect))) if drain_until.is_some() => return,
@@ -182,14 +197,9 @@ fn poll_connection(
                         options.port
                     );
                 } else {
-                    // Said once at warning level (a broker that never answers must not stay
+                    // Said once at warning level (a broker that cannot be reached must not stay
                     // silent), then at debug level while it goes on failing the same way.
-                    let why = match e {
-                        rumqttc::ConnectionError::NetworkTimeout => format!(
-                            "no CONNACK within {CONNECT_TIMEOUT_S} s (the port takes the TCP connection; is it an MQTT broker that accepts this client?)"
-                        ),
-                        other => other.to_string(),
-                    };
+                    let why = e.to_string();
                     if last_failure.as_deref() == Some(why.as_str()) {
                         log::debug!("mqtt: cannot connect to {}:{}: {why}", options.host, options.port);
                     } else {

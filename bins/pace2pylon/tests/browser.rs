@@ -51,17 +51,17 @@ fn is_png(path: &Path) -> bool {
     std::fs::read(path).is_ok_and(|b| b.len() > 10_000 && b.starts_with(b"\x89PNG\r\n\x1a\n"))
 }
 
-#[test]
-fn the_page_shows_live_data_in_a_real_browser() {
+/// `pace2pylon demo` with `packs` packs, once it enables charging; its page's URL.
+fn demo(packs: &str) -> (Guard, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pace2pylon"))
-        .args(["demo", "--packs", "4", "--http", "127.0.0.1:0", "--token", "browser-test-token"])
+        .args(["demo", "--packs", packs, "--http", "127.0.0.1:0", "--token", "browser-test-token"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let _demo = Guard(child);
+    let demo = Guard(child);
     // The demo prints where the page is.
     let mut lines = BufReader::new(stdout).lines();
     let url = loop {
@@ -77,10 +77,15 @@ fn the_page_shows_live_data_in_a_real_browser() {
         assert!(start.elapsed() < Duration::from_secs(20), "the demo never enabled charging");
         std::thread::sleep(Duration::from_millis(200));
     }
+    (demo, url)
+}
 
+#[test]
+fn the_page_shows_live_data_in_a_real_browser() {
+    let (_demo, url) = demo("4");
     // `?poll`: the page polls instead of holding the event stream open, which Chromium's virtual
-    // time (--virtual-time-budget) would wait on for ever. The stream is tested over HTTP
-    // (tests/hardening.rs, `the_status_stream_sends_the_status_as_server_sent_events`).
+    // time (--virtual-time-budget) would wait on for ever. The stream is followed in a browser by
+    // `the_page_follows_the_event_stream_in_a_real_browser`.
     let url = format!("{url}?poll");
     let profile = std::env::temp_dir().join(format!("p2p-chromium-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&profile);
@@ -106,5 +111,49 @@ fn the_page_shows_live_data_in_a_real_browser() {
             std::fs::copy(shot, Path::new(&to).join(shot.file_name().unwrap())).unwrap();
         }
     }
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
+/// The page without `?poll` takes its live updates from `/api/v1/stream`: asked over the DevTools
+/// protocol (tests/cdp_page.py, Python's standard library only) what it shows, in real time.
+#[test]
+fn the_page_follows_the_event_stream_in_a_real_browser() {
+    let (_demo, url) = demo("2");
+    let profile = std::env::temp_dir().join(format!("p2p-chromium-sse-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let devtools = support::free_port();
+    let _browser = Guard(
+        Command::new(chromium())
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+            .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            .args(["--no-first-run", &format!("--remote-debugging-port={devtools}")])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(&url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cdp_page.py");
+    let shown = "JSON.stringify({how: document.getElementById('conn').title, \
+                 live: document.getElementById('conn').textContent, \
+                 clock: document.getElementById('clock').textContent, \
+                 packs: document.querySelectorAll('#packs > *').length})";
+    let out =
+        Command::new("python3").arg(script).arg(devtools.to_string()).arg("6").arg(shown).output().unwrap();
+    assert!(out.status.success(), "cdp_page.py: {}", String::from_utf8_lossy(&out.stderr));
+    let seen: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let streamed: Vec<&serde_json::Value> =
+        seen.iter().filter(|v| v["how"].as_str().is_some_and(|h| h.contains("server-sent events"))).collect();
+    eprintln!("{} of {} looks at the page found it on the stream: {seen:?}", streamed.len(), seen.len());
+    assert!(streamed.len() >= 2, "the page never took the stream: {seen:?}");
+    assert!(streamed.iter().all(|v| v["live"] == "live" && v["packs"] == 2), "{seen:?}");
+    // The status carries the daemon's clock: the page moved on with the stream alone.
+    let clocks: std::collections::BTreeSet<&str> =
+        streamed.iter().filter_map(|v| v["clock"].as_str()).collect();
+    assert!(clocks.len() >= 2, "the page did not update from the stream: {seen:?}");
     let _ = std::fs::remove_dir_all(&profile);
 }

@@ -211,7 +211,7 @@ fn sim(args: &SimArgs) -> anyhow::Result<()> {
     eprintln!("  inverter        {inverter_url}  (Modbus RTU, slave 1)");
     eprintln!("  inverter BMS    {bms_url}  (polls 0x61/0x63 at ADR 2 once a second)");
     eprintln!(
-        "  commands on standard input: silence|restore|garbage|clear pack N, fault pack N KIND, drift pack N MV, silence|restore coil"
+        "  commands on standard input: silence|restore|garbage|clear pack N, fault pack N KIND, drift pack N MV, replace-fuse pack N, soc pack N|all PERCENT, inverter set REG VALUE, silence|restore coil"
     );
     let options = Options { speed: args.speed, baud: args.baud, ..Options::default() };
     let sim = Sim::start(Plant::new(config), Lines { packs, coil, inverter, bms_port }, options);
@@ -575,7 +575,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         "  probes (lines of their own, beside the daemon's): pace-probe --link {probe_pack} analog | coil-probe --link {probe_coil} read | vevor-probe --link {probe_inverter} read"
     );
     say!(
-        "  fault commands on standard input: silence|restore|garbage|clear pack N, fault pack N KIND, drift pack N MV, silence|restore coil"
+        "  fault commands on standard input: silence|restore|garbage|clear pack N, fault pack N KIND, drift pack N MV, replace-fuse pack N, soc pack N|all PERCENT, inverter set REG VALUE, silence|restore coil"
     );
     say!("  event log: {}", dir.join("events.jsonl").display());
     if let Some(web) = &web {

@@ -155,6 +155,17 @@ pub struct Rebalance {
     pub threshold_mv: u32,
     /// Completion needs the coil current below this, A.
     pub tail_current_a: f64,
+    /// Top hold: completion needs every pack's cell spread at or below this, mV.
+    pub balanced_delta_mv: u16,
+    /// ... unless this long has passed since the threshold was hit, seconds.
+    pub hold_max_s: u64,
+    /// At completion, rules 6 and 11 stay relaxed until the packs are unlocked or this long, seconds.
+    pub unlock_grace_s: u64,
+    /// Settling ends after this long at the latest, seconds.
+    pub settle_max_s: u64,
+    /// A rule-14 trigger this soon after the last completion raises `pack_imbalance` instead of
+    /// starting another rebalance, seconds.
+    pub retrigger_min_s: u64,
 }
 
 impl Default for Rebalance {
@@ -166,6 +177,11 @@ impl Default for Rebalance {
             charge_voltage_mv: 27950,
             threshold_mv: 27_800,
             tail_current_a: 5.0,
+            balanced_delta_mv: 40,
+            hold_max_s: 4 * 3600,
+            unlock_grace_s: 30,
+            settle_max_s: 36 * 3600,
+            retrigger_min_s: 3 * 86400,
         }
     }
 }
@@ -341,6 +357,68 @@ pub struct Safety {
     pub cell_cold_discharge_c: f64,
     /// The regular charge voltage limit, mV.
     pub charge_voltage_mv: u16,
+    /// §2a: the base limit is this share of `n × a_min`.
+    pub current_derating: f64,
+    /// §2a: a rising limit moves up by at most this share of the base limit per second.
+    pub limit_rise_per_s: f64,
+    /// §2a: a pack above this share of its own alarm cuts the limit.
+    pub pack_current_guard: f64,
+    /// §2a: while a BMS under-voltage protection holds, charge at most this per pack, A.
+    pub recovery_charge_a: f64,
+    /// §2a: the taper tables.
+    pub taper: TaperTables,
+}
+
+/// `[safety.taper]`: piecewise linear `[x, factor]` points, `x` rising (SAFETY.md §2a defaults).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaperTables {
+    /// Charge by the highest cell voltage: `[mV, factor]`.
+    pub charge_cell_mv: Vec<[f64; 2]>,
+    /// Charge by the lowest cell temperature: `[°C, factor]`.
+    pub charge_temp_c: Vec<[f64; 2]>,
+    /// Discharge by the lowest cell voltage: `[mV, factor]`.
+    pub discharge_cell_mv: Vec<[f64; 2]>,
+    /// Discharge by the lowest cell temperature: `[°C, factor]`.
+    pub discharge_temp_c: Vec<[f64; 2]>,
+}
+
+impl Default for TaperTables {
+    fn default() -> Self {
+        let d = translator::limits::LimitSettings::default();
+        let points = |t: &translator::limits::Taper| t.points().iter().map(|&(x, f)| [x, f]).collect();
+        Self {
+            charge_cell_mv: points(&d.charge_by_cell_mv),
+            charge_temp_c: points(&d.charge_by_temp_c),
+            discharge_cell_mv: points(&d.discharge_by_cell_mv),
+            discharge_temp_c: points(&d.discharge_by_temp_c),
+        }
+    }
+}
+
+impl Safety {
+    /// The §2a settings these keys make.
+    ///
+    /// # Errors
+    /// The key of a bad taper table and what is wrong with it.
+    pub fn limit_settings(&self) -> Result<translator::limits::LimitSettings, (String, String)> {
+        use translator::limits::Taper;
+        let table = |key: &str, points: &[[f64; 2]]| {
+            Taper::new(points.iter().map(|p| (p[0], p[1])).collect())
+                .map_err(|e| (format!("safety.taper.{key}"), e))
+        };
+        let t = &self.taper;
+        Ok(translator::limits::LimitSettings {
+            current_derating: self.current_derating,
+            charge_by_cell_mv: table("charge_cell_mv", &t.charge_cell_mv)?,
+            charge_by_temp_c: table("charge_temp_c", &t.charge_temp_c)?,
+            discharge_by_cell_mv: table("discharge_cell_mv", &t.discharge_cell_mv)?,
+            discharge_by_temp_c: table("discharge_temp_c", &t.discharge_temp_c)?,
+            limit_rise_per_s: self.limit_rise_per_s,
+            pack_current_guard: self.pack_current_guard,
+            recovery_charge_a: self.recovery_charge_a,
+        })
+    }
 }
 
 impl Default for Safety {
@@ -350,13 +428,18 @@ impl Default for Safety {
             decision_max_age_s: 3.0,
             overcurrent_for_s: 2.0,
             cell_ov_mv: 3630,
-            cell_ov_release_mv: 3300,
+            cell_ov_release_mv: 3400,
             cell_uv_mv: 2850,
             cell_uv_release_mv: 3100,
             cell_ot_c: 50.0,
             cell_cold_charge_c: 2.0,
             cell_cold_discharge_c: -15.0,
             charge_voltage_mv: 27350,
+            current_derating: 0.8,
+            limit_rise_per_s: 0.10,
+            pack_current_guard: 0.9,
+            recovery_charge_a: 2.0,
+            taper: TaperTables::default(),
         }
     }
 }
@@ -477,6 +560,10 @@ impl Config {
             ("safety.stale_after_s", s.stale_after_s, 1.0, 600.0),
             ("safety.decision_max_age_s", s.decision_max_age_s, 0.5, 60.0),
             ("safety.overcurrent_for_s", s.overcurrent_for_s, 0.0, 60.0),
+            ("safety.current_derating", s.current_derating, 0.1, 1.0),
+            ("safety.limit_rise_per_s", s.limit_rise_per_s, 0.01, 1.0),
+            ("safety.pack_current_guard", s.pack_current_guard, 0.5, 1.0),
+            ("safety.recovery_charge_a", s.recovery_charge_a, 0.0, 50.0),
             ("poll.period_s", self.poll.period_s, 0.2, 60.0),
             ("poll.timeout_s", self.poll.timeout_s, 0.05, 10.0),
             ("poll.limits_every_s", self.poll.limits_every_s, 10.0, 86400.0),
@@ -487,6 +574,9 @@ impl Config {
         }
         if s.cell_ov_release_mv >= s.cell_ov_mv || s.cell_uv_release_mv <= s.cell_uv_mv {
             return bad("safety", "a release threshold must lie on the safe side of its threshold".into());
+        }
+        if let Err((key, message)) = s.limit_settings() {
+            return bad(&key, message);
         }
         for (k, w) in self.tariff.cheap_windows.iter().enumerate() {
             if let Err(e) = parse_window(w) {
@@ -505,6 +595,17 @@ impl Config {
         }
         if !(1.0..=365.0).contains(&r.every_days) {
             return bad("rebalance.every_days", format!("{} is outside 1..365", r.every_days));
+        }
+        for (key, v, lo, hi) in [
+            ("rebalance.balanced_delta_mv", u64::from(r.balanced_delta_mv), 5, 500),
+            ("rebalance.hold_max_s", r.hold_max_s, 0, 7 * 86400),
+            ("rebalance.unlock_grace_s", r.unlock_grace_s, 1, 3600),
+            ("rebalance.settle_max_s", r.settle_max_s, 3600, 30 * 86400),
+            ("rebalance.retrigger_min_s", r.retrigger_min_s, 0, 365 * 86400),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return bad(key, format!("{v} is outside {lo}..{hi}"));
+            }
         }
         if self.poll.timeout_s >= self.poll.period_s {
             return bad(

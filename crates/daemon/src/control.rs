@@ -8,6 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use maestro_core::Step;
+
 use crate::runtime::{Order, Orders, Shared, lock};
 
 /// One order.
@@ -122,13 +124,13 @@ pub fn charging_priority_name(v: u16) -> Option<&'static str> {
 }
 
 impl Shared {
-    /// Queues `order` behind the orders already waiting, unless `refuse` objects given whether
-    /// the procedure will be under way once those are carried out; checked and queued under one
-    /// lock, so two orders at once are judged in the order they are queued.
-    fn order(&self, order: Order, refuse: impl FnOnce(bool) -> Option<Refused>) -> Result<(), Refused> {
-        let under_way_now = lock(&self.rebalance).step != maestro_core::Step::Idle;
+    /// Queues `order` behind the orders already waiting, unless `refuse` objects given the
+    /// procedure's step once those are carried out; checked and queued under one lock, so two
+    /// orders at once are judged in the order they are queued.
+    fn order(&self, order: Order, refuse: impl FnOnce(Step) -> Option<Refused>) -> Result<(), Refused> {
+        let step_now = lock(&self.rebalance).step;
         let mut orders = lock(&self.orders);
-        let refused = refuse(orders.under_way_after(under_way_now));
+        let refused = refuse(orders.step_after(step_now));
         let queued = refused.is_none() && orders.push(order);
         drop(orders);
         match refused {
@@ -162,15 +164,17 @@ impl Shared {
                 Ok("forced disable released; the fail-safe rules decide again".into())
             }
             Control::RebalanceStart => {
-                self.order(Order::Start, |under_way| {
-                    under_way.then(|| Refused::Conflict("a rebalance is already under way".into()))
+                // A settling rebalance does not refuse a new one: the start ends the settling.
+                self.order(Order::Start, |step| {
+                    matches!(step, Step::Running | Step::Completing)
+                        .then(|| Refused::Conflict("a rebalance is already under way".into()))
                 })?;
                 self.event("operator: rebalance start requested".into());
                 Ok("rebalance start requested".into())
             }
             Control::RebalanceCancel => {
-                self.order(Order::Cancel, |under_way| {
-                    (!under_way).then(|| Refused::Conflict("no rebalance is under way".into()))
+                self.order(Order::Cancel, |step| {
+                    (step == Step::Idle).then(|| Refused::Conflict("no rebalance is under way".into()))
                 })?;
                 self.event("operator: rebalance cancel requested".into());
                 Ok("rebalance cancel requested; the SOC is uncalibrated until the next full rebalance".into())

@@ -16,6 +16,7 @@ use maestro_core::{
 use pace_proto::{
     Command, Config as PaceConfig, ConfigKind, PackAnalog, PackStatus, Reply, Request, Response, Text,
 };
+use translator::limits::{Direction, LimitInput, Limiter, PackFlow, can_carry};
 use translator::respond::{CommLoss, EmulationSettings, Enable, PackSnapshot, Protections, Snapshot};
 use translator::{Input, PackInput, PackLimits, Settings};
 
@@ -160,13 +161,13 @@ impl Orders {
         true
     }
 
-    /// Whether the procedure will be under way once the waiting orders are carried out, given
-    /// whether it is under way now.
-    pub fn under_way_after(&self, now: bool) -> bool {
-        self.queue.iter().fold(now, |under_way, order| match order {
-            Order::Start => true,
-            Order::Cancel => false,
-            Order::ChargingPriority(_) => under_way,
+    /// The procedure's step once the waiting orders are carried out, given its step now (a
+    /// start makes it run, a cancel makes it idle).
+    pub fn step_after(&self, now: Step) -> Step {
+        self.queue.iter().fold(now, |step, order| match order {
+            Order::Start => Step::Running,
+            Order::Cancel => Step::Idle,
+            Order::ChargingPriority(_) => step,
         })
     }
 
@@ -188,6 +189,8 @@ pub struct Shared {
     pub snapshot: Mutex<Arc<Snapshot>>,
     /// The last decision.
     pub decision: Mutex<Option<Decision>>,
+    /// The current limits of SAFETY.md §2a as the last cycle made them (`None` before the first).
+    pub limits: Mutex<Option<translator::limits::Limits>>,
     /// Recent events, newest last (the last 1000).
     pub events: Mutex<VecDeque<EventLine>>,
     /// What survives a restart.
@@ -402,6 +405,7 @@ impl Daemon {
             coil: Mutex::new(CoilReadings::default()),
             snapshot: Mutex::new(Arc::new(Snapshot::default())),
             decision: Mutex::new(None),
+            limits: Mutex::new(None),
             events: Mutex::new(VecDeque::new()),
             persisted,
             freeze_safety_loop: AtomicBool::new(false),
@@ -863,6 +867,11 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
         threshold_mv: r.threshold_mv,
         tail_current_ma: (r.tail_current_a * 1000.0) as u32,
         every_s: (r.every_days * 86400.0) as u64,
+        balanced_delta_mv: r.balanced_delta_mv,
+        hold_max_s: r.hold_max_s,
+        unlock_grace_s: r.unlock_grace_s,
+        settle_max_s: r.settle_max_s,
+        retrigger_min_s: r.retrigger_min_s,
         cheap_windows: config
             .tariff
             .cheap_windows
@@ -872,6 +881,9 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
     };
     let tz = jiff::tz::TimeZone::get(&config.tariff.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
     let mut rebalance = Rebalance::new(rebalance_config, lock(&shared.persisted).rebalance.clone());
+    // Checked when the configuration was read.
+    let mut limiter = Limiter::new(s.limit_settings().unwrap_or_default());
+    let stale_ms = maestro.thresholds().stale_after_ms;
     let mut last: Option<(bool, bool)> = None;
     while !stop.load(Ordering::Relaxed) {
         if shared.freeze_safety_loop.load(Ordering::Relaxed) {
@@ -881,9 +893,11 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
         let now = shared.now();
         let readings: Vec<PackReadings> = shared.packs.iter().map(|p| lock(p).clone()).collect();
         let coil = lock(&shared.coil).reading;
+        let flows: Vec<PackFlow> = readings.iter().map(|r| pack_flow(r, now, stale_ms)).collect();
         let observed: Vec<PackObservation> = readings
             .iter()
-            .map(|r| PackObservation {
+            .zip(&flows)
+            .map(|(r, f)| PackObservation {
                 analog_at: r.analog.as_ref().map(|(_, t)| *t),
                 status_at: r.status.as_ref().map(|(_, t)| *t),
                 cells_mv: r
@@ -899,6 +913,11 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
                 protect1: r.status.as_ref().map(|(s, _)| s.protect1).unwrap_or_default(),
                 protect2: r.status.as_ref().map(|(s, _)| s.protect2).unwrap_or_default(),
                 fault: r.status.as_ref().map(|(s, _)| s.fault).unwrap_or_default(),
+                current_ma: r.analog.as_ref().map(|(a, _)| a.current.to_milliamps()),
+                charge_alarm_a: f.charge_alarm_a,
+                discharge_alarm_a: f.discharge_alarm_a,
+                can_charge: f.can_charge,
+                can_discharge: f.can_discharge,
             })
             .collect();
         let inputs: Vec<PackInput<'_>> = readings
@@ -906,12 +925,15 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
             .map(|r| PackInput { analog: r.analog.as_ref().map(|(a, _)| a), limits: r.limits })
             .collect();
         let step = rebalance.state().step;
+        let active = rebalance.state().active();
         let overrides = lock(&shared.persisted).overrides.clone();
+        let limits = limiter.update(now.0, &limit_input(&readings, &flows, now, stale_ms));
         let input = Input {
             packs: &inputs,
             coil: coil.as_ref().map(|(c, _)| c),
-            rebalance_active: step == Step::Running,
+            rebalance_active: active,
             charge_voltage_override: overrides.charge_voltage_mv.map(units::Millivolts::from_raw),
+            limits: Some(&limits),
         };
         let view = translator::aggregate(&input, &settings);
         let all_limits = readings.iter().all(|r| r.limits_read);
@@ -923,7 +945,7 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
             charge_limit_ma: view.and_then(|v| v.max_charge_ma).filter(|_| all_limits),
             discharge_limit_ma: view.and_then(|v| v.max_discharge_ma).filter(|_| all_limits),
             forced_disable: overrides.forced_disable,
-            rebalance_active: step == Step::Running,
+            rebalance_active: active,
             rebalance_settling: step == Step::Settling,
         };
         let decision = maestro.decide(&obs);
@@ -937,11 +959,13 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
             view: if complete { view } else { None },
             packs: readings
                 .iter()
-                .map(|r| PackSnapshot {
+                .zip(&limits.shares_ma)
+                .map(|(r, share)| PackSnapshot {
                     analog: r.analog.as_ref().map(|(a, _)| a.clone()),
                     status: r.status.as_ref().map(|(s, _)| s.clone()),
                     limits: r.limits,
                     serial: r.serial.clone(),
+                    share_ma: *share,
                 })
                 .collect(),
             enable: Enable {
@@ -967,12 +991,64 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
         }
         *lock(&shared.snapshot) = Arc::new(snapshot);
         *lock(&shared.decision) = Some(decision);
+        *lock(&shared.limits) = Some(limits);
         // Only a loop that decided feeds the service manager's watchdog: a stalled one gets the
         // process restarted.
         if let Some(alive) = &shared.hooks.decided {
             alive();
         }
         nap(stop, Duration::from_millis(250));
+    }
+}
+
+/// A pack as SAFETY.md §2a sees it: it counts in a direction only with fresh data and
+/// [`translator::limits::can_carry`].
+fn pack_flow(r: &PackReadings, now: Millis, stale_ms: u64) -> PackFlow {
+    let fresh = |at: Option<Millis>| at.is_some_and(|at| now.since(at) <= stale_ms);
+    let status = r
+        .status
+        .as_ref()
+        .filter(|(_, at)| fresh(Some(*at)) && fresh(r.analog.as_ref().map(|(_, t)| *t)))
+        .map(|(s, _)| s);
+    PackFlow {
+        can_charge: status.is_some_and(|s| can_carry(s, Direction::Charge)),
+        can_discharge: status.is_some_and(|s| can_carry(s, Direction::Discharge)),
+        current_ma: r.analog.as_ref().map_or(0, |(a, _)| a.current.to_milliamps()),
+        charge_alarm_a: r.limits.charge_oc_alarm_a,
+        discharge_alarm_a: r.limits.discharge_oc_alarm_a,
+    }
+}
+
+/// The limits' view of the stack: fresh packs' cells and temperatures, and whether a BMS
+/// under-voltage protection holds (rule 15: charge at the recovery current).
+fn limit_input<'a>(
+    readings: &[PackReadings],
+    flows: &'a [PackFlow],
+    now: Millis,
+    stale_ms: u64,
+) -> LimitInput<'a> {
+    let fresh: Vec<&PackReadings> = readings
+        .iter()
+        .filter(|r| r.analog.as_ref().is_some_and(|(_, at)| now.since(*at) <= stale_ms))
+        .collect();
+    let cells =
+        || fresh.iter().filter_map(|r| r.analog.as_ref()).flat_map(|(a, _)| a.cells.iter().map(|c| c.raw()));
+    let cell_temps = fresh
+        .iter()
+        .filter_map(|r| r.analog.as_ref())
+        .flat_map(|(a, _)| a.temps.iter().take(4).map(|t| t.to_deci_celsius()));
+    LimitInput {
+        packs: flows,
+        cell_max_mv: cells().max(),
+        cell_min_mv: cells().min(),
+        cell_temp_min_dc: cell_temps.min(),
+        recovery: readings.iter().any(|r| {
+            r.status.as_ref().is_some_and(|(s, _)| {
+                s.protect1.intersects(
+                    pace_proto::Protect1::LOW_CELL_VOLTAGE | pace_proto::Protect1::LOW_TOTAL_VOLTAGE,
+                )
+            })
+        }),
     }
 }
 
@@ -996,6 +1072,19 @@ fn run_rebalance(
         now_s: now.as_second().max(0) as u64,
         local_minute: (local.hour() as u16) * 60 + local.minute() as u16,
         cell_under_voltage: decision.rebalance_needed,
+        lowest_cell: decision.lowest_cell,
+        cell_spread_mv: readings
+            .iter()
+            .filter_map(|r| r.analog.as_ref()?.0.cell_extremes())
+            .map(|(min, max)| max.1.raw().saturating_sub(min.1.raw()))
+            .max(),
+        packs_locked: readings.iter().any(|r| {
+            r.status.as_ref().is_some_and(|(s, _)| {
+                s.protect1.intersects(
+                    pace_proto::Protect1::HIGH_CELL_VOLTAGE | pace_proto::Protect1::HIGH_TOTAL_VOLTAGE,
+                )
+            })
+        }),
         start: order == Some(Order::Start),
         cancel: order == Some(Order::Cancel),
         coil_voltage_mv: coil.map(|c| c.voltage_mv()),
@@ -1032,7 +1121,14 @@ fn run_rebalance(
         }
     }
     for event in outcome.events {
-        shared.event(format!("rebalance: {event:?}"));
+        match event {
+            maestro_core::Event::PackImbalance { pack, cell } => shared.event(format!(
+                "pack_imbalance: pack {pack} cell {cell} drifted low again less than {} h after the last rebalance; \
+                 it is probably weak (no new rebalance started)",
+                rebalance.config().retrigger_min_s / 3600
+            )),
+            event => shared.event(format!("rebalance: {event:?}")),
+        }
     }
     if outcome.state_changed {
         let state = rebalance.state().clone();

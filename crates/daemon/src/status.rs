@@ -8,6 +8,8 @@ pub use maestro_core::Step;
 use maestro_core::{Blocks, Reason};
 use pace_proto::flags::flag_names;
 
+use translator::limits::{Direction, can_carry};
+
 use crate::control::charging_priority_name;
 use crate::runtime::{INVERTER_LIVE_FIRST, LATENCY_BUCKETS_US, Shared, lock};
 
@@ -32,6 +34,8 @@ pub struct Status {
     pub reasons: Vec<ReasonStatus>,
     /// The aggregate the inverter is told (`null` until a pack reported).
     pub stack: Option<Stack>,
+    /// How the current limits were made (SAFETY.md §2a; `null` before the first cycle).
+    pub limits: Option<CurrentLimits>,
     /// One per pack, pack 1 first.
     pub packs: Vec<Pack>,
     /// The coulomb counter.
@@ -53,7 +57,7 @@ pub struct ReasonStatus {
     pub code: &'static str,
     /// SAFETY.md §3 rule number (0: the current limits are not read yet).
     pub rule: u8,
-    /// `charge`, `discharge` or `both`.
+    /// `charge`, `discharge`, `both`, or `nothing` for an alarm (`pack_imbalance`).
     pub blocks: &'static str,
     /// The pack it is about, if any.
     pub pack: Option<usize>,
@@ -61,8 +65,9 @@ pub struct ReasonStatus {
     pub text: String,
 }
 
-/// Every reason code, in rule order (for MQTT binary sensors and metrics).
-pub const REASON_CODES: [&str; 17] = [
+/// Every reason code, in rule order (for MQTT binary sensors and metrics); `pack_imbalance` is an
+/// alarm that blocks nothing.
+pub const REASON_CODES: [&str; 23] = [
     "forced_disable",
     "pack_stale",
     "coil_stale",
@@ -80,28 +85,116 @@ pub const REASON_CODES: [&str; 17] = [
     "too_cold_to_charge",
     "rebalance_settling",
     "cell_under_voltage",
+    "bms_under_voltage",
+    "bms_charge_temperature",
+    "pack_over_current",
+    "no_pack_can_charge",
+    "no_pack_can_discharge",
+    "pack_imbalance",
 ];
 
 /// A reason's stable name and the pack it concerns.
 pub fn reason_code(r: &Reason) -> (&'static str, Option<usize>) {
-    match r {
-        Reason::ForcedDisable => ("forced_disable", None),
-        Reason::PackStale { pack } => ("pack_stale", Some(*pack)),
-        Reason::CoilStale => ("coil_stale", None),
-        Reason::BmsProtection { pack, .. } => ("bms_protection", Some(*pack)),
-        Reason::BmsFault { pack, .. } => ("bms_fault", Some(*pack)),
-        Reason::BmsOverVoltage { pack } => ("bms_over_voltage", Some(*pack)),
-        Reason::OverCurrent => ("over_current", None),
-        Reason::CellOverTemperature => ("cell_over_temperature", None),
-        Reason::BmsOverTemperature => ("bms_over_temperature", None),
-        Reason::MosfetOverTemperature => ("mosfet_over_temperature", None),
-        Reason::CellTooCold => ("cell_too_cold", None),
-        Reason::DecisionStale => ("decision_stale", None),
-        Reason::LimitsUnknown => ("limits_unknown", None),
-        Reason::CellOverVoltage => ("cell_over_voltage", None),
-        Reason::TooColdToCharge => ("too_cold_to_charge", None),
-        Reason::RebalanceSettling => ("rebalance_settling", None),
-        Reason::CellUnderVoltage => ("cell_under_voltage", None),
+    let pack = match r {
+        Reason::PackStale { pack }
+        | Reason::BmsProtection { pack, .. }
+        | Reason::BmsFault { pack, .. }
+        | Reason::BmsOverVoltage { pack }
+        | Reason::BmsUnderVoltage { pack }
+        | Reason::BmsChargeTemperature { pack }
+        | Reason::PackOverCurrent { pack, .. } => Some(*pack),
+        _ => None,
+    };
+    (r.code(), pack)
+}
+
+/// One direction's current limit and how it was made (SAFETY.md §2a).
+#[derive(Clone, Debug, Serialize)]
+pub struct DirectionLimit {
+    /// Packs that can carry current this way (`n`).
+    pub packs: usize,
+    /// The lowest over-current alarm among them, A (`a_min`).
+    pub a_min_a: Option<u16>,
+    /// `current_derating × n × a_min` (`null`: an alarm is unread).
+    pub base_ma: Option<i32>,
+    /// Each taper factor with its reason.
+    pub factors: Vec<LimitFactor>,
+    /// The lowest factor.
+    pub taper: f64,
+    /// The recovery cap while a BMS under-voltage protection holds (charge only).
+    pub recovery_ma: Option<i32>,
+    /// The per-pack guard's cut, while a pack is at or above its guard.
+    pub guard: Option<GuardCut>,
+    /// What the inverter is told (`null`: unknown).
+    pub limit_ma: Option<i32>,
+}
+
+/// One taper factor.
+#[derive(Clone, Debug, Serialize)]
+pub struct LimitFactor {
+    /// `cell_voltage` or `cell_temperature`.
+    pub table: &'static str,
+    /// The value it was read at: mV or °C.
+    pub at: f64,
+    /// 0..=1.
+    pub factor: f64,
+    /// In words.
+    pub reason: String,
+}
+
+/// The per-pack guard's cut.
+#[derive(Clone, Debug, Serialize)]
+pub struct GuardCut {
+    /// The pack (the worst), 1-based.
+    pub pack: usize,
+    /// Its current this way.
+    pub current_ma: i32,
+    /// Its alarm, A.
+    pub alarm_a: u16,
+    /// The limit it cut to.
+    pub cut_ma: i32,
+}
+
+/// Both directions.
+#[derive(Clone, Debug, Serialize)]
+pub struct CurrentLimits {
+    /// Charge.
+    pub charge: DirectionLimit,
+    /// Discharge (magnitudes).
+    pub discharge: DirectionLimit,
+}
+
+impl CurrentLimits {
+    fn from(l: &translator::limits::Limits) -> Self {
+        use translator::limits::Direction;
+        let direction = |d: Direction| {
+            let x = l.get(d);
+            DirectionLimit {
+                packs: x.packs,
+                a_min_a: x.a_min,
+                base_ma: x.base_ma,
+                factors: x
+                    .factors
+                    .iter()
+                    .map(|f| LimitFactor {
+                        table: f.table.name(),
+                        at: f.at,
+                        factor: (f.factor * 1000.0).round() / 1000.0,
+                        reason: f.describe(d),
+                    })
+                    .collect(),
+                taper: (x.taper * 1000.0).round() / 1000.0,
+                recovery_ma: x.recovery_ma,
+                guard: x.guard.map(|g| GuardCut {
+                    pack: g.pack,
+                    current_ma: g.current_ma,
+                    alarm_a: g.alarm_a,
+                    cut_ma: g.cut_ma,
+                }),
+                limit_ma: x.limit_ma,
+            }
+        };
+        Self { charge: direction(Direction::Charge), discharge: direction(Direction::Discharge) }
     }
 }
 
@@ -237,6 +330,18 @@ pub struct Pack {
     pub pack_ov_alarm_mv: Option<u16>,
     /// Under-voltage alarm read from its configuration.
     pub pack_uv_alarm_mv: Option<u16>,
+    /// Charge over-current alarm read from its configuration, A.
+    pub charge_alarm_a: Option<u16>,
+    /// Discharge over-current alarm read from its configuration, A (magnitude).
+    pub discharge_alarm_a: Option<u16>,
+    /// It can take charge now (SAFETY.md §2a: fresh, MOSFET on, no protection that blocks it).
+    pub can_charge: bool,
+    /// It can give discharge now.
+    pub can_discharge: bool,
+    /// Its share of the charge limit, as 0x92 tells it.
+    pub share_charge_ma: Option<i32>,
+    /// Its share of the discharge limit (magnitude).
+    pub share_discharge_ma: Option<i32>,
     /// C2 serial.
     pub serial: Option<String>,
     /// C1 version.
@@ -322,7 +427,7 @@ pub struct Inverter {
 /// The rebalance procedure.
 #[derive(Clone, Debug, Serialize)]
 pub struct Rebalance {
-    /// `idle`, `running` or `settling`.
+    /// `idle`, `running`, `completing` or `settling`.
     pub step: Step,
     /// Rule 14 asked for one.
     pub needed: bool,
@@ -336,6 +441,19 @@ pub struct Rebalance {
     pub soc_uncalibrated: bool,
     /// Progress in words (what the step waits for).
     pub progress: String,
+    /// The `pack_imbalance` alarm: a cell drifted low again soon after a rebalance.
+    pub imbalance: Option<ImbalanceStatus>,
+}
+
+/// The `pack_imbalance` alarm.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImbalanceStatus {
+    /// The pack, 1-based.
+    pub pack: usize,
+    /// The cell, 1-based.
+    pub cell: usize,
+    /// Raised then, RFC 3339.
+    pub since: Option<String>,
 }
 
 /// The operator's standing orders.
@@ -387,7 +505,9 @@ impl Shared {
         let age = |t: maestro_core::Millis| now.since(t);
         let decision = lock(&self.decision).clone();
         let snapshot = lock(&self.snapshot).clone();
-        let reasons: Vec<ReasonStatus> = decision
+        let limits = lock(&self.limits).as_ref().map(CurrentLimits::from);
+        let imbalance = lock(&self.rebalance).imbalance;
+        let mut reasons: Vec<ReasonStatus> = decision
             .as_ref()
             .map(|d| {
                 d.reasons
@@ -409,6 +529,18 @@ impl Shared {
                     .collect()
             })
             .unwrap_or_default();
+        if let Some(i) = imbalance {
+            reasons.push(ReasonStatus {
+                code: "pack_imbalance",
+                rule: 14,
+                blocks: "nothing",
+                pack: Some(i.pack),
+                text: format!(
+                    "pack {} cell {} drifted low again soon after a rebalance: probably a weak cell",
+                    i.pack, i.cell
+                ),
+            });
+        }
         let packs: Vec<Pack> = self
             .packs
             .iter()
@@ -459,6 +591,14 @@ impl Shared {
                     flags,
                     pack_ov_alarm_mv: r.limits.pack_ov_alarm.map(|v| v.raw()),
                     pack_uv_alarm_mv: r.limits.pack_uv_alarm.map(|v| v.raw()),
+                    charge_alarm_a: r.limits.charge_oc_alarm_a,
+                    discharge_alarm_a: r.limits.discharge_oc_alarm_a,
+                    can_charge: status.is_some_and(|s| can_carry(s, Direction::Charge))
+                        && age_ms.is_some_and(|a| a <= stale_ms),
+                    can_discharge: status.is_some_and(|s| can_carry(s, Direction::Discharge))
+                        && age_ms.is_some_and(|a| a <= stale_ms),
+                    share_charge_ma: snapshot.packs.get(k).map(|p| p.share_ma.0),
+                    share_discharge_ma: snapshot.packs.get(k).map(|p| p.share_ma.1),
                     serial: r.serial.as_ref().map(|t| t.trimmed().into_owned()),
                     firmware: r.version.as_ref().map(|t| t.trimmed().into_owned()),
                     last_error: r.last_error.clone(),
@@ -529,8 +669,14 @@ impl Shared {
                 Step::Idle if r.needed => "needed: a cell fell below the under-voltage threshold".to_owned(),
                 Step::Idle => "idle".to_owned(),
                 Step::Running if r.threshold_hit => format!(
-                    "threshold hit; waiting for the coil current below {} A and balancing to end",
-                    config.rebalance.tail_current_a
+                    "threshold hit; waiting for the coil current below {} A, balancing to end and every pack's cells within {} mV (at most {} h at the top)",
+                    config.rebalance.tail_current_a,
+                    config.rebalance.balanced_delta_mv,
+                    config.rebalance.hold_max_s as f64 / 3600.0
+                ),
+                Step::Completing => format!(
+                    "completing: packs unlocked; waiting for them to leave over-voltage protection (at most {} s)",
+                    config.rebalance.unlock_grace_s
                 ),
                 Step::Running => format!(
                     "charging to {:.2} V; waiting for the coil voltage above {:.2} V",
@@ -538,8 +684,9 @@ impl Shared {
                     f64::from(config.rebalance.threshold_mv) / 1000.0
                 ),
                 Step::Settling => format!(
-                    "settling: charging blocked until the coil's remaining capacity falls to {} Ah",
-                    config.rebalance.regular_capacity_mah / 1000
+                    "settling: charging blocked until the coil's remaining capacity falls to {} Ah (at most {} h)",
+                    config.rebalance.regular_capacity_mah / 1000,
+                    config.rebalance.settle_max_s as f64 / 3600.0
                 ),
             };
             Rebalance {
@@ -550,6 +697,11 @@ impl Shared {
                 next_due: r.last_completed_s.and_then(|t| rfc3339(t + every_s)),
                 soc_uncalibrated: r.soc_uncalibrated,
                 progress,
+                imbalance: r.imbalance.map(|i| ImbalanceStatus {
+                    pack: i.pack,
+                    cell: i.cell,
+                    since: rfc3339(i.at_s),
+                }),
             }
         };
         let overrides = {
@@ -614,6 +766,7 @@ impl Shared {
             data_stale,
             reasons,
             stack,
+            limits,
             packs,
             coil,
             inverter,

@@ -328,9 +328,37 @@ fn fault_cell_ov_is_rule_6() {
     fault_kind_disables("cell-ov", &["bms_over_voltage"], false);
 }
 
+/// SAFETY.md rule 15 (v2): a BMS under-voltage protection blocks discharge only; the inverter
+/// may charge at the recovery current (2 A per pack that can take charge), so an empty stack can
+/// always be lifted out of it.
 #[test]
-fn fault_cell_uv_is_rule_4() {
-    fault_kind_disables("cell-uv", &["bms_protection"], false);
+fn fault_cell_uv_is_rule_15_and_charging_goes_on_at_the_recovery_current() {
+    let (sim, daemon) = start(2);
+    until(&sim, Duration::from_secs(15), enabled);
+    sim.command("fault pack 1 cell-uv").unwrap();
+    let t = until(&sim, Duration::from_secs(5), |f| {
+        f.contains(ManagementFlags::CHARGE_ENABLE) && !f.contains(ManagementFlags::DISCHARGE_ENABLE)
+    });
+    eprintln!("cell-uv: discharge off, charge on after {t:?}");
+    let started = Instant::now();
+    loop {
+        let told = lock(&sim.plant()).inverter.bms.map(|m| m.charge_current.raw());
+        let st = daemon.shared().status();
+        let reasons: Vec<&str> = st.reasons.iter().map(|r| r.code).collect();
+        // Both packs can still take charge (pack 1's charge MOSFET stays on): 2 × 2 A.
+        if told == Some(40) && reasons.contains(&"bms_under_voltage") {
+            assert!(!reasons.contains(&"bms_protection"), "{reasons:?}");
+            let limits = st.limits.unwrap();
+            assert_eq!((limits.charge.recovery_ma, limits.charge.packs), (Some(4000), 2));
+            assert_eq!(limits.discharge.packs, 1, "pack 1 cannot give discharge");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "told {told:?}, reasons {reasons:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sim.command("clear pack 1").unwrap();
+    daemon.stop();
+    sim.stop();
 }
 
 #[test]

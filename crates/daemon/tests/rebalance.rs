@@ -72,7 +72,9 @@ fn a_cell_under_voltage_runs_a_whole_rebalance_to_settled_across_a_restart() {
         config,
         None,
         Options { speed: 5.0, ..Options::default() },
-        "[rebalance]\ncapacity_mah = 44000\nregular_capacity_mah = 39000\n",
+        // The daemon's rebalance clock is the wall clock, not the plant's: no top hold (its 4 h
+        // would be real hours), so the run completes at the first tail as in v1.
+        "[rebalance]\ncapacity_mah = 44000\nregular_capacity_mah = 39000\nhold_max_s = 0\n",
         &dir,
     );
     let daemon = Daemon::start(config.clone()).unwrap();
@@ -135,8 +137,19 @@ fn a_cell_under_voltage_runs_a_whole_rebalance_to_settled_across_a_restart() {
     assert!(!saved.contains("\"last_completed_s\": null"), "{saved}");
     // One top balance cannot close this cell's gap (its SOC is far behind the others; the BMS
     // only bleeds the high cells): as the stack empties in the night the cell falls below the
-    // threshold again and rule 14 asks for the next run, as it should.
+    // threshold again. Less than retrigger_min_s (3 days) after the completion, that starts no
+    // new run: the re-trigger guard raises pack_imbalance, naming the cell.
+    logged(&dir, "pack_imbalance: pack 1 cell 1", Duration::from_secs(120));
+    let st = daemon.shared().status();
+    assert_eq!(st.rebalance.imbalance.as_ref().map(|i| (i.pack, i.cell)), Some((1, 1)));
+    assert!(
+        st.reasons.iter().any(|r| r.code == "pack_imbalance" && r.blocks == "nothing"),
+        "{:?}",
+        st.reasons
+    );
+    assert_eq!(st.rebalance.step, maestro_core::Step::Idle);
     let log = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    assert_eq!(log.matches("rebalance: Started").count(), 1, "no second run: {log}");
     let order: Vec<usize> =
         ["Started(CellUnderVoltage)", "ThresholdHit", "Completed", "coil calibrated to full", "Settled"]
             .iter()

@@ -86,6 +86,13 @@ impl Entity {
         self
     }
 
+    /// A measurement without a unit (a count or a factor).
+    fn plain(mut self, precision: u8) -> Self {
+        self.state_class = Some("measurement");
+        self.precision = Some(precision);
+        self
+    }
+
     fn diagnostic(mut self) -> Self {
         self.category = Some("diagnostic");
         self
@@ -224,8 +231,20 @@ pub fn entities(s: &Status, options: &Options) -> Vec<Entity> {
         sensor(&stack, "discharge_current_limit", "Discharge current limit")
             .measure(Some("current"), "A", 0)
             .diagnostic(),
+        sensor(&stack, "charge_limit_base", "Charge limit base")
+            .measure(Some("current"), "A", 1)
+            .diagnostic(),
+        sensor(&stack, "discharge_limit_base", "Discharge limit base")
+            .measure(Some("current"), "A", 1)
+            .diagnostic(),
+        sensor(&stack, "charge_limit_packs", "Packs that can charge").plain(0).diagnostic(),
+        sensor(&stack, "discharge_limit_packs", "Packs that can discharge").plain(0).diagnostic(),
+        sensor(&stack, "charge_limit_taper", "Charge taper factor").plain(2).diagnostic(),
+        sensor(&stack, "discharge_limit_taper", "Discharge taper factor").plain(2).diagnostic(),
+        sensor(&stack, "charge_limit_reason", "Charge limit reason").diagnostic(),
+        sensor(&stack, "discharge_limit_reason", "Discharge limit reason").diagnostic(),
         Entity {
-            options: vec!["idle", "running", "settling"],
+            options: vec!["idle", "running", "completing", "settling"],
             ..sensor(&stack, "rebalance_step", "Rebalance step").class("enum")
         },
         sensor(&stack, "reasons", "Safety reasons"),
@@ -265,6 +284,10 @@ pub fn entities(s: &Status, options: &Options) -> Vec<Entity> {
             sensor(d, "cell_min", "Lowest cell").measure(Some("voltage"), "V", 3),
             sensor(d, "cell_max", "Highest cell").measure(Some("voltage"), "V", 3),
             sensor(d, "cell_delta", "Cell spread").measure(Some("voltage"), "mV", 0),
+            sensor(d, "charge_share", "Charge limit share").measure(Some("current"), "A", 1).diagnostic(),
+            sensor(d, "discharge_share", "Discharge limit share")
+                .measure(Some("current"), "A", 1)
+                .diagnostic(),
             binary(d, "data_stale", "Data stale").class("problem"),
             binary(d, "balancing", "Balancing").diagnostic(),
         ]);
@@ -331,6 +354,21 @@ fn amps(ma: Option<i32>) -> Value {
     ma.map_or(Value::Null, |v| json!((f64::from(v) / 10.0).round() / 100.0))
 }
 
+/// What shapes a direction's limit, in a few words (HA's 255-character state limit is far).
+fn limit_reason(d: &daemon::status::DirectionLimit) -> String {
+    let mut why = vec![format!("{} packs", d.packs)];
+    why.extend(
+        d.factors.iter().filter(|f| f.factor < 1.0).map(|f| format!("{} × {:.2}", f.reason, f.factor)),
+    );
+    if d.recovery_ma.is_some() {
+        why.push("recovery current".into());
+    }
+    if let Some(g) = &d.guard {
+        why.push(format!("guard: pack {} at {:.1} A", g.pack, f64::from(g.current_ma) / 1000.0));
+    }
+    why.join(", ")
+}
+
 /// Every device's state topic and JSON payload.
 pub fn states(s: &Status, options: &Options) -> Vec<(String, String)> {
     let p = &options.topic_prefix;
@@ -348,6 +386,14 @@ pub fn states(s: &Status, options: &Options) -> Vec<(String, String)> {
         "charge_voltage_limit": volts(st.map(|v| v.charge_voltage_mv)),
         "charge_current_limit": amps(st.and_then(|v| v.charge_current_ma)),
         "discharge_current_limit": amps(st.and_then(|v| v.discharge_current_ma)),
+        "charge_limit_base": amps(s.limits.as_ref().and_then(|l| l.charge.base_ma)),
+        "discharge_limit_base": amps(s.limits.as_ref().and_then(|l| l.discharge.base_ma)),
+        "charge_limit_packs": s.limits.as_ref().map(|l| l.charge.packs),
+        "discharge_limit_packs": s.limits.as_ref().map(|l| l.discharge.packs),
+        "charge_limit_taper": s.limits.as_ref().map(|l| l.charge.taper),
+        "discharge_limit_taper": s.limits.as_ref().map(|l| l.discharge.taper),
+        "charge_limit_reason": s.limits.as_ref().map(|l| limit_reason(&l.charge)),
+        "discharge_limit_reason": s.limits.as_ref().map(|l| limit_reason(&l.discharge)),
         "rebalance_step": s.rebalance.step,
         "reasons": if s.reasons.is_empty() {
             "none".to_owned()
@@ -380,6 +426,8 @@ pub fn states(s: &Status, options: &Options) -> Vec<(String, String)> {
             "cell_min": extreme(pack.cell_min),
             "cell_max": extreme(pack.cell_max),
             "cell_delta": pack.cell_delta_mv.filter(|_| fresh),
+            "charge_share": amps(pack.share_charge_ma),
+            "discharge_share": amps(pack.share_discharge_ma),
             "data_stale": on_off(pack.stale),
             "balancing": on_off(!pack.balancing.is_empty()),
         });

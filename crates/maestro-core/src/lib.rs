@@ -35,7 +35,7 @@ pub mod rebalance;
 mod rules;
 
 pub use rebalance::{
-    Action, Event, Outcome, Rebalance, RebalanceConfig, RebalanceInput, RebalanceState, Step, Targets,
-    Trigger,
+    Action, Event, Imbalance, Outcome, Rebalance, RebalanceConfig, RebalanceInput, RebalanceState, Step,
+    Targets, Trigger,
 };
 pub use rules::{Blocks, Decision, Maestro, Millis, Observation, PackObservation, Reason, Thresholds};

@@ -3,10 +3,14 @@
 //! unlocked, and the coulomb counter is recalibrated to full.
 //!
 //! ```text
-//!            trigger (rule 14, operator, every 14 days)        threshold hit ∧ I < 5 A ∧ no balancing
-//!   Idle ──────────────────────────────────────────► Running ─────────────────────────────► Settling
-//!    ▲                                                  │ cancel                               │
-//!    └──────────────────────────────────────────────────┴──────── coil remaining ≤ regular ◄───┘
+//!        trigger (rule 14/15, operator, every 14 days)     threshold hit ∧ I < 5 A ∧ no balancing
+//!                                                           ∧ (spread ≤ 40 mV ∨ held 4 h)
+//!   Idle ─────────────────────────────────────► Running ──────────────────────────────► Completing
+//!    ▲  ▲                                        ▲  │ cancel          packs unlocked ∨ 30 s │
+//!    │  │                                        │  ▼                                       ▼
+//!    │  └────────────────────────────────────────┼──┴──── remaining ≤ regular ∨ 36 h ── Settling
+//!    │                                           └──────────── a new rebalance starts ─────┘
+//!    └── a rule-14 trigger within 3 days of the last completion: no start, `pack_imbalance`
 //! ```
 //!
 //! [`Rebalance::step`] is pure. It returns [`Targets`] the daemon keeps the devices at — writing only
@@ -43,6 +47,17 @@ pub struct RebalanceConfig {
     pub every_s: u64,
     /// Cheap-tariff windows, minutes after local midnight, `[start, end)`.
     pub cheap_windows: Vec<(u16, u16)>,
+    /// Top hold: completion needs every pack's cell spread at or below this, mV ...
+    pub balanced_delta_mv: u16,
+    /// ... unless this long has passed since the threshold was hit, seconds.
+    pub hold_max_s: u64,
+    /// At completion, rules 6 and 11 stay relaxed until the packs report their over-voltage
+    /// protection gone, or this long, seconds.
+    pub unlock_grace_s: u64,
+    /// Settling ends after this long at the latest, seconds.
+    pub settle_max_s: u64,
+    /// A rule-14 trigger this soon after the last completion starts no rebalance, seconds.
+    pub retrigger_min_s: u64,
 }
 
 impl Default for RebalanceConfig {
@@ -56,6 +71,11 @@ impl Default for RebalanceConfig {
             tail_current_ma: 5000,
             every_s: 14 * 24 * 3600,
             cheap_windows: vec![(0, 360), (780, 900), (1320, 1440)],
+            balanced_delta_mv: 40,
+            hold_max_s: 4 * 3600,
+            unlock_grace_s: 30,
+            settle_max_s: 36 * 3600,
+            retrigger_min_s: 3 * 24 * 3600,
         }
     }
 }
@@ -69,6 +89,8 @@ pub enum Step {
     Idle,
     /// Charging towards over-voltage protection and balancing.
     Running,
+    /// Done; the packs are being unlocked while rules 6 and 11 stay relaxed.
+    Completing,
     /// Completed; charging stays off until the stack has given back the extra capacity.
     Settling,
 }
@@ -100,6 +122,36 @@ pub struct RebalanceState {
     /// Coil capacity and full voltage still to restore (kept until the coil reports them).
     #[serde(default)]
     pub restore_coil: Option<(u32, u16)>,
+    /// When the threshold was hit, seconds since the Unix epoch (the top hold counts from it).
+    #[serde(default)]
+    pub threshold_hit_s: Option<u64>,
+    /// When the unlock of the completion was sent, seconds since the Unix epoch.
+    #[serde(default)]
+    pub unlock_sent_s: Option<u64>,
+    /// The `pack_imbalance` alarm: a cell drifted low again soon after a rebalance.
+    #[serde(default)]
+    pub imbalance: Option<Imbalance>,
+}
+
+/// A cell that drifted low again less than `retrigger_min_s` after a completed rebalance:
+/// probably a weak cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Imbalance {
+    /// The pack, 1-based.
+    pub pack: usize,
+    /// The cell, 1-based.
+    pub cell: usize,
+    /// When it was raised, seconds since the Unix epoch.
+    pub at_s: u64,
+}
+
+impl RebalanceState {
+    /// A rebalance is active: running, or completing (SAFETY.md §4 keeps rules 6 and 11 relaxed
+    /// in both).
+    pub fn active(&self) -> bool {
+        matches!(self.step, Step::Running | Step::Completing)
+    }
 }
 
 /// What the procedure looks at.
@@ -109,8 +161,14 @@ pub struct RebalanceInput {
     pub now_s: u64,
     /// Local minutes after midnight, for the tariff windows.
     pub local_minute: u16,
-    /// Rule 14 fired now.
+    /// Rule 14 or 15 fired now.
     pub cell_under_voltage: bool,
+    /// The lowest cell (pack, cell), for the `pack_imbalance` alarm.
+    pub lowest_cell: Option<(usize, usize)>,
+    /// The largest cell spread (highest − lowest cell) of any pack, mV.
+    pub cell_spread_mv: Option<u16>,
+    /// Some pack reports over-voltage protection (protect 1 bit 0 or 2).
+    pub packs_locked: bool,
     /// The operator asked to start.
     pub start: bool,
     /// The operator asked to cancel.
@@ -169,12 +227,26 @@ pub enum Event {
     Started(Trigger),
     /// The coil voltage passed the threshold.
     ThresholdHit,
+    /// The completion began: the packs are being unlocked.
+    Unlocking,
     /// Completed: packs unlocked, coil calibrated.
     Completed,
     /// Settled: the coil is back to its regular capacity.
     Settled,
     /// Cancelled by the operator.
     Cancelled,
+    /// Settling ended after `settle_max_s`, before the coil came down to the regular capacity.
+    SettleTimedOut,
+    /// Settling ended because a new rebalance starts.
+    SettleEndedByStart,
+    /// A cell drifted low again less than `retrigger_min_s` after the last completion: no new
+    /// rebalance; the alarm `pack_imbalance`.
+    PackImbalance {
+        /// The pack, 1-based.
+        pack: usize,
+        /// The cell, 1-based.
+        cell: usize,
+    },
 }
 
 /// Why a rebalance started.
@@ -214,6 +286,11 @@ impl Rebalance {
         Self { config, state }
     }
 
+    /// The settings.
+    pub fn config(&self) -> &RebalanceConfig {
+        &self.config
+    }
+
     /// The state to persist.
     pub fn state(&self) -> &RebalanceState {
         &self.state
@@ -224,7 +301,7 @@ impl Rebalance {
     pub fn force_charging_priority(&mut self, priority: Option<u16>) {
         let released = priority.is_none() && self.state.forced_charging_priority.is_some();
         self.state.forced_charging_priority = priority;
-        if released && self.state.step != Step::Running {
+        if released && !self.state.active() {
             self.state.restore_charging_priority = Some(CHARGE_PV_ONLY);
         }
     }
@@ -237,14 +314,16 @@ impl Rebalance {
     pub fn step(&mut self, input: &RebalanceInput) -> Outcome {
         let before = self.state.clone();
         let mut out = Outcome::default();
-        let c = &self.config;
+        let c = self.config.clone();
         if input.cell_under_voltage {
-            self.state.needed = true;
+            self.under_voltage(input, &c, &mut out);
         }
         if input.cancel && self.state.step != Step::Idle {
             self.state.step = Step::Idle;
             self.state.needed = false;
             self.state.threshold_hit = false;
+            self.state.threshold_hit_s = None;
+            self.state.unlock_sent_s = None;
             self.state.soc_uncalibrated = true;
             out.actions.push(Action::UnlockPacks);
             out.events.push(Event::Cancelled);
@@ -258,73 +337,57 @@ impl Rebalance {
             out.state_changed = self.state != before;
             return out;
         }
-        if self.state.step == Step::Idle {
-            let due = self.state.last_completed_s.is_some_and(|t| input.now_s.saturating_sub(t) > c.every_s);
-            let trigger = if self.state.needed {
-                Some(Trigger::CellUnderVoltage)
-            } else if input.start {
-                Some(Trigger::Operator)
-            } else if due {
-                Some(Trigger::Due)
-            } else {
-                None
-            };
-            if let Some(trigger) = trigger {
-                self.state.step = Step::Running;
-                self.state.threshold_hit = false;
-                self.state.soc_uncalibrated = false;
-                self.state.remembered_output_priority = Some(input.output_priority.unwrap_or(OUTPUT_SBU));
-                out.events.push(Event::Started(trigger));
-            }
+        if matches!(self.state.step, Step::Idle | Step::Settling) {
+            self.maybe_start(input, &c, &mut out);
         }
         match self.state.step {
             Step::Idle => {}
             Step::Running => {
                 if !self.state.threshold_hit && input.coil_voltage_mv.is_some_and(|v| v > c.threshold_mv) {
                     self.state.threshold_hit = true;
+                    self.state.threshold_hit_s = Some(input.now_s);
                     out.events.push(Event::ThresholdHit);
                 }
                 let tail = input.coil_current_ma.is_some_and(|i| i < c.tail_current_ma);
-                if self.state.threshold_hit && tail && !input.balancing {
-                    self.state.step = Step::Settling;
-                    self.state.needed = false;
-                    self.state.threshold_hit = false;
-                    self.state.last_completed_s = Some(input.now_s);
+                // Top hold: one pass at the top does not close a large gap.
+                let held_long_enough =
+                    self.state.threshold_hit_s.is_none_or(|t| input.now_s.saturating_sub(t) >= c.hold_max_s);
+                let balanced =
+                    input.cell_spread_mv.is_some_and(|d| d <= c.balanced_delta_mv) || held_long_enough;
+                if self.state.threshold_hit && tail && !input.balancing && balanced {
+                    // Unlock first; active stays set (rules 6 and 11 relaxed) until the packs
+                    // report the protection gone, so completing never blocks both directions.
+                    self.state.step = Step::Completing;
+                    self.state.unlock_sent_s = Some(input.now_s);
                     out.actions.push(Action::UnlockPacks);
-                    out.actions.push(Action::CalibrateCoilFull {
-                        capacity_mah: c.capacity_mah - 1,
-                        full_voltage_cv: c.full_voltage_cv,
-                    });
-                    out.events.push(Event::Completed);
-                    self.state.restore_output_priority =
-                        Some(self.state.remembered_output_priority.take().unwrap_or(OUTPUT_SBU));
-                    self.state.restore_charging_priority =
-                        Some(self.state.forced_charging_priority.unwrap_or(CHARGE_PV_ONLY));
-                    out.targets.settling = true;
+                    out.events.push(Event::Unlocking);
+                }
+                self.run_targets(input, &c, &mut out.targets);
+            }
+            Step::Completing => {
+                let waited = self.state.unlock_sent_s.map_or(u64::MAX, |t| input.now_s.saturating_sub(t));
+                if !input.packs_locked || waited >= c.unlock_grace_s {
+                    if input.packs_locked {
+                        out.actions.push(Action::UnlockPacks);
+                    }
+                    self.complete(input, &c, &mut out);
                 } else {
-                    out.targets.output_priority = Some(OUTPUT_UTILITY_FIRST);
-                    out.targets.charging_priority = Some(self.state.forced_charging_priority.unwrap_or(
-                        if self.in_cheap_window(input.local_minute) {
-                            CHARGE_PV_AND_UTILITY
-                        } else {
-                            CHARGE_PV_ONLY
-                        },
-                    ));
-                    out.targets.coil = Some((c.capacity_mah, c.full_voltage_cv));
-                    out.targets.raised_charge_voltage = true;
+                    self.run_targets(input, &c, &mut out.targets);
                 }
             }
             Step::Settling => {
-                if input.coil_remaining_mah.is_some_and(|r| r <= c.regular_capacity_mah) {
+                let since = self.state.last_completed_s.map_or(0, |t| input.now_s.saturating_sub(t));
+                let given_back = input.coil_remaining_mah.is_some_and(|r| r <= c.regular_capacity_mah);
+                if given_back || since >= c.settle_max_s {
                     self.state.step = Step::Idle;
                     self.state.restore_coil = Some((c.regular_capacity_mah, c.regular_full_voltage_cv));
-                    out.events.push(Event::Settled);
+                    out.events.push(if given_back { Event::Settled } else { Event::SettleTimedOut });
                 } else {
                     out.targets.settling = true;
                 }
             }
         }
-        if self.state.step != Step::Running {
+        if !self.state.active() {
             self.restore(input, &mut out.targets);
             if let Some(forced) = self.state.forced_charging_priority {
                 out.targets.charging_priority = Some(forced);
@@ -332,6 +395,75 @@ impl Rebalance {
         }
         out.state_changed = self.state != before;
         out
+    }
+
+    /// Rule 14 or 15 fired: a rebalance is needed, unless the last one completed less than
+    /// `retrigger_min_s` ago — then the cell is probably weak, and the alarm says so.
+    fn under_voltage(&mut self, input: &RebalanceInput, c: &RebalanceConfig, out: &mut Outcome) {
+        let recent =
+            self.state.last_completed_s.is_some_and(|t| input.now_s.saturating_sub(t) < c.retrigger_min_s);
+        if !recent {
+            self.state.needed = true;
+        } else if self.state.imbalance.is_none() {
+            let (pack, cell) = input.lowest_cell.unwrap_or((0, 0));
+            self.state.imbalance = Some(Imbalance { pack, cell, at_s: input.now_s });
+            out.events.push(Event::PackImbalance { pack, cell });
+        }
+    }
+
+    fn maybe_start(&mut self, input: &RebalanceInput, c: &RebalanceConfig, out: &mut Outcome) {
+        let due = self.state.last_completed_s.is_some_and(|t| input.now_s.saturating_sub(t) > c.every_s);
+        let trigger = if self.state.needed {
+            Some(Trigger::CellUnderVoltage)
+        } else if input.start {
+            Some(Trigger::Operator)
+        } else if due {
+            Some(Trigger::Due)
+        } else {
+            None
+        };
+        let Some(trigger) = trigger else { return };
+        if self.state.step == Step::Settling {
+            // The coil keeps its rebalance capacity: the new run needs it.
+            out.events.push(Event::SettleEndedByStart);
+        }
+        self.state.step = Step::Running;
+        self.state.threshold_hit = false;
+        self.state.threshold_hit_s = None;
+        self.state.soc_uncalibrated = false;
+        self.state.imbalance = None;
+        self.state.remembered_output_priority = Some(input.output_priority.unwrap_or(OUTPUT_SBU));
+        out.events.push(Event::Started(trigger));
+    }
+
+    fn run_targets(&self, input: &RebalanceInput, c: &RebalanceConfig, targets: &mut Targets) {
+        targets.output_priority = Some(OUTPUT_UTILITY_FIRST);
+        targets.charging_priority = Some(self.state.forced_charging_priority.unwrap_or(
+            if self.in_cheap_window(input.local_minute) { CHARGE_PV_AND_UTILITY } else { CHARGE_PV_ONLY },
+        ));
+        targets.coil = Some((c.capacity_mah, c.full_voltage_cv));
+        targets.raised_charge_voltage = true;
+    }
+
+    /// The end of the completion: *needed* and *active* cleared, the coil calibrated to full,
+    /// the priorities restored; settling begins.
+    fn complete(&mut self, input: &RebalanceInput, c: &RebalanceConfig, out: &mut Outcome) {
+        self.state.step = Step::Settling;
+        self.state.needed = false;
+        self.state.threshold_hit = false;
+        self.state.threshold_hit_s = None;
+        self.state.unlock_sent_s = None;
+        self.state.last_completed_s = Some(input.now_s);
+        out.actions.push(Action::CalibrateCoilFull {
+            capacity_mah: c.capacity_mah - 1,
+            full_voltage_cv: c.full_voltage_cv,
+        });
+        out.events.push(Event::Completed);
+        self.state.restore_output_priority =
+            Some(self.state.remembered_output_priority.take().unwrap_or(OUTPUT_SBU));
+        self.state.restore_charging_priority =
+            Some(self.state.forced_charging_priority.unwrap_or(CHARGE_PV_ONLY));
+        out.targets.settling = true;
     }
 
     /// Keeps asking for pending restores until the devices report them, then forgets them.

@@ -24,6 +24,9 @@ pub struct Thresholds {
     pub overcurrent_for_ms: u64,
     /// ... and the block releases after the current stayed below the limit this long.
     pub overcurrent_release_ms: u64,
+    /// Rule 7 ignores currents up to this, mA: a limit of 0 A must not turn measurement noise
+    /// into a block of both directions.
+    pub overcurrent_floor_ma: i32,
     /// Rule 11: a cell above this blocks charging...
     pub cell_ov_mv: u16,
     /// ... until every cell is below this.
@@ -62,8 +65,9 @@ impl Default for Thresholds {
             overcurrent_factor: 1.2,
             overcurrent_for_ms: 2000,
             overcurrent_release_ms: 10_000,
+            overcurrent_floor_ma: 1000,
             cell_ov_mv: 3630,
-            cell_ov_release_mv: 3300,
+            cell_ov_release_mv: 3400,
             cell_uv_mv: 2850,
             cell_uv_release_mv: 3100,
             cell_ot_dc: 500,
@@ -97,12 +101,28 @@ pub struct PackObservation {
     pub protect2: Protect2,
     /// Fault state.
     pub fault: FaultState,
+    /// Its own current, mA, charge positive (`None`: unknown).
+    pub current_ma: Option<i32>,
+    /// Its charge over-current alarm, A (`None`: not read).
+    pub charge_alarm_a: Option<u16>,
+    /// Its discharge over-current alarm, A, magnitude.
+    pub discharge_alarm_a: Option<u16>,
+    /// It can take charge now (SAFETY.md §2a: MOSFET on, no protection of that direction).
+    pub can_charge: bool,
+    /// It can give discharge now.
+    pub can_discharge: bool,
 }
 
 impl PackObservation {
     /// A pack whose analog and status replies both arrived at `at`, with no data yet.
     pub fn seen_at(at: Millis) -> Self {
-        Self { analog_at: Some(at), status_at: Some(at), ..Self::default() }
+        Self {
+            analog_at: Some(at),
+            status_at: Some(at),
+            can_charge: true,
+            can_discharge: true,
+            ..Self::default()
+        }
     }
 }
 
@@ -169,13 +189,14 @@ pub enum Reason {
     },
     /// Rule 3: the counter's data is older than `stale_after` or never arrived.
     CoilStale,
-    /// Rule 4: a BMS protection other than over-voltage.
+    /// Rule 4: a BMS protection that stops the pack both ways (short circuit, over-current,
+    /// environment, MOSFET and discharge temperatures).
     BmsProtection {
         /// The pack.
         pack: usize,
-        /// Protect state 1 bits that count (6, 5, 4, 3, 1).
+        /// Protect state 1 bits that count (6, 5, 4).
         protect1: u8,
-        /// Protect state 2 bits that count (6-0).
+        /// Protect state 2 bits that count (6, 5, 4, 3, 1).
         protect2: u8,
     },
     /// Rule 5: a BMS fault.
@@ -213,19 +234,51 @@ pub enum Reason {
     RebalanceSettling,
     /// Rule 14: a cell below the under-voltage threshold (a rebalance is needed).
     CellUnderVoltage,
+    /// Rule 15: a BMS under-voltage protection (protect 1 bit 1 or 3); charging stays allowed at
+    /// the recovery current.
+    BmsUnderVoltage {
+        /// The pack.
+        pack: usize,
+    },
+    /// Rule 16: a BMS charge-temperature protection (protect 2 bit 0 or 2).
+    BmsChargeTemperature {
+        /// The pack.
+        pack: usize,
+    },
+    /// §2a: a pack stayed above its own over-current alarm for longer than `overcurrent_for`
+    /// despite the limit's cut.
+    PackOverCurrent {
+        /// The pack.
+        pack: usize,
+        /// The direction of the current: charging (`true`) or discharging.
+        charging: bool,
+    },
+    /// §2a: no pack can take charge.
+    NoPackCanCharge,
+    /// §2a: no pack can give discharge.
+    NoPackCanDischarge,
 }
 
 impl Reason {
     /// What it blocks.
     pub fn blocks(&self) -> Blocks {
         match self {
-            Self::CellOverVoltage | Self::TooColdToCharge | Self::RebalanceSettling => Blocks::Charge,
-            Self::CellUnderVoltage => Blocks::Discharge,
+            Self::CellOverVoltage
+            | Self::TooColdToCharge
+            | Self::RebalanceSettling
+            | Self::BmsChargeTemperature { .. }
+            | Self::NoPackCanCharge
+            | Self::PackOverCurrent { charging: true, .. } => Blocks::Charge,
+            Self::CellUnderVoltage
+            | Self::BmsUnderVoltage { .. }
+            | Self::NoPackCanDischarge
+            | Self::PackOverCurrent { charging: false, .. } => Blocks::Discharge,
             _ => Blocks::Both,
         }
     }
 
-    /// The SAFETY.md §3 rule number (0 for the limits-unknown reason, which the spec does not list).
+    /// The SAFETY.md §3 rule number (0 for the limits-unknown reason and the §2a reasons, which
+    /// have no number).
     pub fn rule(&self) -> u8 {
         match self {
             Self::ForcedDisable => 1,
@@ -243,6 +296,9 @@ impl Reason {
             Self::TooColdToCharge => 12,
             Self::RebalanceSettling => 13,
             Self::CellUnderVoltage => 14,
+            Self::BmsUnderVoltage { .. } => 15,
+            Self::BmsChargeTemperature { .. } => 16,
+            Self::PackOverCurrent { .. } | Self::NoPackCanCharge | Self::NoPackCanDischarge => 0,
         }
     }
 
@@ -274,6 +330,46 @@ impl Reason {
             Self::CellUnderVoltage => {
                 "a cell is below the under-voltage threshold; a rebalance is needed".into()
             }
+            Self::BmsUnderVoltage { pack } => format!(
+                "pack {pack} BMS under-voltage protection (discharge off; charging at the recovery current)"
+            ),
+            Self::BmsChargeTemperature { pack } => {
+                format!("pack {pack} BMS charge-temperature protection (charging off)")
+            }
+            Self::PackOverCurrent { pack, charging } => format!(
+                "pack {pack} stayed above its {} over-current alarm despite the cut",
+                if *charging { "charge" } else { "discharge" }
+            ),
+            Self::NoPackCanCharge => "no pack can take charge (MOSFET off or protecting)".into(),
+            Self::NoPackCanDischarge => "no pack can give discharge (MOSFET off or protecting)".into(),
+        }
+    }
+
+    /// A short machine name (`snake_case`), for metrics, MQTT and the API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::ForcedDisable => "forced_disable",
+            Self::PackStale { .. } => "pack_stale",
+            Self::CoilStale => "coil_stale",
+            Self::BmsProtection { .. } => "bms_protection",
+            Self::BmsFault { .. } => "bms_fault",
+            Self::BmsOverVoltage { .. } => "bms_over_voltage",
+            Self::OverCurrent => "over_current",
+            Self::CellOverTemperature => "cell_over_temperature",
+            Self::BmsOverTemperature => "bms_over_temperature",
+            Self::MosfetOverTemperature => "mosfet_over_temperature",
+            Self::CellTooCold => "cell_too_cold",
+            Self::DecisionStale => "decision_stale",
+            Self::LimitsUnknown => "limits_unknown",
+            Self::CellOverVoltage => "cell_over_voltage",
+            Self::TooColdToCharge => "too_cold_to_charge",
+            Self::RebalanceSettling => "rebalance_settling",
+            Self::CellUnderVoltage => "cell_under_voltage",
+            Self::BmsUnderVoltage { .. } => "bms_under_voltage",
+            Self::BmsChargeTemperature { .. } => "bms_charge_temperature",
+            Self::PackOverCurrent { .. } => "pack_over_current",
+            Self::NoPackCanCharge => "no_pack_can_charge",
+            Self::NoPackCanDischarge => "no_pack_can_discharge",
         }
     }
 }
@@ -289,8 +385,10 @@ pub struct Decision {
     pub discharge: bool,
     /// Every reason that blocks something, in rule order.
     pub reasons: Vec<Reason>,
-    /// Rule 14 fired: a rebalance is needed.
+    /// Rule 14 or 15 fired: a rebalance is needed.
     pub rebalance_needed: bool,
+    /// The lowest cell: (pack, cell), both 1-based, for the `pack_imbalance` alarm.
+    pub lowest_cell: Option<(usize, usize)>,
 }
 
 impl Decision {
@@ -309,10 +407,15 @@ fn latch(flag: &mut bool, set: bool, release: bool) {
     }
 }
 
-/// Protect 1 bits of rule 4: short circuit, discharge OC, charge OC, low total V, low cell V.
-const RULE4_P1: u8 = 0b0111_1010;
-/// Protect 2 bits of rule 4: every temperature protection (b7 "fully" is not a protection).
-const RULE4_P2: u8 = 0b0111_1111;
+/// Protect 1 bits of rule 4: short circuit, discharge OC, charge OC.
+const RULE4_P1: u8 = 0b0111_0000;
+/// Protect 2 bits of rule 4: environment low/high, MOSFET high, discharge low/high temperature
+/// (b7 "fully" is not a protection; the charge temperatures are rule 16's).
+const RULE4_P2: u8 = 0b0111_1010;
+/// Protect 1 bits of rule 15: low cell voltage, low total voltage.
+const RULE15_P1: u8 = 0b0000_1010;
+/// Protect 2 bits of rule 16: high and low charge temperature.
+const RULE16_P2: u8 = 0b0000_0101;
 /// Fault bits of rule 5.
 const RULE5_FAULT: u8 = 0b0011_0111;
 
@@ -330,6 +433,18 @@ pub struct Maestro {
     overcurrent: bool,
     over_since: Option<Millis>,
     below_since: Option<Millis>,
+    /// Rule 7: a limit that fell still applies, for `overcurrent_for`, while the inverter follows.
+    grace: [Option<(i32, Millis)>; 2],
+    last_limits: [Option<i32>; 2],
+    /// Per pack and direction (charge, discharge): above its alarm since, below it since, latched.
+    packs: Vec<[PackCurrent; 2]>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct PackCurrent {
+    above_since: Option<Millis>,
+    below_since: Option<Millis>,
+    latched: bool,
 }
 
 impl Maestro {
@@ -383,12 +498,24 @@ impl Maestro {
             }
         }
 
-        // Rule 7: over-current with a hold time and a release time.
-        match (obs.current_ma, obs.charge_limit_ma, obs.discharge_limit_ma) {
+        // Rule 7: over-current with a hold time and a release time. A limit that just fell keeps
+        // applying for `overcurrent_for` (the inverter reads it a moment later).
+        let limits = [obs.charge_limit_ma, obs.discharge_limit_ma];
+        for (k, limit) in limits.iter().enumerate() {
+            if let (Some(new), Some(old)) = (*limit, self.applicable(k, now)) {
+                if new < old {
+                    self.grace[k] = Some((old, Millis(now.0 + t.overcurrent_for_ms)));
+                }
+            }
+            self.last_limits[k] = *limit;
+        }
+        match (obs.current_ma, self.applicable(0, now), self.applicable(1, now)) {
             (Some(i), Some(cl), Some(dl)) => {
                 let limit = if i >= 0 { cl } else { dl };
                 let magnitude = f64::from(i.unsigned_abs());
-                if magnitude > t.overcurrent_factor * f64::from(limit.max(0)) {
+                let threshold =
+                    (t.overcurrent_factor * f64::from(limit.max(0))).max(f64::from(t.overcurrent_floor_ma));
+                if magnitude > threshold {
                     let since = *self.over_since.get_or_insert(now);
                     if now.since(since) > t.overcurrent_for_ms {
                         self.overcurrent = true;
@@ -410,6 +537,7 @@ impl Maestro {
         if self.overcurrent {
             reasons.push(Reason::OverCurrent);
         }
+        self.pack_over_current(obs, &mut reasons);
 
         // Rules 8, 9, 12: temperatures with hysteresis.
         let cell_temps = || obs.packs.iter().flat_map(|p| p.temps_dc.iter().take(4).copied());
@@ -461,14 +589,89 @@ impl Maestro {
         if self.cell_uv {
             reasons.push(Reason::CellUnderVoltage);
         }
+        let mut bms_under_voltage = false;
+        for (k, p) in obs.packs.iter().enumerate() {
+            if p.protect1.bits() & RULE15_P1 != 0 {
+                bms_under_voltage = true;
+                reasons.push(Reason::BmsUnderVoltage { pack: k + 1 });
+            }
+        }
+        for (k, p) in obs.packs.iter().enumerate() {
+            if p.protect2.bits() & RULE16_P2 != 0 {
+                reasons.push(Reason::BmsChargeTemperature { pack: k + 1 });
+            }
+        }
+        // §2a: a stale pack never counts (rule 2 blocks both anyway, but the count is shown).
+        let counts = |can: fn(&PackObservation) -> bool| {
+            obs.packs.iter().filter(|p| !stale(p.analog_at) && !stale(p.status_at) && can(p)).count()
+        };
+        // With every pack stale, rule 2 already says why; the count adds nothing.
+        if counts(|_| true) > 0 {
+            if counts(|p| p.can_charge) == 0 {
+                reasons.push(Reason::NoPackCanCharge);
+            }
+            if counts(|p| p.can_discharge) == 0 {
+                reasons.push(Reason::NoPackCanDischarge);
+            }
+        }
+        let lowest_cell = obs
+            .packs
+            .iter()
+            .enumerate()
+            .flat_map(|(k, p)| p.cells_mv.iter().enumerate().map(move |(c, v)| (*v, k + 1, c + 1)))
+            .min()
+            .map(|(_, pack, cell)| (pack, cell));
 
         let blocked = |b: Blocks| reasons.iter().any(|r| r.blocks() == Blocks::Both || r.blocks() == b);
         Decision {
             at: now,
             charge: !blocked(Blocks::Charge),
             discharge: !blocked(Blocks::Discharge),
-            rebalance_needed: self.cell_uv,
+            rebalance_needed: self.cell_uv || bms_under_voltage,
+            lowest_cell,
             reasons,
+        }
+    }
+
+    /// Rule 7's applicable limit of direction `k` (0 charge, 1 discharge): the higher of the limit
+    /// now and one that fell less than `overcurrent_for` ago.
+    fn applicable(&mut self, k: usize, now: Millis) -> Option<i32> {
+        if self.grace[k].is_some_and(|(_, until)| now >= until) {
+            self.grace[k] = None;
+        }
+        let limit = self.last_limits[k]?;
+        Some(self.grace[k].map_or(limit, |(old, _)| old.max(limit)))
+    }
+
+    /// §2a: a pack above 1.0 × its own alarm for longer than `overcurrent_for` blocks that
+    /// direction; it releases after the pack stayed below its alarm for `overcurrent_release`.
+    fn pack_over_current(&mut self, obs: &Observation<'_>, reasons: &mut Vec<Reason>) {
+        let t = self.thresholds;
+        let now = obs.now;
+        self.packs.resize(obs.packs.len(), [PackCurrent::default(); 2]);
+        for (k, p) in obs.packs.iter().enumerate() {
+            for (d, alarm) in [p.charge_alarm_a, p.discharge_alarm_a].into_iter().enumerate() {
+                let state = &mut self.packs[k][d];
+                let flow = p.current_ma.map(|i| if d == 0 { i.max(0) } else { (-i).max(0) });
+                let (Some(flow), Some(alarm)) = (flow, alarm) else { continue };
+                let alarm_ma = i32::from(alarm) * 1000;
+                if flow > alarm_ma {
+                    state.below_since = None;
+                    let since = *state.above_since.get_or_insert(now);
+                    if now.since(since) > t.overcurrent_for_ms {
+                        state.latched = true;
+                    }
+                } else {
+                    state.above_since = None;
+                    let since = *state.below_since.get_or_insert(now);
+                    if state.latched && now.since(since) >= t.overcurrent_release_ms {
+                        state.latched = false;
+                    }
+                }
+                if state.latched {
+                    reasons.push(Reason::PackOverCurrent { pack: k + 1, charging: d == 0 });
+                }
+            }
         }
     }
 }

@@ -8,7 +8,9 @@ use pace_proto::{FaultState, Protect1, Protect2};
 use proptest::prelude::*;
 
 /// A pack in a step: analog age, status age, cells mV, temperatures 0.1 °C, protect 1, protect 2, fault.
-type PackStep = (Option<u64>, Option<u64>, Vec<u16>, Vec<i32>, u8, u8, u8);
+type PackData = (Option<u64>, Option<u64>, Vec<u16>, Vec<i32>, u8, u8, u8);
+/// ... and can take charge, can give discharge, its own current mA.
+type PackStep = (PackData, (bool, bool, i32));
 
 #[derive(Clone, Debug)]
 struct Step {
@@ -32,6 +34,7 @@ fn step() -> impl Strategy<Value = Step> {
         prop_oneof![6 => Just(0u8), 1 => any::<u8>()],
         prop_oneof![8 => Just(0u8), 1 => any::<u8>()],
     );
+    let pack = (pack, (prop::bool::weighted(0.9), prop::bool::weighted(0.9), -40_000i32..40_000));
     (
         0u64..3000,
         prop::collection::vec(pack, 1..4),
@@ -80,7 +83,7 @@ fn observe(s: &Step, now: u64) -> (Vec<PackObservation>, Option<Option<Millis>>)
     let packs = s
         .packs
         .iter()
-        .map(|(an, st, cells, temps, p1, p2, f)| PackObservation {
+        .map(|((an, st, cells, temps, p1, p2, f), (can_charge, can_discharge, current))| PackObservation {
             analog_at: ago(*an),
             status_at: ago(*st),
             cells_mv: cells.clone(),
@@ -88,6 +91,11 @@ fn observe(s: &Step, now: u64) -> (Vec<PackObservation>, Option<Option<Millis>>)
             protect1: Protect1::from_bits_retain(*p1),
             protect2: Protect2::from_bits_retain(*p2),
             fault: FaultState::from_bits_retain(*f),
+            current_ma: Some(*current),
+            charge_alarm_a: Some(30),
+            discharge_alarm_a: Some(30),
+            can_charge: *can_charge,
+            can_discharge: *can_discharge,
         })
         .collect();
     (packs, s.coil.map(ago))
@@ -103,16 +111,23 @@ fn triggers(obs: &Observation<'_>) -> (bool, bool, bool) {
     let both = obs.forced_disable
         || packs.iter().any(|p| stale(p.analog_at) || stale(p.status_at))
         || obs.coil.is_some_and(stale)
-        || packs.iter().any(|p| p.protect1.bits() & 0x7A != 0 || p.protect2.bits() & 0x7F != 0)
+        || packs.iter().any(|p| p.protect1.bits() & 0x70 != 0 || p.protect2.bits() & 0x7A != 0)
         || packs.iter().any(|p| p.fault.bits() & 0x37 != 0)
         || (!obs.rebalance_active && packs.iter().any(|p| p.protect1.bits() & 0x05 != 0))
         || cell_t().any(|x| !(-150..=500).contains(&x))
         || packs.iter().any(|p| p.temps_dc[4] > 600 || p.temps_dc[5] > 550)
         || obs.charge_limit_ma.is_none();
+    let counted = |can: fn(&PackObservation) -> bool| {
+        packs.iter().filter(|p| !stale(p.analog_at) && !stale(p.status_at) && can(p)).count()
+    };
     let charge = (!obs.rebalance_active && cells().any(|v| v > 3630))
         || cell_t().any(|x| x < 20)
-        || obs.rebalance_settling;
-    let discharge = cells().any(|v| v < 2850);
+        || obs.rebalance_settling
+        || packs.iter().any(|p| p.protect2.bits() & 0x05 != 0) // rule 16
+        || counted(|p| p.can_charge) == 0;
+    let discharge = cells().any(|v| v < 2850)
+        || packs.iter().any(|p| p.protect1.bits() & 0x0A != 0) // rule 15
+        || counted(|p| p.can_discharge) == 0;
     (both, charge, discharge)
 }
 

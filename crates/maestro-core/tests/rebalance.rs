@@ -14,6 +14,7 @@ fn input(now_s: u64, minute: u16) -> RebalanceInput {
         coil_current_ma: Some(20_000),
         coil_remaining_mah: Some(150_000),
         output_priority: Some(OUTPUT_SBU),
+        cell_spread_mv: Some(20),
         ..RebalanceInput::default()
     }
 }
@@ -41,17 +42,27 @@ fn a_whole_cycle_from_cell_under_voltage_to_settled() {
     // The voltage sags, current tails off, but a pack still balances: keep going.
     let out = r.step(&RebalanceInput { coil_current_ma: Some(3000), balancing: true, ..input(4000, 900) });
     assert!(out.events.is_empty() && out.targets.raised_charge_voltage);
-    // Balancing done: complete (the inverter still reports utility first, as the run set it).
+    // Balancing done: the packs are unlocked first; the run stays active while they are locked.
+    let out = r.step(&RebalanceInput {
+        coil_current_ma: Some(3000),
+        output_priority: Some(OUTPUT_UTILITY_FIRST),
+        packs_locked: true,
+        ..input(4990, 900)
+    });
+    assert_eq!(
+        (out.events.as_slice(), out.actions.as_slice()),
+        ([Event::Unlocking].as_slice(), [Action::UnlockPacks].as_slice())
+    );
+    assert!(out.targets.raised_charge_voltage && r.state().active());
+    assert_eq!(r.state().step, Step::Completing);
+    // They report the protection gone: complete (the inverter still reports utility first).
     let out = r.step(&RebalanceInput {
         coil_current_ma: Some(3000),
         output_priority: Some(OUTPUT_UTILITY_FIRST),
         ..input(5000, 900)
     });
     assert_eq!(out.events, [Event::Completed]);
-    assert_eq!(
-        out.actions,
-        [Action::UnlockPacks, Action::CalibrateCoilFull { capacity_mah: 239_999, full_voltage_cv: 2795 }]
-    );
+    assert_eq!(out.actions, [Action::CalibrateCoilFull { capacity_mah: 239_999, full_voltage_cv: 2795 }]);
     assert_eq!(
         (out.targets.output_priority, out.targets.charging_priority),
         (Some(OUTPUT_SBU), Some(CHARGE_PV_ONLY))
@@ -166,7 +177,116 @@ fn a_restart_resumes_the_same_step() {
     let next = RebalanceInput { coil_current_ma: Some(1000), ..input(200, 600) };
     // The resumed procedure remembers the threshold hit and completes exactly like the original.
     assert_eq!(resumed.step(&next), r.step(&next));
+    assert_eq!(resumed.state().step, Step::Completing);
+    // Restarted while completing: it goes on unlocking, then completes.
+    let saved = serde_json::to_string(r.state()).unwrap();
+    let mut resumed = Rebalance::new(RebalanceConfig::default(), serde_json::from_str(&saved).unwrap());
+    let next = RebalanceInput { coil_current_ma: Some(1000), ..input(210, 600) };
+    assert_eq!(resumed.step(&next), r.step(&next));
     assert_eq!(resumed.state().step, Step::Settling);
+}
+
+#[test]
+fn a_version_1_state_file_still_loads() {
+    let v1 = r#"{"step":"settling","needed":false,"threshold_hit":false,"remembered_output_priority":null,
+        "last_completed_s":100,"forced_charging_priority":null,"soc_uncalibrated":false}"#;
+    let state: RebalanceState = serde_json::from_str(v1).unwrap();
+    assert_eq!((state.step, state.imbalance, state.threshold_hit_s), (Step::Settling, None, None));
+}
+
+/// A run started at 0 s whose threshold was hit at 100 s.
+fn at_the_top() -> Rebalance {
+    let mut r = Rebalance::new(RebalanceConfig::default(), RebalanceState::default());
+    r.step(&RebalanceInput { start: true, ..input(0, 600) });
+    let out = r.step(&RebalanceInput { coil_voltage_mv: Some(27_900), ..input(100, 600) });
+    assert_eq!(out.events, [Event::ThresholdHit]);
+    r
+}
+
+#[test]
+fn the_top_hold_waits_for_the_cells_to_close_up_or_for_hold_max() {
+    let mut r = at_the_top();
+    let tail = |now, spread| RebalanceInput {
+        coil_current_ma: Some(1000),
+        cell_spread_mv: spread,
+        ..input(now, 600)
+    };
+    // 41 mV apart: held at the top, the charge voltage stays raised.
+    let out = r.step(&tail(200, Some(41)));
+    assert!(out.events.is_empty() && out.targets.raised_charge_voltage, "{out:?}");
+    // An unknown spread is not balanced either.
+    assert!(r.step(&tail(300, None)).events.is_empty());
+    // 40 mV: done.
+    assert_eq!(r.step(&tail(400, Some(40))).events, [Event::Unlocking]);
+    // Or after 4 h at the top, whatever the spread.
+    let mut r = at_the_top();
+    assert!(r.step(&tail(100 + 4 * 3600 - 1, Some(200))).events.is_empty());
+    assert_eq!(r.step(&tail(100 + 4 * 3600, Some(200))).events, [Event::Unlocking]);
+}
+
+#[test]
+fn completion_unlocks_first_and_clears_active_when_the_packs_report_it_or_after_the_grace() {
+    let mut r = at_the_top();
+    let done =
+        |now, locked| RebalanceInput { coil_current_ma: Some(1000), packs_locked: locked, ..input(now, 600) };
+    let out = r.step(&done(200, true));
+    assert_eq!((out.events, out.actions), (vec![Event::Unlocking], vec![Action::UnlockPacks]));
+    // Still locked: active (rules 6 and 11 stay relaxed), nothing calibrated yet.
+    for now in [201, 210, 229] {
+        let out = r.step(&done(now, true));
+        assert!(out.events.is_empty() && out.actions.is_empty() && r.state().active(), "at {now}: {out:?}");
+        assert!(!out.targets.settling);
+    }
+    // 30 s: the grace is over; unlock once more and complete.
+    let out = r.step(&done(230, true));
+    assert_eq!(out.events, [Event::Completed]);
+    assert_eq!(out.actions[0], Action::UnlockPacks);
+    assert!(!r.state().active() && out.targets.settling);
+}
+
+#[test]
+fn settling_ends_after_settle_max_or_when_a_new_rebalance_starts() {
+    let mut r = at_the_top();
+    let done = RebalanceInput { coil_current_ma: Some(1000), ..input(200, 600) };
+    r.step(&done);
+    r.step(&RebalanceInput { now_s: 201, ..done });
+    assert_eq!((r.state().step, r.state().last_completed_s), (Step::Settling, Some(201)));
+    // The coil never comes down (discharge blocked all along): 36 h at most.
+    let full = |now| RebalanceInput { coil_remaining_mah: Some(239_000), ..input(now, 600) };
+    assert!(r.step(&full(201 + 36 * 3600 - 1)).targets.settling);
+    let out = r.step(&full(201 + 36 * 3600));
+    assert_eq!(out.events, [Event::SettleTimedOut]);
+    assert_eq!(out.targets.coil, Some((205_000, 2735)));
+    assert!(!out.targets.settling && r.state().step == Step::Idle);
+    // A new rebalance started by the operator ends the settling too.
+    let mut r = at_the_top();
+    r.step(&done);
+    r.step(&RebalanceInput { now_s: 201, ..done });
+    let out = r.step(&RebalanceInput { start: true, ..full(1000) });
+    assert_eq!(out.events, [Event::SettleEndedByStart, Event::Started(Trigger::Operator)]);
+    assert!(!out.targets.settling && out.targets.raised_charge_voltage);
+    assert_eq!(out.targets.coil, Some((240_000, 2795)), "the new run keeps the rebalance capacity");
+}
+
+#[test]
+fn a_low_cell_soon_after_a_rebalance_raises_pack_imbalance_instead_of_another_run() {
+    let mut r = at_the_top();
+    let done = RebalanceInput { coil_current_ma: Some(1000), ..input(200, 600) };
+    r.step(&done);
+    r.step(&RebalanceInput { now_s: 201, ..done });
+    r.step(&RebalanceInput { coil_remaining_mah: Some(200_000), ..input(300, 600) });
+    assert_eq!(r.state().step, Step::Idle);
+    let low = |now| RebalanceInput { cell_under_voltage: true, lowest_cell: Some((2, 5)), ..input(now, 600) };
+    // Two days later: no new run; the alarm names the pack and cell, once.
+    let out = r.step(&low(201 + 2 * DAY));
+    assert_eq!(out.events, [Event::PackImbalance { pack: 2, cell: 5 }]);
+    assert_eq!(r.state().step, Step::Idle);
+    assert_eq!(r.state().imbalance.map(|i| (i.pack, i.cell)), Some((2, 5)));
+    assert!(r.step(&low(201 + 2 * DAY + 1)).events.is_empty());
+    // Three days after the completion, a low cell starts a rebalance again and clears the alarm.
+    let out = r.step(&low(201 + 3 * DAY));
+    assert_eq!(out.events, [Event::Started(Trigger::CellUnderVoltage)]);
+    assert_eq!(r.state().imbalance, None);
 }
 
 #[test]

@@ -63,8 +63,8 @@ fn rule_3_stale_or_missing_coil_when_configured() {
 }
 
 #[test]
-fn rule_4_bms_protections_other_than_over_voltage() {
-    for bit in [1u8, 3, 4, 5, 6] {
+fn rule_4_bms_protections_that_stop_a_pack_both_ways() {
+    for bit in [4u8, 5, 6] {
         let p = PackObservation { protect1: Protect1::from_bits_retain(1 << bit), ..healthy(0) };
         let d = decide(&mut Maestro::default(), &[p], 100, |_| {});
         assert!(
@@ -72,10 +72,22 @@ fn rule_4_bms_protections_other_than_over_voltage() {
             "protect 1 bit {bit}: {d:?}"
         );
     }
-    for bit in 0..7u8 {
+    for bit in [1u8, 3, 4, 5, 6] {
         let p = PackObservation { protect2: Protect2::from_bits_retain(1 << bit), ..healthy(0) };
         let d = decide(&mut Maestro::default(), &[p], 100, |_| {});
         assert!(!d.charge && !d.discharge, "protect 2 bit {bit}: {d:?}");
+    }
+    // v2: under-voltage (protect 1 bits 1, 3) and the charge temperatures (protect 2 bits 0, 2)
+    // are rules 15 and 16: each blocks one direction only.
+    for bit in [1u8, 3] {
+        let p = PackObservation { protect1: Protect1::from_bits_retain(1 << bit), ..healthy(0) };
+        let d = decide(&mut Maestro::default(), &[p], 100, |_| {});
+        assert!(d.charge && !d.reasons.iter().any(|r| r.rule() == 4), "protect 1 bit {bit}: {d:?}");
+    }
+    for bit in [0u8, 2] {
+        let p = PackObservation { protect2: Protect2::from_bits_retain(1 << bit), ..healthy(0) };
+        let d = decide(&mut Maestro::default(), &[p], 100, |_| {});
+        assert!(d.discharge && !d.reasons.iter().any(|r| r.rule() == 4), "protect 2 bit {bit}: {d:?}");
     }
     // "Fully" is not a protection; undefined protect 1 bit 7 neither.
     let p = PackObservation {
@@ -204,11 +216,10 @@ fn rule_11_cell_over_voltage_blocks_charge_only_outside_a_rebalance() {
     let mut m = Maestro::default();
     let d = decide(&mut m, &[with_cell(0, 3631)], 0, |_| {});
     assert!(!d.charge && d.discharge && d.reasons == [Reason::CellOverVoltage], "{d:?}");
-    assert!(!decide(&mut m, &[with_cell(1, 3400)], 1, |_| {}).charge, "held until below 3.300 V");
-    // Every cell must be below 3.300 V: the others at exactly 3.300 V still hold it.
-    assert!(!decide(&mut m, &[with_cell(2, 3299)], 2, |_| {}).charge);
-    let rested = PackObservation { cells_mv: vec![3299; 8], ..healthy(3) };
-    assert!(decide(&mut m, &[rested], 3, |_| {}).charge);
+    assert!(!decide(&mut m, &[with_cell(1, 3400)], 1, |_| {}).charge, "held until below 3.400 V");
+    // v2: released below 3.400 V (was 3.300 V, which kept charging blocked for a day).
+    let d = decide(&mut m, &[with_cell(2, 3399)], 2, |_| {});
+    assert!(d.charge, "{d:?}");
     assert!(decide(&mut Maestro::default(), &[with_cell(0, 3700)], 0, |o| o.rebalance_active = true).charge);
     assert!(
         decide(&mut Maestro::default(), &[with_cell(0, 3630)], 0, |_| {}).charge,
@@ -255,4 +266,101 @@ fn every_reason_names_its_rule_and_reads_as_words() {
         (4, "pack 3 BMS protection active (protect 1 02, protect 2 00)")
     );
     assert_eq!(Reason::CellUnderVoltage.blocks(), Blocks::Discharge);
+}
+
+#[test]
+fn rule_15_bms_under_voltage_blocks_discharge_only_and_asks_for_a_rebalance() {
+    for bits in [Protect1::LOW_CELL_VOLTAGE, Protect1::LOW_TOTAL_VOLTAGE] {
+        let p = PackObservation { protect1: bits, can_discharge: false, ..healthy(0) };
+        let d = decide(&mut Maestro::default(), &[healthy(0), p], 100, |_| {});
+        assert!(d.charge && !d.discharge && d.rebalance_needed, "{d:?}");
+        assert_eq!(d.reasons, [Reason::BmsUnderVoltage { pack: 2 }]);
+        assert_eq!(d.reasons[0].rule(), 15);
+    }
+}
+
+#[test]
+fn rule_16_bms_charge_temperature_blocks_charge_only() {
+    for bits in [Protect2::HIGH_CHARGE_TEMP, Protect2::LOW_CHARGE_TEMP] {
+        let p = PackObservation { protect2: bits, can_charge: false, ..healthy(0) };
+        let d = decide(&mut Maestro::default(), &[healthy(0), p], 100, |_| {});
+        assert!(!d.charge && d.discharge, "{d:?}");
+        assert_eq!(d.reasons, [Reason::BmsChargeTemperature { pack: 2 }]);
+        assert_eq!(d.reasons[0].rule(), 16);
+    }
+}
+
+#[test]
+fn no_pack_that_can_carry_blocks_that_direction() {
+    let off = PackObservation { can_charge: false, ..healthy(0) };
+    let d = decide(&mut Maestro::default(), &[off.clone(), off], 100, |_| {});
+    assert!(!d.charge && d.discharge && d.reasons == [Reason::NoPackCanCharge], "{d:?}");
+    let off = PackObservation { can_discharge: false, ..healthy(0) };
+    let d = decide(&mut Maestro::default(), &[healthy(0), off.clone()], 100, |_| {});
+    assert!(d.charge && d.discharge, "one pack can: {d:?}");
+    let d = decide(&mut Maestro::default(), &[off.clone(), off], 100, |_| {});
+    assert!(d.charge && !d.discharge && d.reasons == [Reason::NoPackCanDischarge], "{d:?}");
+    assert_eq!(Reason::NoPackCanDischarge.code(), "no_pack_can_discharge");
+}
+
+#[test]
+fn a_pack_above_its_alarm_too_long_blocks_that_direction_then_releases() {
+    let mut m = Maestro::default();
+    let pack = |at: u64, ma: i32| PackObservation {
+        current_ma: Some(ma),
+        charge_alarm_a: Some(30),
+        discharge_alarm_a: Some(30),
+        ..healthy(at)
+    };
+    // 31 A into pack 1: above its 30 A alarm; 2 s is allowed.
+    for now in [0, 1000, 2000] {
+        assert!(decide(&mut m, &[pack(now, 31_000), pack(now, 10_000)], now, |_| {}).charge, "at {now}");
+    }
+    let d = decide(&mut m, &[pack(2001, 31_000), pack(2001, 10_000)], 2001, |_| {});
+    assert!(!d.charge && d.discharge, "{d:?}");
+    assert_eq!(d.reasons, [Reason::PackOverCurrent { pack: 1, charging: true }]);
+    assert_eq!(d.reasons[0].code(), "pack_over_current");
+    // Back at its alarm: released after 10 s.
+    assert!(!decide(&mut m, &[pack(3000, 30_000), pack(3000, 0)], 3000, |_| {}).charge);
+    assert!(!decide(&mut m, &[pack(12_999, 0), pack(12_999, 0)], 12_999, |_| {}).charge);
+    assert!(decide(&mut m, &[pack(13_000, 0), pack(13_000, 0)], 13_000, |_| {}).charge);
+    // Discharging out of pack 2 blocks discharge only.
+    let mut m = Maestro::default();
+    decide(&mut m, &[pack(0, 0), pack(0, -40_000)], 0, |_| {});
+    let d = decide(&mut m, &[pack(2500, 0), pack(2500, -40_000)], 2500, |_| {});
+    assert_eq!(d.reasons, [Reason::PackOverCurrent { pack: 2, charging: false }]);
+    assert!(d.charge && !d.discharge);
+}
+
+#[test]
+fn rule_7_gives_a_limit_that_fell_overcurrent_for_to_be_followed() {
+    let mut m = Maestro::default();
+    let at = |m: &mut Maestro, now: u64, ma: i32, limit: i32| {
+        decide(m, &[healthy(now)], now, |o| {
+            o.current_ma = Some(ma);
+            o.charge_limit_ma = Some(limit);
+        })
+    };
+    assert!(at(&mut m, 0, 70_000, 72_000).charge);
+    // The guard cut the limit to 40 A; the inverter takes a few seconds to follow.
+    for now in [100, 2000, 4000] {
+        assert!(at(&mut m, now, 70_000, 40_000).charge, "at {now}");
+    }
+    // The old limit's grace ended at 2.1 s; from the first look after it (4 s), 70 A against
+    // 40 A is rule 7 after its 2 s.
+    assert!(at(&mut m, 6000, 70_000, 40_000).charge);
+    let d = at(&mut m, 6001, 70_000, 40_000);
+    assert!(!d.charge && d.reasons.contains(&Reason::OverCurrent), "{d:?}");
+}
+
+#[test]
+fn rule_7_ignores_measurement_noise_at_a_zero_limit() {
+    let mut m = Maestro::default();
+    for now in [0, 3000, 6000] {
+        let d = decide(&mut m, &[healthy(now)], now, |o| {
+            o.current_ma = Some(600);
+            o.charge_limit_ma = Some(0);
+        });
+        assert!(!d.reasons.contains(&Reason::OverCurrent), "{d:?}");
+    }
 }

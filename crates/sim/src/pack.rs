@@ -13,6 +13,28 @@ pub const DEAD_BAND_A: f64 = 0.5;
 pub const BALANCE_A: f64 = 0.12;
 /// Seconds an over-current protection stays before it releases on its own.
 const OVER_CURRENT_RELEASE_S: f64 = 30.0;
+/// One step of a current protection's `delay` byte, s: PbmsTools shows it in 100 ms steps (the
+/// capture's `0A` is 1000 ms), as `pace_proto::CurrentProtection` documents.
+pub const CURRENT_DELAY_STEP_S: f64 = 0.1;
+
+/// Rating of each pack's external fuse, A.
+///
+/// The fuse is modelled by an I²t-style heat integral `E` (A²s):
+///
+/// - while |I| > 30 A it heats: `E += (I² − 30²)·dt`;
+/// - while |I| ≤ 30 A it cools ten times slower: `E −= (30² − I²)·dt·0.1`, never below 0;
+/// - it blows when `E ≥ 30² × 20 s` = 18 000 A²s ([`FUSE_BLOW_A2S`]).
+///
+/// From cold, a steady current therefore blows it after `18 000 / (I² − 900)` s: 35 A after about
+/// 55 s, 40 A after 26 s, 60 A after 6.7 s, 72 A (a 3-pack stack's 0.8 × 3 × 30 A on one pack)
+/// after 4.2 s; 30 A and less never blow it. A blown fuse disconnects the pack from the busbar
+/// until it is replaced ([`Pack::replace_fuse`], the `replace-fuse pack N` command); the BMS sits
+/// on the cell side, so it still answers and measures 0 A.
+pub const FUSE_RATED_A: f64 = 30.0;
+/// The heat integral at which the fuse blows: 30² A² for 20 s, A²s.
+pub const FUSE_BLOW_A2S: f64 = FUSE_RATED_A * FUSE_RATED_A * 20.0;
+/// How much slower the fuse cools below its rating than it heats above it.
+pub const FUSE_COOLING: f64 = 0.1;
 
 /// A fault the simulator can inject into a pack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -94,12 +116,53 @@ pub struct Pack {
     pub balancing: u16,
     oc_charge_s: f64,
     oc_discharge_s: f64,
+    /// Continuous time above the charge / discharge over-current protect level, s.
+    oc_charge_over_s: f64,
+    oc_discharge_over_s: f64,
+    /// Over-current protection trips (the flag going from clear to set, an injected fault
+    /// included) since the start: charge.
+    pub charge_oc_trips: u32,
+    /// Over-current protection trips since the start: discharge.
+    pub discharge_oc_trips: u32,
+    /// Heat integral of the external fuse, A²s (see [`FUSE_RATED_A`]).
+    fuse_heat_a2s: f64,
+    fuse_blown: bool,
+    /// Times the external fuse blew since the start.
+    pub fuse_blows: u32,
     /// Injected faults.
     pub faults: Vec<FaultKind>,
     /// Not answering at all.
     pub silent: bool,
     /// Noise on the line.
     pub garbage: bool,
+}
+
+/// One over-current protection for a step of `dt` seconds: `over` (current above the protect
+/// level) for `delay` seconds without a break, or `at_once`, sets `bit`; once set, it releases
+/// [`OVER_CURRENT_RELEASE_S`] after the current has come down. `timers` are the time above the
+/// level and the time since it came down. Returns true when the protection trips in this step.
+fn over_current(
+    flags: &mut Protect1,
+    bit: Protect1,
+    over: bool,
+    at_once: bool,
+    delay: f64,
+    dt: f64,
+    timers: (&mut f64, &mut f64),
+) -> bool {
+    let (above_s, released_s) = timers;
+    *above_s = if over { *above_s + dt } else { 0.0 };
+    let was = flags.contains(bit);
+    if at_once || (over && *above_s + 1e-9 >= delay) {
+        flags.insert(bit);
+        *released_s = 0.0;
+    } else if was && !over {
+        *released_s += dt;
+        if *released_s >= OVER_CURRENT_RELEASE_S {
+            flags.remove(bit);
+        }
+    }
+    !was && flags.contains(bit)
 }
 
 fn c_to_k(c: f64) -> DeciKelvin<Pace> {
@@ -181,6 +244,13 @@ impl Pack {
             balancing: 0,
             oc_charge_s: 0.0,
             oc_discharge_s: 0.0,
+            oc_charge_over_s: 0.0,
+            oc_discharge_over_s: 0.0,
+            charge_oc_trips: 0,
+            discharge_oc_trips: 0,
+            fuse_heat_a2s: 0.0,
+            fuse_blown: false,
+            fuse_blows: 0,
             faults: Vec::new(),
             silent: false,
             garbage: false,
@@ -218,6 +288,62 @@ impl Pack {
     /// Open-circuit voltage, V.
     pub fn ocv_v(&self) -> f64 {
         self.cells.iter().map(Cell::ocv_mv).sum::<f64>() / 1000.0
+    }
+
+    /// Whether the external fuse has blown: the pack is off the busbar (see [`FUSE_RATED_A`]).
+    pub fn fuse_blown(&self) -> bool {
+        self.fuse_blown
+    }
+
+    /// The fuse's heat integral, A²s; it blows at [`FUSE_BLOW_A2S`].
+    pub fn fuse_heat_a2s(&self) -> f64 {
+        self.fuse_heat_a2s
+    }
+
+    /// Whether the pack is on the busbar and one of its MOSFETs conducts: it can carry current.
+    pub fn connected(&self) -> bool {
+        !self.fuse_blown && (self.charge_on() || self.discharge_on())
+    }
+
+    /// Heats or cools the external fuse with `current_a` flowing for `dt` seconds by the rule of
+    /// [`FUSE_RATED_A`]. Returns true when it blows in this step; a blown fuse stays blown.
+    pub fn heat_fuse(&mut self, current_a: f64, dt: f64) -> bool {
+        if self.fuse_blown {
+            return false;
+        }
+        let rated = FUSE_RATED_A * FUSE_RATED_A;
+        let i2 = current_a * current_a;
+        if current_a.abs() > FUSE_RATED_A {
+            self.fuse_heat_a2s += (i2 - rated) * dt;
+        } else {
+            self.fuse_heat_a2s = (self.fuse_heat_a2s - (rated - i2) * dt * FUSE_COOLING).max(0.0);
+        }
+        if self.fuse_heat_a2s >= FUSE_BLOW_A2S {
+            self.fuse_blown = true;
+            self.fuse_blows = self.fuse_blows.saturating_add(1);
+            return true;
+        }
+        false
+    }
+
+    /// Puts in a new, cold fuse. Returns false (and changes nothing) when the fuse is intact.
+    pub fn replace_fuse(&mut self) -> bool {
+        if !self.fuse_blown {
+            return false;
+        }
+        self.fuse_blown = false;
+        self.fuse_heat_a2s = 0.0;
+        true
+    }
+
+    /// Sets every cell's true state of charge to `soc` (0..=1) and the BMS's counted capacity to
+    /// match; the counter on the stack cable is not told.
+    pub fn set_soc(&mut self, soc: f64) {
+        let soc = if soc.is_finite() { soc.clamp(0.0, 1.0) } else { 0.0 };
+        for c in &mut self.cells {
+            c.soc = soc;
+        }
+        self.counted_mah = soc * self.full_mah;
     }
 
     /// Whether the charge MOSFET conducts.
@@ -261,9 +387,15 @@ impl Pack {
             && !self.fault.intersects(FaultState::DISCHARGE_MOSFET)
     }
 
+    /// The current the BMS measures, A: the pack's, or 0 once its fuse has blown (the BMS sits
+    /// on the cell side of the fuse).
+    pub fn measured_current_a(&self) -> f64 {
+        if self.fuse_blown { 0.0 } else { self.current_a }
+    }
+
     /// Cell voltages as the BMS measures them, mV (with injected offsets).
     pub fn measured_cells_mv(&self) -> Vec<f64> {
-        let i = self.current_a;
+        let i = self.measured_current_a();
         self.cells
             .iter()
             .enumerate()
@@ -354,27 +486,30 @@ impl Pack {
             pack_mv >= f64::from(puv.release.raw()),
         );
 
-        // Over-current: protects at once, releases after a while.
+        // Over-current: protects after the configured delay of continuous current above the
+        // protect level (an injected fault at once), releases after a while.
         let (coc, doc) = (self.current(ConfigKind::ChargeOc), self.current(ConfigKind::DischargeOc1));
-        if i > f64::from(coc.protect_a.unsigned_abs()) {
-            self.protect1.insert(Protect1::CHARGE_OVER_CURRENT);
-            self.oc_charge_s = 0.0;
-        } else if self.protect1.contains(Protect1::CHARGE_OVER_CURRENT) {
-            self.oc_charge_s += dt;
-            if self.oc_charge_s >= OVER_CURRENT_RELEASE_S {
-                self.protect1.remove(Protect1::CHARGE_OVER_CURRENT);
-            }
-        }
         let injected_oc = self.faults.contains(&FaultKind::OverCurrent);
-        if injected_oc || -i > f64::from(doc.protect_a.unsigned_abs()) {
-            self.protect1.insert(Protect1::DISCHARGE_OVER_CURRENT);
-            self.oc_discharge_s = 0.0;
-        } else if self.protect1.contains(Protect1::DISCHARGE_OVER_CURRENT) {
-            self.oc_discharge_s += dt;
-            if self.oc_discharge_s >= OVER_CURRENT_RELEASE_S {
-                self.protect1.remove(Protect1::DISCHARGE_OVER_CURRENT);
-            }
-        }
+        let charge = over_current(
+            &mut self.protect1,
+            Protect1::CHARGE_OVER_CURRENT,
+            i > f64::from(coc.protect_a.unsigned_abs()),
+            false,
+            f64::from(coc.delay) * CURRENT_DELAY_STEP_S,
+            dt,
+            (&mut self.oc_charge_over_s, &mut self.oc_charge_s),
+        );
+        let discharge = over_current(
+            &mut self.protect1,
+            Protect1::DISCHARGE_OVER_CURRENT,
+            -i > f64::from(doc.protect_a.unsigned_abs()),
+            injected_oc,
+            f64::from(doc.delay) * CURRENT_DELAY_STEP_S,
+            dt,
+            (&mut self.oc_discharge_over_s, &mut self.oc_discharge_s),
+        );
+        self.charge_oc_trips = self.charge_oc_trips.saturating_add(u32::from(charge));
+        self.discharge_oc_trips = self.discharge_oc_trips.saturating_add(u32::from(discharge));
         self.protect1.set(Protect1::SHORT_CIRCUIT, self.faults.contains(&FaultKind::ShortCircuit));
 
         // Temperatures.
@@ -464,7 +599,9 @@ impl Pack {
         PackAnalog {
             cells,
             temps: self.measured_temps_c().iter().map(|&t| c_to_k(t)).collect(),
-            current: CentiAmps::from_raw((self.current_a * 100.0).round().clamp(-32768.0, 32767.0) as i16),
+            current: CentiAmps::from_raw(
+                (self.measured_current_a() * 100.0).round().clamp(-32768.0, 32767.0) as i16,
+            ),
             voltage,
             remaining: cah(self.counted_mah),
             user_defined: 3,
@@ -493,8 +630,9 @@ impl Pack {
         warn1.set(Warn1::LOW_CELL_VOLTAGE, cells.iter().any(|&v| v <= f64::from(cuv.alarm.raw())));
         warn1.set(Warn1::HIGH_TOTAL_VOLTAGE, pack_mv >= f64::from(pov.alarm.raw()));
         warn1.set(Warn1::LOW_TOTAL_VOLTAGE, pack_mv <= f64::from(puv.alarm.raw()));
-        warn1.set(Warn1::CHARGE_CURRENT, self.current_a >= f64::from(coc.alarm_a.unsigned_abs()));
-        warn1.set(Warn1::DISCHARGE_CURRENT, -self.current_a >= f64::from(doc.alarm_a.unsigned_abs()));
+        let i = self.measured_current_a();
+        warn1.set(Warn1::CHARGE_CURRENT, i >= f64::from(coc.alarm_a.unsigned_abs()));
+        warn1.set(Warn1::DISCHARGE_CURRENT, -i >= f64::from(doc.alarm_a.unsigned_abs()));
         let mut warn2 = Warn2::empty();
         warn2.set(Warn2::HIGH_CHARGE_TEMP, temps[..4].iter().any(|&t| t >= dc(ot_c.alarm)));
         warn2.set(Warn2::LOW_CHARGE_TEMP, temps[..4].iter().any(|&t| t <= dc(ut_c.alarm)));
@@ -502,8 +640,8 @@ impl Pack {
         let mut system = SystemState::empty();
         system.set(SystemState::CHARGE_MOSFET_ON, self.charge_on());
         system.set(SystemState::DISCHARGE_MOSFET_ON, self.discharge_on());
-        system.set(SystemState::DISCHARGING, self.current_a < -0.2);
-        system.set(SystemState::CHARGING, self.current_a > 0.2);
+        system.set(SystemState::DISCHARGING, i < -0.2);
+        system.set(SystemState::CHARGING, i > 0.2);
         PackStatus {
             cell_warns: cells
                 .iter()
@@ -663,6 +801,8 @@ impl Pack {
         self.protect1 = Protect1::empty();
         self.protect2 = Protect2::empty();
         self.fault = FaultState::empty();
+        self.oc_charge_over_s = 0.0;
+        self.oc_discharge_over_s = 0.0;
         self.silent = false;
         self.garbage = false;
     }

@@ -113,7 +113,8 @@ pub struct Limits {
 }
 
 /// The Vevor's no-communication settings from the original's README: charge at most 30 A up to
-/// 24.5 V, discharge down to 24.4 V.
+/// 24.5 V, discharge down to 24.4 V. Without a BMS the inverter charges at the lower of these
+/// 30 A and its own maximum charging current (register 332), see [`Inverter::limits`].
 pub const NO_COMM: Limits = Limits {
     charge_v: 24.5,
     discharge_v: 24.4,
@@ -178,7 +179,58 @@ impl Inverter {
         Self { registers, bms: None, bms_soc: None, pv_w: 0.0, load_w: 0.0, grid_w: 0.0, battery_w: 0.0 }
     }
 
-    /// The limits the inverter obeys now: the BMS's, or the no-comm settings.
+    /// Writes holding register `reg` (a number) with the raw `value` (a number, or a choice's name
+    /// such as `sbu`), as a Modbus client may: only writable items of the register map, only
+    /// values it allows (`332 800` is an 80 A maximum charging current). Returns a confirmation.
+    ///
+    /// # Errors
+    /// A message naming the register and what it accepts.
+    pub fn set(&mut self, reg: &str, value: &str) -> Result<String, String> {
+        use vevor_modbus::map::{Access, Allowed};
+        let address: u16 = reg.parse().map_err(|_| format!("'{reg}' is not a register number"))?;
+        let item = vevor_modbus::map::at(address)
+            .ok_or_else(|| format!("register {address} is not in the inverter's register map"))?;
+        if item.access == Access::ReadOnly {
+            return Err(format!("register {address} ({}) is read only", item.name));
+        }
+        let raw = match (value.parse::<u16>(), item.allowed) {
+            (Ok(raw), _) => raw,
+            (Err(_), Allowed::Choices(choices)) => choices
+                .iter()
+                .find(|(_, name)| name.eq_ignore_ascii_case(value))
+                .map(|(v, _)| *v)
+                .ok_or_else(|| {
+                    format!(
+                        "register {address} ({}): '{value}' is not allowed; allowed: {}",
+                        item.name,
+                        vevor_modbus::allowed_list(item)
+                    )
+                })?,
+            (Err(_), _) => {
+                return Err(format!(
+                    "register {address} ({}): '{value}' is not a raw register value (0 to 65535)",
+                    item.name
+                ));
+            }
+        };
+        vevor_modbus::validate_write(item, raw).map_err(|e| {
+            let raw_range = match item.allowed {
+                Allowed::Range { min, max } if item.divisor > 1 => {
+                    format!(" (raw {min} to {max}, in {} {})", 1.0 / f64::from(item.divisor), item.unit)
+                }
+                _ => String::new(),
+            };
+            format!("register {address} {e}{raw_range}")
+        })?;
+        self.registers.set(address, raw);
+        let shown = vevor_modbus::decode(item, &[raw]).display(item);
+        Ok(format!("inverter: register {address} ({}) = {raw} ({shown})", item.name))
+    }
+
+    /// The limits the inverter obeys now: the BMS's, or the no-comm settings. Its own maximum
+    /// charging current (register 332, 0.1 A, up to 80 A) caps the charge current either way: the
+    /// BMS's limit, or the no-comm 30 A (so without a BMS it charges at min(30 A, register 332)).
+    /// The grid's share of the charge current is register 333 (see [`Plant::step`]).
     pub fn limits(&self) -> Limits {
         let own_max = f64::from(self.registers.get(332)) / 10.0;
         match self.bms {
@@ -191,8 +243,18 @@ impl Inverter {
                 discharge: m.flags.contains(ManagementFlags::DISCHARGE_ENABLE),
                 from_bms: true,
             },
-            None => Limits { charge_a: NO_COMM.charge_a.min(own_max.max(NO_COMM.charge_a)), ..NO_COMM },
+            None => Limits { charge_a: NO_COMM.charge_a.min(own_max).max(0.0), ..NO_COMM },
         }
+    }
+}
+
+/// A state of charge in percent (0..=100, a trailing `%` allowed) as a fraction.
+fn percent(text: &str) -> Result<f64, String> {
+    let t = text.strip_suffix('%').unwrap_or(text);
+    match t.parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v / 100.0),
+        Ok(v) if v.is_finite() => Err(format!("state of charge {v} % is out of range: 0 to 100")),
+        _ => Err(format!("'{text}' is not a state of charge in percent (0 to 100)")),
     }
 }
 
@@ -399,11 +461,17 @@ impl Plant {
         self.packs.iter().flat_map(|p| &p.cells).map(|c| c.capacity_ah * energy_wh_per_ah(c.soc)).sum()
     }
 
+    /// Packs whose external fuse has blown (off the busbar until `replace-fuse pack N`).
+    pub fn blown_fuses(&self) -> usize {
+        self.packs.iter().filter(|p| p.fuse_blown()).count()
+    }
+
     /// Shares `total_a` between the packs by their open-circuit voltage and resistance, honouring
-    /// each pack's MOSFETs and the bus voltage limits. Returns the pack currents and bus voltage.
+    /// each pack's MOSFETs and fuse and the bus voltage limits. Returns the pack currents and bus
+    /// voltage. A pack with a blown fuse gets 0 A.
     pub fn share(&self, total_a: f64, max_v: f64, min_v: f64) -> (Vec<f64>, f64) {
         let n = self.packs.len();
-        let mut active: Vec<bool> = self.packs.iter().map(|p| p.charge_on() || p.discharge_on()).collect();
+        let mut active: Vec<bool> = self.packs.iter().map(Pack::connected).collect();
         let mut target = total_a;
         for _ in 0..=n + 2 {
             let (g, og) =
@@ -447,6 +515,11 @@ impl Plant {
     }
 
     /// Advances the plant by `dt` seconds (split into steps of at most one second).
+    ///
+    /// The inverter's charge current is the PV surplus (by the output priority, register 301)
+    /// plus, when the charging priority (331) is utility or PV and utility, the grid's maximum
+    /// mains charging current (333, 0.1 A); the sum is capped by [`Inverter::limits`] (the BMS's
+    /// limit and the maximum charging current, 332) and the charge voltage.
     pub fn step(&mut self, dt: f64) {
         let mut left = dt;
         while left > 1e-9 {
@@ -510,6 +583,9 @@ impl Plant {
             p.mosfet_temp_c += (mos_target - p.mosfet_temp_c) * (dt / 600.0).min(1.0);
             p.env_temp_c += (self.config.ambient_c - p.env_temp_c) * (dt / 600.0).min(1.0);
             bled += p.bms_step(dt);
+            // After the current of this step: a blown fuse takes the pack off the busbar from the
+            // next step on (`share` gives it nothing).
+            p.heat_fuse(i, dt);
         }
         self.bus_v = v;
         self.current_a = total;
@@ -569,7 +645,9 @@ impl Plant {
     /// A message naming the problem and the accepted commands.
     pub fn command(&mut self, line: &str) -> Result<String, String> {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let usage = "commands: silence|restore|garbage|clear pack N, fault pack N KIND, drift pack N MV, silence|restore coil";
+        let usage = "commands: silence|restore|garbage|clear pack N, fault pack N KIND, drift pack N MV, \
+                     replace-fuse pack N, soc pack N PERCENT, soc all PERCENT, inverter set REG VALUE, \
+                     silence|restore coil";
         let pack = |w: Option<&&str>, packs: usize| -> Result<usize, String> {
             let n: usize = w
                 .ok_or("missing pack number")?
@@ -628,6 +706,28 @@ impl Plant {
                 cell.soc = (lo + hi) / 2.0;
                 Ok(format!("pack {}: cell 1 drifted to {:.0} mV open-circuit", k + 1, cell.ocv_mv()))
             }
+            ["replace-fuse", "pack", rest @ ..] if rest.len() == 1 => {
+                let k = pack(rest.first(), n)?;
+                if self.packs[k].replace_fuse() {
+                    Ok(format!("pack {}: fuse replaced, back on the busbar", k + 1))
+                } else {
+                    Err(format!("pack {}: the fuse is intact; only a blown fuse can be replaced", k + 1))
+                }
+            }
+            ["soc", "pack", num, pct] => {
+                let k = pack(Some(num), n)?;
+                let soc = percent(pct)?;
+                self.packs[k].set_soc(soc);
+                Ok(format!("pack {}: every cell at {:.1} % state of charge", k + 1, soc * 100.0))
+            }
+            ["soc", "all", pct] => {
+                let soc = percent(pct)?;
+                for p in &mut self.packs {
+                    p.set_soc(soc);
+                }
+                Ok(format!("all {n} packs: every cell at {:.1} % state of charge", soc * 100.0))
+            }
+            ["inverter", "set", reg, value] => self.inverter.set(reg, value),
             _ => Err(format!("unknown command '{}'; {usage}", line.trim())),
         }
     }

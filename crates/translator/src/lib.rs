@@ -14,7 +14,7 @@
 //! let wire = b"~25014600F07A0001100CC70CC80CC70CC70CC70CC50CC60CC70CC70CC60CC70CC60CC60CC70CC60CC7060B9B0B990B990B990BB30BBCFF1FCCCD12D303286A008C2710E1E4\r";
 //! let Ok(pace_proto::Response::Analog(a)) = pace_proto::Reply::parse(0x42, wire).unwrap().outcome else { panic!() };
 //! let packs = [PackInput { analog: Some(&a.packs[0]), limits: PackLimits::default() }];
-//! let view = aggregate(&Input { packs: &packs, coil: None, rebalance_active: false, charge_voltage_override: None }, &Settings::default()).unwrap();
+//! let view = aggregate(&Input { packs: &packs, coil: None, rebalance_active: false, charge_voltage_override: None, limits: None }, &Settings::default()).unwrap();
 //! assert_eq!(view.voltage.raw(), 52429);
 //! assert_eq!(view.current_ma, -2250);
 //! assert_eq!(view.cell_min, (pace_proto::units::Millivolts::from_raw(3269), 0x0106)); // pack 1, cell 6
@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod limits;
 pub mod respond;
 
 use pace_proto::PackAnalog;
@@ -48,8 +49,6 @@ pub struct Settings {
     pub override_min: Millivolts,
     /// SOC source without a counter.
     pub pack_soc: PackSoc,
-    /// Current limits are this share of the summed pack over-current alarms.
-    pub current_derating: f64,
 }
 
 impl Default for Settings {
@@ -59,7 +58,6 @@ impl Default for Settings {
             rebalance_charge_voltage: Millivolts::from_raw(27950),
             override_min: Millivolts::from_raw(27000),
             pack_soc: PackSoc::Min,
-            current_derating: 0.8,
         }
     }
 }
@@ -101,6 +99,8 @@ pub struct Input<'a> {
     pub rebalance_active: bool,
     /// The operator's charge voltage override, if any.
     pub charge_voltage_override: Option<Millivolts>,
+    /// The current limits of §2a ([`limits::Limiter::update`]); `None` leaves them unknown.
+    pub limits: Option<&'a limits::Limits>,
 }
 
 /// Average, maximum and minimum of one kind of temperature, with ids `(pack << 8) | sensor`.
@@ -145,9 +145,9 @@ pub struct SystemView {
     pub charge_voltage_limit: Millivolts,
     /// Discharge voltage limit: the highest pack under-voltage alarm.
     pub discharge_voltage_limit: Option<Millivolts>,
-    /// Maximum charge current, mA: derating × Σ charge over-current alarms.
+    /// Maximum charge current, mA: the §2a limit.
     pub max_charge_ma: Option<i32>,
-    /// Maximum discharge current, mA (positive): derating × Σ discharge over-current alarms.
+    /// Maximum discharge current, mA (positive): the §2a limit.
     pub max_discharge_ma: Option<i32>,
     /// Packs with analog data.
     pub packs_reporting: usize,
@@ -177,10 +177,12 @@ fn id(pack: usize, item: usize) -> u16 {
 }
 
 /// The charge voltage limit: regular, raised during a rebalance, or the operator's override when it
-/// lies above `override_min` and below the lowest pack over-voltage alarm.
+/// lies above `override_min` and below the lowest pack over-voltage alarm. The override is
+/// suspended while a rebalance is active (SAFETY.md §2, v2): one below the rebalance threshold
+/// would keep the run from ever reaching it.
 pub fn charge_voltage_limit(input: &Input<'_>, settings: &Settings) -> Millivolts {
     let lowest_ov = input.packs.iter().filter_map(|p| p.limits.pack_ov_alarm).min();
-    if let Some(o) = input.charge_voltage_override {
+    if let Some(o) = input.charge_voltage_override.filter(|_| !input.rebalance_active) {
         if o > settings.override_min && lowest_ov.is_some_and(|ov| o < ov) {
             return o;
         }
@@ -222,13 +224,6 @@ pub fn aggregate(input: &Input<'_>, settings: &Settings) -> Option<SystemView> {
             a.temps[r.clone()].iter().enumerate().map(move |(s, t)| (*t, id(*k, r.start + s)))
         }))
     };
-    let limits = input.packs.iter().map(|p| p.limits);
-    let sum_a = |f: fn(&PackLimits) -> Option<u16>| -> Option<i32> {
-        let all: Option<Vec<u16>> = limits.clone().map(|l| f(&l)).collect();
-        all.map(|v| {
-            (v.iter().map(|a| f64::from(*a)).sum::<f64>() * settings.current_derating * 1000.0).round() as i32
-        })
-    };
     Some(SystemView {
         voltage: Millivolts::from_raw(voltage as u16),
         current_ma,
@@ -244,8 +239,8 @@ pub fn aggregate(input: &Input<'_>, settings: &Settings) -> Option<SystemView> {
         bms_temp: sensors(5..6),
         charge_voltage_limit: charge_voltage_limit(input, settings),
         discharge_voltage_limit: input.packs.iter().filter_map(|p| p.limits.pack_uv_alarm).max(),
-        max_charge_ma: sum_a(|l| l.charge_oc_alarm_a),
-        max_discharge_ma: sum_a(|l| l.discharge_oc_alarm_a),
+        max_charge_ma: input.limits.and_then(|l| l.charge.limit_ma),
+        max_discharge_ma: input.limits.and_then(|l| l.discharge.limit_ma),
         packs_reporting: reporting.len(),
     })
 }

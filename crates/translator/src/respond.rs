@@ -91,6 +91,8 @@ pub struct PackSnapshot {
     pub limits: PackLimits,
     /// Its serial from C2, if read.
     pub serial: Option<Text>,
+    /// Its share of the charge and discharge limits, mA (SAFETY.md §2a), for 0x92.
+    pub share_ma: (i32, i32),
 }
 
 /// The safety loop's last decision, as far as replies need it.
@@ -389,16 +391,14 @@ pub fn respond(
             match request.command {
                 Command::Management { .. } => {
                     let system = management(snapshot, view, settings, now_ms);
-                    let l = snapshot.packs[k].limits;
+                    let (charge, discharge) = snapshot.packs[k].share_ma;
                     let off = disabled(snapshot, settings, now_ms);
-                    let share = |a: Option<u16>| {
-                        if off { 0 } else { (f64::from(a.unwrap_or(0)) * 0.8 * 1000.0).round() as i32 }
-                    };
-                    let discharge = DeciAmps::from_milliamps(share(l.discharge_oc_alarm_a));
+                    let share = |ma: i32| DeciAmps::from_milliamps(if off { 0 } else { ma });
+                    let discharge = share(discharge);
                     Response::Management {
                         command,
                         limits: Management {
-                            charge_current: DeciAmps::from_milliamps(share(l.charge_oc_alarm_a)),
+                            charge_current: share(charge),
                             discharge_current: if settings.positive_discharge_limit {
                                 discharge
                             } else {

@@ -64,7 +64,7 @@ fn two_packs() -> [PackAnalog; 2] {
 }
 
 fn input<'a>(packs: &'a [PackInput<'a>]) -> Input<'a> {
-    Input { packs, coil: None, rebalance_active: false, charge_voltage_override: None }
+    Input { packs, coil: None, rebalance_active: false, charge_voltage_override: None, limits: None }
 }
 
 #[test]
@@ -89,10 +89,9 @@ fn voltage_current_cycles_soh_and_extremes() {
     assert_eq!((mosfet.max.0.to_deci_celsius(), mosfet.max.1), (350, 0x0205));
     let bms = v.bms_temp.unwrap();
     assert_eq!((bms.min.0.to_deci_celsius(), bms.min.1), (180, 0x0206));
-    // Discharge voltage limit: the highest pack under-voltage alarm; currents 0.8 × Σ alarms.
+    // Discharge voltage limit: the highest pack under-voltage alarm; no current limits without §2a's.
     assert_eq!(v.discharge_voltage_limit, Some(Millivolts::from_raw(22800)));
-    assert_eq!(v.max_charge_ma, Some(44_000));
-    assert_eq!(v.max_discharge_ma, Some(52_000));
+    assert_eq!((v.max_charge_ma, v.max_discharge_ma), (None, None));
     assert_eq!(v.packs_reporting, 2);
 }
 
@@ -136,6 +135,38 @@ fn charge_voltage_limit_regular_rebalance_and_override() {
     assert_eq!(limit(false, Some(27000)), 27350);
     assert_eq!(limit(false, Some(28600)), 27350);
     assert_eq!(limit(true, Some(26000)), 27950);
+    // v2: an accepted override is suspended while a rebalance is active.
+    assert_eq!(limit(true, Some(27500)), 27950);
+}
+
+#[test]
+fn the_current_limits_are_the_limiters() {
+    let a = two_packs();
+    let packs = [
+        PackInput { analog: Some(&a[0]), limits: limits(28800, 22400, 30, 30) },
+        PackInput { analog: Some(&a[1]), limits: limits(28600, 22800, 25, 35) },
+    ];
+    let flow = |c, d| translator::limits::PackFlow {
+        can_charge: true,
+        can_discharge: true,
+        current_ma: 0,
+        charge_alarm_a: Some(c),
+        discharge_alarm_a: Some(d),
+    };
+    let flows = [flow(30, 30), flow(25, 35)];
+    let l = translator::limits::Limiter::new(Default::default()).update(
+        0,
+        &translator::limits::LimitInput {
+            packs: &flows,
+            cell_max_mv: Some(3345),
+            cell_min_mv: Some(3280),
+            cell_temp_min_dc: Some(190),
+            recovery: false,
+        },
+    );
+    let v = aggregate(&Input { limits: Some(&l), ..input(&packs) }, &Settings::default()).unwrap();
+    // 0.8 × 2 × the weakest: 25 A charge, 30 A discharge.
+    assert_eq!((v.max_charge_ma, v.max_discharge_ma), (Some(40_000), Some(48_000)));
 }
 
 #[test]
@@ -145,13 +176,11 @@ fn missing_data_and_limits() {
         aggregate(&input(&[PackInput { analog: None, limits: PackLimits::default() }]), &Settings::default())
             .is_none()
     );
-    // One pack's limits not read yet: no current limit can be stated.
     let packs = [
         PackInput { analog: Some(&a[0]), limits: limits(28800, 22400, 30, 30) },
         PackInput { analog: None, limits: PackLimits::default() },
     ];
     let v = aggregate(&input(&packs), &Settings::default()).unwrap();
-    assert_eq!((v.max_charge_ma, v.max_discharge_ma), (None, None));
     assert_eq!(v.packs_reporting, 1);
     assert_eq!(v.voltage.raw(), 26407);
 }

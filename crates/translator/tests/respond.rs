@@ -36,13 +36,31 @@ fn snapshot(now_ms: u64) -> Snapshot {
             status: Some(s.packs[0].clone()),
             limits: limits(),
             serial: Some(pace_proto::Text(b"1812101380309D      ".to_vec())),
+            share_ma: (0, 0),
         },
-        PackSnapshot { analog: Some(analog), status: Some(status2), limits: limits(), serial: None },
+        PackSnapshot {
+            analog: Some(analog),
+            status: Some(status2),
+            limits: limits(),
+            serial: None,
+            share_ma: (0, 0),
+        },
     ];
+    let mut packs = packs;
+    let limits = current_limits(&packs);
+    for (p, share) in packs.iter_mut().zip(&limits.shares_ma) {
+        p.share_ma = *share;
+    }
     let inputs: Vec<PackInput<'_>> =
         packs.iter().map(|p| PackInput { analog: p.analog.as_ref(), limits: p.limits }).collect();
     let view = aggregate(
-        &Input { packs: &inputs, coil: None, rebalance_active: false, charge_voltage_override: None },
+        &Input {
+            packs: &inputs,
+            coil: None,
+            rebalance_active: false,
+            charge_voltage_override: None,
+            limits: Some(&limits),
+        },
         &Settings::default(),
     );
     Snapshot {
@@ -51,6 +69,32 @@ fn snapshot(now_ms: u64) -> Snapshot {
         enable: Enable { charge: true, discharge: true, at_ms: now_ms, comm_lost: false },
         protections: Protections::default(),
     }
+}
+
+/// SAFETY.md §2a over the snapshot's packs, as the daemon computes them.
+fn current_limits(packs: &[PackSnapshot]) -> limits::Limits {
+    use limits::{Direction, LimitInput, LimitSettings, Limiter, PackFlow, can_carry};
+    let flows: Vec<PackFlow> = packs
+        .iter()
+        .map(|p| {
+            let status = p.status.as_ref().unwrap();
+            PackFlow {
+                can_charge: can_carry(status, Direction::Charge),
+                can_discharge: can_carry(status, Direction::Discharge),
+                current_ma: p.analog.as_ref().map_or(0, |a| a.current.to_milliamps()),
+                charge_alarm_a: p.limits.charge_oc_alarm_a,
+                discharge_alarm_a: p.limits.discharge_oc_alarm_a,
+            }
+        })
+        .collect();
+    let input = LimitInput {
+        packs: &flows,
+        cell_max_mv: Some(3300),
+        cell_min_mv: Some(3280),
+        cell_temp_min_dc: Some(250),
+        recovery: false,
+    };
+    Limiter::new(LimitSettings::default()).update(0, &input)
 }
 
 fn request(adr: u8, cid2: u8, info: &[u8]) -> Vec<u8> {
@@ -76,8 +120,9 @@ fn system_management_0x63() {
         panic!()
     };
     assert_eq!((m.charge_voltage.raw(), m.discharge_voltage.raw()), (27350, 44800));
-    // 0.8 × (104 + 104) A and 0.8 × (105 + 105) A, the discharge limit negative as the original sent it.
-    assert_eq!((m.charge_current.raw(), m.discharge_current.raw()), (1664, -1680));
+    // SAFETY.md §2a: 0.8 × 2 × 104 A; pack 2 is in under-voltage protection and cannot give
+    // discharge, so 0.8 × 1 × 105 A; the discharge limit negative as the original sent it.
+    assert_eq!((m.charge_current.raw(), m.discharge_current.raw()), (1664, -840));
     assert_eq!(m.flags, ManagementFlags::CHARGE_ENABLE | ManagementFlags::DISCHARGE_ENABLE);
 }
 
@@ -166,8 +211,11 @@ fn per_pack_alarm_0x44_status_bits() {
 fn module_management_serial_firmware() {
     let s = snapshot(1000);
     let Ok(Response::Management { command, limits }) = ask(&s, 2, 0x92, &[0x02]).outcome else { panic!() };
+    // Each pack's share of the §2a limits: pack 1 carries half the charge and all the discharge.
     assert_eq!((command, limits.charge_current.raw(), limits.discharge_current.raw()), (2, 832, -840));
     assert_eq!(limits.flags.bits(), 0xC0);
+    let Ok(Response::Management { limits, .. }) = ask(&s, 3, 0x92, &[0x03]).outcome else { panic!() };
+    assert_eq!((limits.charge_current.raw(), limits.discharge_current.raw()), (832, 0));
     let Ok(Response::Serial { serial, .. }) = ask(&s, 2, 0x93, &[0x02]).outcome else { panic!() };
     assert_eq!(serial.trimmed(), "1812101380309D");
     let Ok(Response::Serial { serial, .. }) = ask(&s, 3, 0x93, &[0x03]).outcome else { panic!() };
@@ -194,7 +242,7 @@ fn parameters_version_manufacturer_and_system_info() {
         ),
         (500, 20, -150)
     );
-    assert_eq!((p.charge_current.raw(), p.discharge_current.raw()), (1664, -1680));
+    assert_eq!((p.charge_current.raw(), p.discharge_current.raw()), (1664, -840));
     let r = ask(&s, 3, 0x4F, &[]);
     assert_eq!((r.ver, r.outcome), (0x20, Ok(Response::ProtocolVersion)));
     let Ok(Response::ManufacturerInfo(m)) = ask(&s, 2, 0x51, &[]).outcome else { panic!() };

@@ -73,9 +73,30 @@ function renderSafety(s) {
     list.replaceChildren(el("li", { class: "clear" }, "✓ no rule blocks charging or discharging"));
   } else {
     list.replaceChildren(...s.reasons.map((r) =>
-      el("li", { class: "reason", title: "rule " + r.rule + " · " + r.code }, r.text + " — blocks " + r.blocks)));
+      el("li", { class: "reason" + (r.blocks === "nothing" ? " alarm" : ""), title: "rule " + r.rule + " · " + r.code },
+        r.text + (r.blocks === "nothing" ? " — alarm" : " — blocks " + r.blocks))));
   }
   $("decision-age").textContent = s.decision_age_ms === null ? "no decision yet" : "decided " + fmt.age(s.decision_age_ms);
+}
+
+// SAFETY.md §2a, per direction: base (n packs × the weakest alarm × derating), each taper factor
+// with its reason, the guard's cut, and what the inverter is told.
+function renderLimits(s) {
+  const l = s.limits;
+  if (!l) return;
+  const row = (label, c, d) => el("tr", {}, el("th", {}, label), el("td", {}, c), el("td", {}, d));
+  const factors = (x) => x.factors.length === 0 ? "—" : x.factors.map((f) => f.reason + " → × " + f.factor.toFixed(2)).join("; ");
+  const guard = (x) => x.guard ? "pack " + x.guard.pack + " at " + fmt.a(x.guard.current_ma) + " of " + x.guard.alarm_a + " A → " + fmt.a(x.guard.cut_ma) : "—";
+  $("limits").replaceChildren(
+    el("tr", {}, el("th", {}, ""), el("th", {}, "charge"), el("th", {}, "discharge")),
+    row("packs counted", String(l.charge.packs), String(l.discharge.packs)),
+    row("base", fmt.a(l.charge.base_ma) + (l.charge.a_min_a !== null ? " (" + l.charge.packs + " × " + l.charge.a_min_a + " A)" : ""),
+      fmt.a(l.discharge.base_ma) + (l.discharge.a_min_a !== null ? " (" + l.discharge.packs + " × " + l.discharge.a_min_a + " A)" : "")),
+    row("taper", factors(l.charge), factors(l.discharge)),
+    row("recovery", l.charge.recovery_ma !== null ? fmt.a(l.charge.recovery_ma) : "—", "—"),
+    row("guard", guard(l.charge), guard(l.discharge)),
+    el("tr", { class: "final" }, el("th", {}, "limit"), el("td", {}, fmt.a(l.charge.limit_ma)), el("td", {}, fmt.a(l.discharge.limit_ma))),
+  );
 }
 
 function renderRebalance(s) {
@@ -131,6 +152,12 @@ function packCard(p) {
     el("span", {}, fmt.v(p.voltage_mv)), el("span", {}, fmt.a(p.current_ma)), el("span", {}, fmt.pct(p.soc_pct)),
     el("span", {}, fmt.ah(p.remaining_mah) + " / " + fmt.ah(p.full_mah)), el("span", {}, (p.cycles ?? "—") + " cycles"),
     el("span", { class: "muted" }, "Δ " + (p.cell_delta_mv ?? "—") + " mV")));
+  // Its current against its own alarm, and its share of the limits (0x92).
+  const alarm = p.current_ma !== null && p.current_ma < 0 ? p.discharge_alarm_a : p.charge_alarm_a;
+  const load = p.current_ma === null || !alarm ? null : Math.abs(p.current_ma) / 1000 / alarm;
+  card.append(el("div", { class: "line share" + (load !== null && load > 0.9 ? " hot" : "") },
+    el("span", {}, "current " + fmt.a(p.current_ma === null ? null : Math.abs(p.current_ma)) + " of " + (alarm ?? "—") + " A alarm" + (load === null ? "" : " (" + Math.round(load * 100) + " %)")),
+    el("span", { class: "muted" }, "share: charge " + (p.can_charge ? fmt.a(p.share_charge_ma) : "none") + " · discharge " + (p.can_discharge ? fmt.a(p.share_discharge_ma) : "none"))));
   if (p.cells_mv.length > 0) {
     const lo = 2500, hi = 3650;
     const cells = el("div", { class: "cells" });
@@ -167,6 +194,7 @@ function packCard(p) {
 function render(s) {
   renderSummary(s);
   renderSafety(s);
+  renderLimits(s);
   renderRebalance(s);
   renderCoil(s);
   renderInverter(s);

@@ -119,6 +119,50 @@ pub fn render(s: &Status) -> String {
         );
     }
 
+    if let Some(l) = &s.limits {
+        let directions = [("charge", &l.charge), ("discharge", &l.discharge)];
+        let each = |o: &mut Out,
+                    name: &str,
+                    help: &str,
+                    value: &dyn Fn(&daemon::status::DirectionLimit) -> Option<f64>| {
+            o.family(name, "gauge", help);
+            for (d, x) in directions {
+                if let Some(v) = value(x) {
+                    o.sample(name, &[("direction", d)], v);
+                }
+            }
+        };
+        let amps = |ma: Option<i32>| ma.map(|v| f64::from(v) / 1000.0);
+        each(&mut o, "limit_packs", "Packs that can carry current this way (SAFETY.md 2a n).", &|x| {
+            Some(x.packs as f64)
+        });
+        each(&mut o, "limit_base_amperes", "Base limit: derating x n x the weakest pack's alarm.", &|x| {
+            amps(x.base_ma)
+        });
+        each(
+            &mut o,
+            "limit_taper_factor",
+            "The lowest taper factor (cell voltage, cell temperature).",
+            &|x| Some(x.taper),
+        );
+        each(&mut o, "limit_guard_active", "The per-pack guard holds the limit (1/0).", &|x| {
+            Some(flag(x.guard.is_some()))
+        });
+        each(
+            &mut o,
+            "limit_guard_cut_amperes",
+            "The limit the per-pack guard cut to (while active).",
+            &|x| amps(x.guard.as_ref().map(|g| g.cut_ma)),
+        );
+        each(&mut o, "limit_amperes", "The current limit the inverter is told.", &|x| amps(x.limit_ma));
+        o.family("limit_factor", "gauge", "Each taper table's factor, by direction and table.");
+        for (d, x) in directions {
+            for f in &x.factors {
+                o.sample("limit_factor", &[("direction", d), ("table", f.table)], f.factor);
+            }
+        }
+    }
+
     let packs: Vec<String> = s.packs.iter().map(|p| p.number.to_string()).collect();
     let per_pack = |o: &mut Out, name: &str, help: &str, value: &dyn Fn(usize) -> Option<f64>| {
         o.family(name, "gauge", help);
@@ -134,6 +178,21 @@ pub fn render(s: &Status) -> String {
     });
     per_pack(&mut o, "pack_current_amperes", "Pack current, + charging.", &|k| {
         p[k].current_ma.map(|v| f64::from(v) / 1000.0)
+    });
+    per_pack(&mut o, "pack_charge_share_amperes", "The pack's share of the charge limit (0x92).", &|k| {
+        p[k].share_charge_ma.map(|v| f64::from(v) / 1000.0)
+    });
+    per_pack(
+        &mut o,
+        "pack_discharge_share_amperes",
+        "The pack's share of the discharge limit (0x92).",
+        &|k| p[k].share_discharge_ma.map(|v| f64::from(v) / 1000.0),
+    );
+    per_pack(&mut o, "pack_charge_alarm_amperes", "The pack's charge over-current alarm.", &|k| {
+        p[k].charge_alarm_a.map(f64::from)
+    });
+    per_pack(&mut o, "pack_discharge_alarm_amperes", "The pack's discharge over-current alarm.", &|k| {
+        p[k].discharge_alarm_a.map(f64::from)
     });
     per_pack(&mut o, "pack_soc_percent", "Pack state of charge (remaining / full).", &|k| {
         p[k].soc_pct.map(f64::from)

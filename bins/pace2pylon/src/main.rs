@@ -120,7 +120,8 @@ struct DemoArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// A scripted story: pack-silent, cell-ov, overtemp, coil-silent, garbage (a fault at 20 s,
-    /// cleared at 60 s), cell-uv-rebalance (a whole rebalance cycle).
+    /// cleared at 60 s), cell-uv-rebalance (a whole rebalance cycle), cascade (3 packs, 80 A
+    /// inverter, a drifted cell: the limits follow), uv-recovery (an empty stack recharged).
     #[arg(long)]
     scenario: Option<String>,
     /// Expose the Pylontech port on ADDR (host:port) for an external master instead of the
@@ -462,22 +463,60 @@ enum Beat {
     Speed(f64),
 }
 
-/// The scripted stories of `demo --scenario`: what to do, in real seconds after start.
-fn scenario(name: &str) -> anyhow::Result<Vec<(u64, Beat)>> {
+/// A scripted story of `demo --scenario`.
+struct Scenario {
+    /// The pack count it needs (it overrides `--packs`).
+    packs: Option<u16>,
+    /// The plant's time of day at start, hours, and its packs' state of charge (0..=1).
+    start: Option<(f64, f64)>,
+    /// What to do, in real seconds after start.
+    beats: Vec<(u64, Beat)>,
+}
+
+/// The scripted stories of `demo --scenario`.
+fn scenario(name: &str) -> anyhow::Result<Scenario> {
     use Beat::{Command, Speed};
+    let beats = |beats| Scenario { packs: None, start: None, beats };
     Ok(match name {
-        "pack-silent" => vec![(20, Command("silence pack 2")), (60, Command("restore pack 2"))],
-        "cell-ov" => vec![(20, Command("fault pack 1 cell-ov")), (60, Command("clear pack 1"))],
-        "overtemp" => vec![(20, Command("fault pack 1 overtemp")), (60, Command("clear pack 1"))],
-        "coil-silent" => vec![(20, Command("silence coil")), (60, Command("restore coil"))],
-        "garbage" => vec![(20, Command("garbage pack 1")), (60, Command("restore pack 1"))],
+        // SAFETY.md §2a: three packs behind an 80 A inverter charging from the grid and the sun;
+        // cell 1 of pack 1 drifts low, so pack 1 draws more than its share. v1 told the inverter
+        // 0.8 × 90 A whatever the packs carried, and pack 1 tripped, then the other two, then a
+        // fuse blew; now the per-pack guard cuts the limit until pack 1 is back at 0.9 × 30 A.
+        "cascade" => Scenario {
+            packs: Some(3),
+            start: None,
+            beats: vec![
+                (0, Command("inverter set 332 800")),
+                (0, Command("inverter set 333 800")),
+                (0, Command("inverter set 331 2")),
+                // A drift takes weeks on a real stack; here 100 mV every 5 s, so the safety loop
+                // sees each step (a BMS trips 1 s after its 35 A protect level).
+                (20, Command("drift pack 1 -100")),
+                (25, Command("drift pack 1 -100")),
+                (30, Command("drift pack 1 -100")),
+                (35, Command("drift pack 1 -100")),
+                (40, Command("drift pack 1 -100")),
+            ],
+        },
+        // Rule 15: an empty stack at 07:00, its cells in BMS under-voltage protection. Discharge
+        // stays off (the grid takes the load); charging stays allowed at the recovery current
+        // (2 A per pack), and the morning sun charges it at that current until the protection
+        // releases. The trigger starts a rebalance (rule 15 counts as rule 14's), which charges on.
+        "uv-recovery" => Scenario { packs: Some(3), start: Some((7.0, 0.0)), beats: vec![(10, Speed(30.0))] },
+        "pack-silent" => beats(vec![(20, Command("silence pack 2")), (60, Command("restore pack 2"))]),
+        "cell-ov" => beats(vec![(20, Command("fault pack 1 cell-ov")), (60, Command("clear pack 1"))]),
+        "overtemp" => beats(vec![(20, Command("fault pack 1 overtemp")), (60, Command("clear pack 1"))]),
+        "coil-silent" => beats(vec![(20, Command("silence coil")), (60, Command("restore coil"))]),
+        "garbage" => beats(vec![(20, Command("garbage pack 1")), (60, Command("restore pack 1"))]),
         // Cell 1 of pack 1 drifts low while the plant runs slowly, so the safety loop sees it before
         // the charging current lifts it; rule 14 starts a rebalance; then the plant runs 300 times
         // faster through the charge, the balancing, the calibration and the night's settling
         // (about five minutes with 12 packs).
-        "cell-uv-rebalance" => vec![(10, Speed(5.0)), (15, Command("drift pack 1 -580")), (25, Speed(300.0))],
+        "cell-uv-rebalance" => {
+            beats(vec![(10, Speed(5.0)), (15, Command("drift pack 1 -580")), (25, Speed(300.0))])
+        }
         other => bail!(
-            "unknown scenario '{other}'; scenarios: pack-silent, cell-ov, overtemp, coil-silent, garbage, cell-uv-rebalance"
+            "unknown scenario '{other}'; scenarios: pack-silent, cell-ov, overtemp, coil-silent, garbage, cell-uv-rebalance, cascade, uv-recovery"
         ),
     })
 }
@@ -486,7 +525,13 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     if !(args.speed > 0.0 && args.speed <= 100_000.0) {
         bail!("--speed must be above 0 and at most 100000");
     }
-    let script = args.scenario.as_deref().map(scenario).transpose()?.unwrap_or_default();
+    let story = args.scenario.as_deref().map(scenario).transpose()?;
+    let packs = story.as_ref().and_then(|s| s.packs).unwrap_or(args.packs);
+    let start = story.as_ref().and_then(|s| s.start);
+    if packs != args.packs {
+        say!("scenario {}: {packs} packs", args.scenario.as_deref().unwrap_or_default());
+    }
+    let script = story.map(|s| s.beats).unwrap_or_default();
     let ephemeral = || {
         listen("127.0.0.1", 0).and_then(|(mut l, _)| {
             let addr = l.local_addr()?.context("no local address")?;
@@ -494,7 +539,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         })
     };
     let (mut pack_links, mut pack_urls) = (Vec::new(), Vec::new());
-    for _ in 0..args.packs {
+    for _ in 0..packs {
         let (l, u) = ephemeral()?;
         pack_links.push(l);
         pack_urls.push(u);
@@ -534,7 +579,11 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         config.mqtt.client_id = format!("pace2pylon-demo-{}", std::process::id());
     }
     let (http, mqtt) = (config.http.clone(), config.mqtt.clone());
-    let plant = PlantConfig { packs: usize::from(args.packs), seed: args.seed, ..PlantConfig::default() };
+    let mut plant = PlantConfig { packs: usize::from(packs), seed: args.seed, ..PlantConfig::default() };
+    if let Some((hour, soc)) = start {
+        plant.start_of_day_s = hour * 3600.0;
+        plant.soc = soc;
+    }
     let options = Options { speed: args.speed, ..Options::default() };
     let mut sim =
         Sim::start(Plant::new(plant), Lines { packs: pack_links, coil, inverter, bms_port }, options);
@@ -562,7 +611,7 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     let publisher = start_mqtt(&daemon, &mqtt)?;
     say!(
         "pace2pylon demo: {} simulated packs at {}x speed; the daemon polls them and answers the simulated inverter",
-        args.packs,
+        packs,
         args.speed
     );
     match &args.pylon_listen {
@@ -642,8 +691,32 @@ fn print_status(sim: &Sim, daemon: &daemon::runtime::Daemon) {
         daemon::status::Step::Idle => String::new(),
         _ => format!(" | rebalance {}", step.progress),
     };
+    // What the inverter is told (SAFETY.md §2a), and the plant's worst pack against its 30 A fuse.
+    let limits = daemon.shared().status().limits.map_or(String::new(), |l| {
+        let a = |ma: Option<i32>| ma.map_or("-".into(), |v| format!("{:.1}", f64::from(v) / 1000.0));
+        let guard = |d: &daemon::status::DirectionLimit| {
+            d.guard.as_ref().map_or(String::new(), |g| format!(" (guard: pack {})", g.pack))
+        };
+        format!(
+            " | limits charge {} A{} discharge {} A{}",
+            a(l.charge.limit_ma),
+            guard(&l.charge),
+            a(l.discharge.limit_ma),
+            guard(&l.discharge)
+        )
+    });
+    let worst = plant
+        .packs
+        .iter()
+        .max_by(|a, b| a.current_a.abs().total_cmp(&b.current_a.abs()))
+        .map_or(String::new(), |p| format!(" | worst pack {} {:+.1} A", p.number, p.current_a));
+    let trips: u32 = plant.packs.iter().map(|p| p.charge_oc_trips + p.discharge_oc_trips).sum();
+    let damage = match (trips, plant.blown_fuses()) {
+        (0, 0) => String::new(),
+        (t, f) => format!(" | BMS over-current trips {t}, fuses blown {f}"),
+    };
     say!(
-        "{:02}:{:02} plant | charge {} discharge {} | SOC {} | {:.2} V {:+.1} A | PV {:.0} W load {:.0} W grid {:.0} W{rebalance}{}",
+        "{:02}:{:02} plant | charge {} discharge {} | SOC {} | {:.2} V {:+.1} A{limits}{worst}{damage} | PV {:.0} W load {:.0} W grid {:.0} W{rebalance}{}",
         plant.hour() as u32,
         ((plant.hour() * 60.0) % 60.0) as u32,
         onoff(charge),

@@ -53,6 +53,41 @@ fn configuration_errors_name_the_key() {
 }
 
 #[test]
+fn the_v2_keys_are_checked_naming_the_key() {
+    let base = "[pylon]\nlink = \"tcp://h:1\"\n\n[[pack]]\nlink = \"tcp://h:2\"\n";
+    let ok = format!(
+        "{base}\n[safety]\npack_current_guard = 0.85\n\n[safety.taper]\ncharge_cell_mv = [[3400, 1.0], [3500, 0.2]]\n\n[rebalance]\nbalanced_delta_mv = 30\n"
+    );
+    let (code, out, err) = check(&ok);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("charge_cell_mv = [[3400.0, 1.0], [3500.0, 0.2]]"), "{out}");
+    for (extra, expected) in [
+        ("[safety]\ncurrent_derating = 1.5\n", "safety.current_derating: 1.5 is outside 0.1..1"),
+        ("[safety]\npack_current_guard = 0.2\n", "safety.pack_current_guard: 0.2 is outside 0.5..1"),
+        ("[safety]\nlimit_rise_per_s = 0\n", "safety.limit_rise_per_s: 0 is outside 0.01..1"),
+        (
+            "[safety.taper]\ncharge_cell_mv = [[3500, 1.0], [3400, 0.5]]\n",
+            "safety.taper.charge_cell_mv: the points must rise: 3500 is followed by 3400",
+        ),
+        (
+            "[safety.taper]\ndischarge_temp_c = [[0.0, 1.2]]\n",
+            "safety.taper.discharge_temp_c: the factor at 0 is 1.2",
+        ),
+        (
+            "[safety.taper]\ncharge_temp_c = []\n",
+            "safety.taper.charge_temp_c: a taper table needs at least one point",
+        ),
+        ("[safety.taper]\ncharge_cells = []\n", "unknown field `charge_cells`"),
+        ("[rebalance]\nunlock_grace_s = 0\n", "rebalance.unlock_grace_s: 0 is outside 1..3600"),
+        ("[rebalance]\nbalanced_delta_mv = 2\n", "rebalance.balanced_delta_mv: 2 is outside 5..500"),
+    ] {
+        let (code, _, err) = check(&format!("{base}\n{extra}"));
+        assert_eq!(code, 1, "{extra}");
+        assert!(err.contains(expected), "{extra}: {err}");
+    }
+}
+
+#[test]
 fn the_demo_runs_the_stack_and_reacts_to_an_injected_fault() {
     let mut child = Command::new(BIN)
         .args(["demo", "--packs", "3", "--speed", "30", "--http", "127.0.0.1:0"])
@@ -74,7 +109,11 @@ fn the_demo_runs_the_stack_and_reacts_to_an_injected_fault() {
             use std::io::Write;
             writeln!(stdin, "fault pack 3 cell-uv").unwrap();
         }
-        if seen_on && line.contains("discharge OFF") && line.contains("pack 3 BMS protection active") {
+        // Rule 15: a BMS under-voltage protection stops discharging only.
+        if seen_on
+            && line.contains("charge on discharge OFF")
+            && line.contains("pack 3 BMS under-voltage protection")
+        {
             seen_off = true;
             break;
         }

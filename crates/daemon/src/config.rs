@@ -600,7 +600,7 @@ impl Config {
             ("rebalance.balanced_delta_mv", u64::from(r.balanced_delta_mv), 5, 500),
             ("rebalance.hold_max_s", r.hold_max_s, 0, 7 * 86400),
             ("rebalance.unlock_grace_s", r.unlock_grace_s, 1, 3600),
-            ("rebalance.settle_max_s", r.settle_max_s, 3600, 30 * 86400),
+            ("rebalance.settle_max_s", r.settle_max_s, 60, 30 * 86400),
             ("rebalance.retrigger_min_s", r.retrigger_min_s, 0, 365 * 86400),
         ] {
             if !(lo..=hi).contains(&v) {

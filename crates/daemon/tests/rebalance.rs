@@ -108,8 +108,40 @@ fn a_cell_under_voltage_runs_a_whole_rebalance_to_settled_across_a_restart() {
 
     let t = logged(&dir, "rebalance: ThresholdHit", Duration::from_secs(60));
     eprintln!("threshold hit {t:?} after the restart");
+    // SAFETY.md §4 step 3 (v2): from the top of the charge through the completion the inverter is
+    // never told both directions off (v1 cleared active first, and rule 6 then saw the packs still
+    // locked by their over-voltage protection). Sampled every 20 ms on the simulated inverter.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (plant, stop) = (sim.plant(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut samples, mut both_off, mut locked_seen) = (0u32, 0u32, 0usize);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let p = lock(&plant).clone();
+                let (c, d, _) = told(&p);
+                samples += 1;
+                both_off += u32::from(!c && !d);
+                let locked = p
+                    .packs
+                    .iter()
+                    .filter(|k| k.protect1.contains(pace_proto::Protect1::HIGH_CELL_VOLTAGE))
+                    .count();
+                locked_seen = locked_seen.max(locked);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (samples, both_off, locked_seen)
+        })
+    };
     let t = logged(&dir, "rebalance: Completed", Duration::from_secs(150));
     eprintln!("completed {t:?} after the threshold");
+    logged(&dir, "rebalance: Unlocking", Duration::from_secs(1));
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (samples, both_off, locked) = sampler.join().unwrap();
+    eprintln!(
+        "top of charge to completion: {samples} samples, {both_off} both off, up to {locked} packs in over-voltage protection"
+    );
+    assert_eq!(both_off, 0, "told both off {both_off} times of {samples}");
     // Complete: output priority back to SBU, regular voltage, charging blocked while settling, the
     // coil calibrated to full.
     until(&sim, Duration::from_secs(10), "output priority back to sbu", |p| {

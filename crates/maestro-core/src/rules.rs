@@ -605,8 +605,17 @@ impl Maestro {
         let counts = |can: fn(&PackObservation) -> bool| {
             obs.packs.iter().filter(|p| !stale(p.analog_at) && !stale(p.status_at) && can(p)).count()
         };
-        // With every pack stale, rule 2 already says why; the count adds nothing.
-        if counts(|_| true) > 0 {
+        // With every pack stale, rule 2 already says why; the count adds nothing. During an active
+        // rebalance a pack held by its BMS's over-voltage protection is expected (rules 6 and 11
+        // are relaxed for the same reason): while one is, an empty count does not block — the
+        // limit is 0 A all the same, and the completion's unlock releases it.
+        let held_by_the_rebalance = obs.rebalance_active
+            && obs.packs.iter().any(|p| {
+                !stale(p.analog_at)
+                    && !stale(p.status_at)
+                    && p.protect1.intersects(Protect1::HIGH_CELL_VOLTAGE | Protect1::HIGH_TOTAL_VOLTAGE)
+            });
+        if counts(|_| true) > 0 && !held_by_the_rebalance {
             if counts(|p| p.can_charge) == 0 {
                 reasons.push(Reason::NoPackCanCharge);
             }

@@ -117,8 +117,12 @@ fn triggers(obs: &Observation<'_>) -> (bool, bool, bool) {
         || cell_t().any(|x| !(-150..=500).contains(&x))
         || packs.iter().any(|p| p.temps_dc[4] > 600 || p.temps_dc[5] > 550)
         || obs.charge_limit_ma.is_none();
+    // An empty count blocks, unless a pack is held by its over-voltage protection during an
+    // active rebalance (SAFETY.md §4: expected there, like rules 6 and 11).
+    let fresh = || packs.iter().filter(|p| !stale(p.analog_at) && !stale(p.status_at));
+    let held = obs.rebalance_active && fresh().any(|p| p.protect1.bits() & 0x05 != 0);
     let counted = |can: fn(&PackObservation) -> bool| {
-        packs.iter().filter(|p| !stale(p.analog_at) && !stale(p.status_at) && can(p)).count()
+        if held { usize::MAX } else { fresh().filter(|p| can(p)).count() }
     };
     let charge = (!obs.rebalance_active && cells().any(|v| v > 3630))
         || cell_t().any(|x| x < 20)
@@ -164,7 +168,18 @@ proptest! {
             let obs = Observation { rebalance_active: false, ..observation(s, now, &packs, coil) };
             let a = normal.decide(&obs);
             let b = rebalancing.decide(&Observation { rebalance_active: true, ..obs });
-            let relaxed: Vec<_> = a.reasons.iter().filter(|r| !matches!(r, Reason::BmsOverVoltage { .. } | Reason::CellOverVoltage)).cloned().collect();
+            // A pack in over-voltage protection, expected during a rebalance, also keeps an empty
+            // §2a count from blocking (its limit is 0 A all the same).
+            let fresh_ov = packs.iter().any(|p| {
+                p.analog_at.is_some_and(|a| now - a.0 <= 5000) && p.status_at.is_some_and(|a| now - a.0 <= 5000)
+                    && p.protect1.bits() & 0x05 != 0
+            });
+            let relaxed: Vec<_> = a.reasons.iter().filter(|r| {
+                let over_voltage = matches!(r, Reason::BmsOverVoltage { .. } | Reason::CellOverVoltage);
+                let empty_count = matches!(r, Reason::NoPackCanCharge | Reason::NoPackCanDischarge);
+                let relaxed = over_voltage || (fresh_ov && empty_count);
+                !relaxed
+            }).cloned().collect();
             prop_assert_eq!(b.reasons, relaxed);
         }
     }

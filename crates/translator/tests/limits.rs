@@ -309,3 +309,30 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// A protecting pack never counts: with its MOSFET off, or any protection or fault of that
+    /// direction (bits from PROTOCOLS.md, restated here), it cannot carry that way.
+    #[test]
+    fn a_protecting_pack_never_counts(p1 in any::<u8>(), p2 in any::<u8>(), system in any::<u8>(), fault in any::<u8>()) {
+        let s = PackStatus {
+            protect1: Protect1::from_bits_retain(p1),
+            protect2: Protect2::from_bits_retain(p2),
+            system: SystemState::from_bits_retain(system),
+            fault: pace_proto::FaultState::from_bits_retain(fault),
+            ..status(SystemState::empty())
+        };
+        // Faults that stop a pack either way: NTC, cell, sampling.
+        let common_fault = fault & 0b0011_0100 != 0;
+        // Charge: MOSFET b1; over-voltage b0 b2, charge OC b4, short b6; charge temperatures b0 b2,
+        // MOSFET and environment b4 b5 b6; charge MOSFET fault b0.
+        let charge_blocked = system & 0x02 == 0 || p1 & 0b0101_0101 != 0 || p2 & 0b0111_0101 != 0
+            || fault & 0x01 != 0 || common_fault;
+        // Discharge: MOSFET b2; over- and under-voltage b0-b3, discharge OC b5, short b6; discharge
+        // temperatures b1 b3, MOSFET and environment b4 b5 b6; discharge MOSFET fault b1.
+        let discharge_blocked = system & 0x04 == 0 || p1 & 0b0110_1111 != 0 || p2 & 0b0111_1010 != 0
+            || fault & 0x02 != 0 || common_fault;
+        prop_assert_eq!(can_carry(&s, Direction::Charge), !charge_blocked);
+        prop_assert_eq!(can_carry(&s, Direction::Discharge), !discharge_blocked);
+    }
+}

@@ -326,7 +326,7 @@ pub fn render(s: &Status) -> String {
 
     o.family("rebalance_step", "gauge", "The rebalance step (1 for the current one).");
     let step = serde_json::to_value(s.rebalance.step).ok();
-    for name in ["idle", "running", "settling"] {
+    for name in ["idle", "running", "completing", "settling"] {
         o.sample(
             "rebalance_step",
             &[("step", name)],

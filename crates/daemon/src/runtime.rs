@@ -946,7 +946,8 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
             discharge_limit_ma: view.and_then(|v| v.max_discharge_ma).filter(|_| all_limits),
             forced_disable: overrides.forced_disable,
             rebalance_active: active,
-            rebalance_settling: step == Step::Settling,
+            // Rule 13: from the completion's unlock on (SAFETY.md §4 steps 3 and 4).
+            rebalance_settling: matches!(step, Step::Completing | Step::Settling),
         };
         let decision = maestro.decide(&obs);
         run_rebalance(&mut rebalance, &decision, &readings, coil.map(|(c, _)| c), &tz, shared);

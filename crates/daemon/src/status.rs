@@ -463,6 +463,8 @@ pub struct Overrides {
     pub forced_disable: bool,
     /// Charge voltage override.
     pub charge_voltage_mv: Option<u16>,
+    /// The override is set but suspended: a rebalance is active (SAFETY.md §2, v2).
+    pub charge_voltage_suspended: bool,
     /// Forced charging priority.
     pub charging_priority: Option<u16>,
 }
@@ -675,7 +677,7 @@ impl Shared {
                     config.rebalance.hold_max_s as f64 / 3600.0
                 ),
                 Step::Completing => format!(
-                    "completing: packs unlocked; waiting for them to leave over-voltage protection (at most {} s)",
+                    "completing: charging stopped, packs unlocked; waiting for them to leave over-voltage protection (at most {} s)",
                     config.rebalance.unlock_grace_s
                 ),
                 Step::Running => format!(
@@ -707,10 +709,15 @@ impl Shared {
         let overrides = {
             // One lock at a time: never hold one mutex while taking another.
             let o = lock(&self.persisted).overrides.clone();
+            let (forced, active) = {
+                let r = lock(&self.rebalance);
+                (r.forced_charging_priority, r.active())
+            };
             Overrides {
                 forced_disable: o.forced_disable,
                 charge_voltage_mv: o.charge_voltage_mv,
-                charging_priority: lock(&self.rebalance).forced_charging_priority,
+                charge_voltage_suspended: o.charge_voltage_mv.is_some() && active,
+                charging_priority: forced,
             }
         };
         let pylon = {

@@ -180,6 +180,28 @@ fn until_plant(sim: &Sim, limit: Duration, what: &str, f: impl Fn(&sim::Plant) -
     }
 }
 
+/// SAFETY.md §2 (v2): the operator's charge-voltage override is suspended while a rebalance is
+/// active (one below the threshold would keep the run from ever reaching it) and applies again after.
+#[test]
+fn a_charge_voltage_override_is_suspended_while_a_rebalance_runs() {
+    let dir = state_dir("override-suspended");
+    let (sim, daemon) = start_in(2, &dir);
+    until(&sim, Duration::from_secs(15), enabled);
+    let told = |mv: u16| move |p: &sim::Plant| p.inverter.bms.is_some_and(|m| m.charge_voltage.raw() == mv);
+    let set = daemon::control::Control::SetChargeVoltage { charge_voltage_mv: Some(27_500) };
+    daemon.shared().control(&set).unwrap();
+    until_plant(&sim, Duration::from_secs(5), "the override in 0x63", told(27_500));
+    daemon.rebalance_start().unwrap();
+    until_plant(&sim, Duration::from_secs(8), "the rebalance voltage, not the override", told(27_950));
+    let o = daemon.shared().status().overrides;
+    assert_eq!((o.charge_voltage_mv, o.charge_voltage_suspended), (Some(27_500), true));
+    daemon.rebalance_cancel().unwrap();
+    until_plant(&sim, Duration::from_secs(8), "the override again after the cancel", told(27_500));
+    assert!(!daemon.shared().status().overrides.charge_voltage_suspended);
+    daemon.stop();
+    sim.stop();
+}
+
 #[test]
 fn a_rebalance_start_and_cancel_reach_the_inverter_and_the_coil() {
     let dir = state_dir("rebalance");

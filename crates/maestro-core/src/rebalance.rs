@@ -89,7 +89,8 @@ pub enum Step {
     Idle,
     /// Charging towards over-voltage protection and balancing.
     Running,
-    /// Done; the packs are being unlocked while rules 6 and 11 stay relaxed.
+    /// Done; the packs are being unlocked while rules 6 and 11 stay relaxed; charging is
+    /// already blocked (rule 13), discharging is not.
     Completing,
     /// Completed; charging stays off until the stack has given back the extra capacity.
     Settling,
@@ -200,7 +201,7 @@ pub struct Targets {
     pub coil: Option<(u32, u16)>,
     /// The charge voltage limit is raised (the translator's rebalance voltage).
     pub raised_charge_voltage: bool,
-    /// Charging is blocked (rule 13).
+    /// Charging is blocked (rule 13): settling, or completing.
     pub settling: bool,
 }
 
@@ -260,11 +261,16 @@ pub enum Trigger {
     Due,
 }
 
+/// While completing, the unlock is sent again this often to packs still (or again) locked, s.
+pub const UNLOCK_RESEND_S: u64 = 5;
+
 /// The procedure.
 #[derive(Clone, Debug, Default)]
 pub struct Rebalance {
     config: RebalanceConfig,
     state: RebalanceState,
+    /// When the unlock was last sent (not persisted: a restart sends it again at once).
+    unlock_last_s: Option<u64>,
 }
 
 /// What one step produced.
@@ -283,7 +289,7 @@ pub struct Outcome {
 impl Rebalance {
     /// The procedure, resuming from `state` (as loaded at start).
     pub fn new(config: RebalanceConfig, state: RebalanceState) -> Self {
-        Self { config, state }
+        Self { config, state, unlock_last_s: None }
     }
 
     /// The settings.
@@ -359,8 +365,10 @@ impl Rebalance {
                     // report the protection gone, so completing never blocks both directions.
                     self.state.step = Step::Completing;
                     self.state.unlock_sent_s = Some(input.now_s);
+                    self.unlock_last_s = Some(input.now_s);
                     out.actions.push(Action::UnlockPacks);
                     out.events.push(Event::Unlocking);
+                    out.targets.settling = true;
                 }
                 self.run_targets(input, &c, &mut out.targets);
             }
@@ -372,7 +380,17 @@ impl Rebalance {
                     }
                     self.complete(input, &c, &mut out);
                 } else {
+                    // A pack may still be above its protect level when the first unlock arrives,
+                    // or trip again at the raised voltage: unlock again while one is locked.
+                    let last = self.unlock_last_s.map_or(u64::MAX, |t| input.now_s.saturating_sub(t));
+                    if last >= UNLOCK_RESEND_S {
+                        self.unlock_last_s = Some(input.now_s);
+                        out.actions.push(Action::UnlockPacks);
+                    }
                     self.run_targets(input, &c, &mut out.targets);
+                    // Charging stops already (rule 13), so no pack trips again while the others
+                    // are unlocked; discharging goes on (rules 6 and 11 stay relaxed).
+                    out.targets.settling = true;
                 }
             }
             Step::Settling => {

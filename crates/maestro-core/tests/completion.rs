@@ -56,7 +56,7 @@ fn completing_with_packs_in_over_voltage_protection_never_blocks_both_directions
         let obs = Observation {
             packs: &packs(s * 1000, &state),
             rebalance_active: rebalance.state().active(),
-            rebalance_settling: rebalance.state().step == Step::Settling,
+            rebalance_settling: matches!(rebalance.state().step, Step::Completing | Step::Settling),
             ..Observation::at(Millis(s * 1000))
         };
         let d = maestro.decide(&obs);

@@ -54,6 +54,7 @@ fn a_whole_cycle_from_cell_under_voltage_to_settled() {
         ([Event::Unlocking].as_slice(), [Action::UnlockPacks].as_slice())
     );
     assert!(out.targets.raised_charge_voltage && r.state().active());
+    assert!(out.targets.settling, "charging stops while the packs are unlocked");
     assert_eq!(r.state().step, Step::Completing);
     // They report the protection gone: complete (the inverter still reports utility first).
     let out = r.step(&RebalanceInput {
@@ -231,11 +232,13 @@ fn completion_unlocks_first_and_clears_active_when_the_packs_report_it_or_after_
         |now, locked| RebalanceInput { coil_current_ma: Some(1000), packs_locked: locked, ..input(now, 600) };
     let out = r.step(&done(200, true));
     assert_eq!((out.events, out.actions), (vec![Event::Unlocking], vec![Action::UnlockPacks]));
-    // Still locked: active (rules 6 and 11 stay relaxed), nothing calibrated yet.
-    for now in [201, 210, 229] {
+    // Still locked: active (rules 6 and 11 stay relaxed), nothing calibrated yet; the unlock is
+    // sent again every 5 s (a pack above its protect level, or one that tripped again).
+    for (now, resent) in [(201, false), (204, false), (205, true), (209, false), (210, true), (229, true)] {
         let out = r.step(&done(now, true));
-        assert!(out.events.is_empty() && out.actions.is_empty() && r.state().active(), "at {now}: {out:?}");
-        assert!(!out.targets.settling);
+        assert!(out.events.is_empty() && r.state().active(), "at {now}: {out:?}");
+        assert_eq!(out.actions == [Action::UnlockPacks], resent, "at {now}: {out:?}");
+        assert!(out.actions.len() <= 1 && out.targets.settling);
     }
     // 30 s: the grace is over; unlock once more and complete.
     let out = r.step(&done(230, true));

@@ -103,7 +103,8 @@ function renderRebalance(s) {
   const r = s.rebalance;
   $("rb-step").textContent = r.step + (r.needed ? " · needed" : "");
   $("rb-progress").textContent = r.progress + (r.soc_uncalibrated ? " — the SOC is uncalibrated (last rebalance cancelled)" : "");
-  $("rb-dates").textContent = "last completed: " + (r.last_completed || "never") + (r.next_due ? " · next due: " + r.next_due : "");
+  $("rb-dates").textContent = "last completed: " + (r.last_completed || "never") + (r.next_due ? " · next due: " + r.next_due : "")
+    + (s.overrides.charge_voltage_suspended ? " · the charge voltage override (" + fmt.v(s.overrides.charge_voltage_mv) + ") is suspended until the rebalance ends" : "");
 }
 
 function renderCoil(s) {

@@ -125,6 +125,8 @@ pub struct DirectionLimit {
     pub recovery_ma: Option<i32>,
     /// The per-pack guard's cut, while a pack is at or above its guard.
     pub guard: Option<GuardCut>,
+    /// Base × taper (capped by the recovery current): the limit rises to it at `limit_rise_per_s`.
+    pub target_ma: Option<i32>,
     /// What the inverter is told (`null`: unknown).
     pub limit_ma: Option<i32>,
 }
@@ -191,6 +193,7 @@ impl CurrentLimits {
                     alarm_a: g.alarm_a,
                     cut_ma: g.cut_ma,
                 }),
+                target_ma: x.target_ma,
                 limit_ma: x.limit_ma,
             }
         };

@@ -306,6 +306,9 @@ pub struct DirectionLimit {
     pub recovery_ma: Option<i32>,
     /// The guard's cut, while a pack is above its guard.
     pub guard: Option<GuardCut>,
+    /// Base × taper, capped by the recovery current, mA: where the limit goes without a guard cut
+    /// (it rises to it at the allowed rate).
+    pub target_ma: Option<i32>,
     /// What the inverter is told, mA (`None`: unknown).
     pub limit_ma: Option<i32>,
 }
@@ -411,6 +414,7 @@ impl Limiter {
                 taper,
                 recovery_ma: recovery_ma.map(round),
                 guard: None,
+                target_ma: None,
                 limit_ma: None,
             };
         };
@@ -452,6 +456,7 @@ impl Limiter {
             taper,
             recovery_ma: recovery_ma.map(round),
             guard,
+            target_ma: Some(round(target.max(0.0))),
             limit_ma: Some(round(limit.max(0.0))),
         }
     }

@@ -336,3 +336,12 @@ proptest! {
         prop_assert_eq!(can_carry(&s, Direction::Discharge), !discharge_blocked);
     }
 }
+
+#[test]
+fn the_target_is_where_a_rising_limit_goes() {
+    let packs = [pack(0.0), pack(0.0), pack(0.0)];
+    let mut limiter = Limiter::new(LimitSettings::default());
+    limiter.update(0, &LimitInput { cell_max_mv: Some(3550), ..input(&packs) });
+    let l = limiter.update(1000, &input(&packs));
+    assert_eq!((l.charge.limit_ma, l.charge.target_ma), (Some(14_400), Some(72_000)));
+}

@@ -86,6 +86,8 @@ function renderLimits(s) {
   if (!l) return;
   const row = (label, c, d) => el("tr", {}, el("th", {}, label), el("td", {}, c), el("td", {}, d));
   const factors = (x) => x.factors.length === 0 ? "—" : x.factors.map((f) => f.reason + " → × " + f.factor.toFixed(2)).join("; ");
+  // Below its target without a guard cut, the limit is rising at limit_rise_per_s.
+  const told = (x) => fmt.a(x.limit_ma) + (!x.guard && x.target_ma !== null && x.limit_ma !== null && x.limit_ma < x.target_ma ? " (rising to " + fmt.a(x.target_ma) + ")" : "");
   const guard = (x) => x.guard ? "pack " + x.guard.pack + " at " + fmt.a(x.guard.current_ma) + " of " + x.guard.alarm_a + " A → " + fmt.a(x.guard.cut_ma) : "—";
   $("limits").replaceChildren(
     el("tr", {}, el("th", {}, ""), el("th", {}, "charge"), el("th", {}, "discharge")),
@@ -95,7 +97,7 @@ function renderLimits(s) {
     row("taper", factors(l.charge), factors(l.discharge)),
     row("recovery", l.charge.recovery_ma !== null ? fmt.a(l.charge.recovery_ma) : "—", "—"),
     row("guard", guard(l.charge), guard(l.discharge)),
-    el("tr", { class: "final" }, el("th", {}, "limit"), el("td", {}, fmt.a(l.charge.limit_ma)), el("td", {}, fmt.a(l.discharge.limit_ma))),
+    el("tr", { class: "final" }, el("th", {}, "limit"), el("td", {}, told(l.charge)), el("td", {}, told(l.discharge))),
   );
 }
 
@@ -235,8 +237,12 @@ function pollWhileStreamIsDown(down) {
 }
 
 function live() {
-  // `?poll` in the address: poll only (for proxies that buffer streams, and headless tools).
-  if (!window.EventSource || new URLSearchParams(location.search).has("poll")) {
+  // `?poll` in the address: poll only (for proxies that buffer streams). Headless Chromium too,
+  // unless `?stream` asks for the stream: screenshot tools (--virtual-time-budget) wait for every
+  // open request to end, and a stream never ends.
+  const params = new URLSearchParams(location.search);
+  const headless = /HeadlessChrome/.test(navigator.userAgent) && !params.has("stream");
+  if (!window.EventSource || params.has("poll") || headless) {
     pollWhileStreamIsDown(true);
     return;
   }

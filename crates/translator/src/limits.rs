@@ -422,8 +422,14 @@ impl Limiter {
         if let Some(cap) = recovery_ma {
             target = target.min(cap);
         }
-        // The per-pack guard: the worst pack relative to its own guard.
-        let total_ma: f64 = input.packs.iter().map(|p| f64::from(p.flow_ma(d))).sum();
+        // The per-pack guard: the worst pack relative to its own guard. The stack's net current this
+        // way is what the inverter draws; packs at different voltages also push current into
+        // each other (a freshly unlocked pack charges from the others), which no limit removes.
+        let net: i64 = input.packs.iter().map(|p| i64::from(p.current_ma)).sum();
+        let net_ma = match d {
+            Direction::Charge => net.max(0),
+            Direction::Discharge => (-net).max(0),
+        } as f64;
         let worst = input
             .packs
             .iter()
@@ -435,9 +441,12 @@ impl Limiter {
             })
             .max_by(|a, b| a.3.total_cmp(&b.3));
         let guard = worst.filter(|w| w.3 >= 1.0).map(|(k, p, alarm, ratio)| {
-            // Scaled from the current actually flowing, so an inverter that has not yet followed
-            // the last cut does not compound it.
-            let cut = total_ma / ratio;
+            // From the current flowing now, so an inverter that has not yet followed the last cut
+            // does not compound it: scaled (SAFETY.md's limit × guard × alarm / |I|, right when
+            // the packs share in proportion), or less the pack's excess over its guard (right when
+            // part of its current circulates into another pack) — whichever is lower.
+            let excess_ma = f64::from(p.flow_ma(d)) * (1.0 - 1.0 / ratio);
+            let cut = (net_ma / ratio).min(net_ma - excess_ma).max(0.0);
             GuardCut { pack: k + 1, current_ma: p.flow_ma(d), alarm_a: alarm, cut_ma: round(cut) }
         });
         let limit = match (previous_ma, guard) {

@@ -345,3 +345,15 @@ fn the_target_is_where_a_rising_limit_goes() {
     let l = limiter.update(1000, &input(&packs));
     assert_eq!((l.charge.limit_ma, l.charge.target_ma), (Some(14_400), Some(72_000)));
 }
+
+#[test]
+fn current_circulating_between_packs_is_cut_by_the_pack_s_excess() {
+    // Pack 1 was just unlocked and charges from pack 2 at 6.4 A while the inverter draws 27.9 A:
+    // pack 2 gives 34.3 A. Scaling 27.9 A by 27 / 34.3 would leave pack 2 at 28.4 A; taking its
+    // 7.3 A excess off the 27.9 A brings it to its 27 A guard.
+    let packs = [pack(6.4), pack(-34.3)];
+    let l = once(&packs, |_| {});
+    let g = l.discharge.guard.expect("a guard cut");
+    assert_eq!((g.pack, g.cut_ma), (2, 20_600));
+    assert_eq!(l.discharge.limit_ma, Some(20_600));
+}

@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod control;
+pub mod core;
 pub mod runtime;
 pub mod state;
 pub mod status;

@@ -9,18 +9,15 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use link::{AsciiDeframer, Link, RtuDeframer};
-use maestro_core::{
-    Action, Decision, Maestro, Millis, Observation, PackObservation, Reason, Rebalance, RebalanceConfig,
-    RebalanceInput, Step, Targets, Thresholds,
-};
+use maestro_core::{Action, Decision, Millis, Step, Targets};
 use pace_proto::{
     Command, Config as PaceConfig, ConfigKind, PackAnalog, PackStatus, Reply, Request, Response, Text,
 };
-use translator::limits::{Direction, LimitInput, Limiter, PackFlow, can_carry};
-use translator::respond::{CommLoss, EmulationSettings, Enable, PackSnapshot, Protections, Snapshot};
-use translator::{Input, PackInput, PackLimits, Settings};
+use translator::PackLimits;
+use translator::respond::{CommLoss, EmulationSettings, Snapshot};
 
 use crate::config::{self, Config};
+use crate::core::{Controller, Inputs, Now};
 use crate::state::{self, EventLine, EventLog, Persisted};
 use crate::writer::Writer;
 
@@ -838,161 +835,48 @@ fn poll_coil(slave: u8, mut link: Link, shared: &Shared, stop: &AtomicBool, poll
     }
 }
 
+/// The safety loop's driver: it gathers what the pollers and the operator left, hands it to the
+/// [`Controller`] with the clocks, and carries out what comes back. Every decision is the
+/// controller's; this only moves data.
 fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
-    let s = &config.safety;
-    let mut maestro = Maestro::new(Thresholds {
-        stale_after_ms: (s.stale_after_s * 1000.0) as u64,
-        decision_max_age_ms: (s.decision_max_age_s * 1000.0) as u64,
-        overcurrent_for_ms: (s.overcurrent_for_s * 1000.0) as u64,
-        cell_ov_mv: s.cell_ov_mv,
-        cell_ov_release_mv: s.cell_ov_release_mv,
-        cell_uv_mv: s.cell_uv_mv,
-        cell_uv_release_mv: s.cell_uv_release_mv,
-        cell_ot_dc: (s.cell_ot_c * 10.0).round() as i32,
-        cell_cold_charge_dc: (s.cell_cold_charge_c * 10.0).round() as i32,
-        cell_cold_discharge_dc: (s.cell_cold_discharge_c * 10.0).round() as i32,
-        ..Thresholds::default()
-    });
-    let r = &config.rebalance;
-    let settings = Settings {
-        charge_voltage: units::Millivolts::from_raw(s.charge_voltage_mv),
-        rebalance_charge_voltage: units::Millivolts::from_raw(r.charge_voltage_mv),
-        ..Settings::default()
-    };
-    let rebalance_config = RebalanceConfig {
-        capacity_mah: r.capacity_mah,
-        regular_capacity_mah: r.regular_capacity_mah,
-        full_voltage_cv: r.charge_voltage_mv / 10,
-        regular_full_voltage_cv: s.charge_voltage_mv / 10,
-        threshold_mv: r.threshold_mv,
-        tail_current_ma: (r.tail_current_a * 1000.0) as u32,
-        every_s: (r.every_days * 86400.0) as u64,
-        balanced_delta_mv: r.balanced_delta_mv,
-        hold_max_s: r.hold_max_s,
-        unlock_grace_s: r.unlock_grace_s,
-        settle_max_s: r.settle_max_s,
-        retrigger_min_s: r.retrigger_min_s,
-        cheap_windows: config
-            .tariff
-            .cheap_windows
-            .iter()
-            .filter_map(|w| config::parse_window(w).ok())
-            .collect(),
-    };
-    let tz = jiff::tz::TimeZone::get(&config.tariff.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
-    let mut rebalance = Rebalance::new(rebalance_config, lock(&shared.persisted).rebalance.clone());
-    // Checked when the configuration was read.
-    let mut limiter = Limiter::new(s.limit_settings().unwrap_or_default());
-    let stale_ms = maestro.thresholds().stale_after_ms;
-    let mut last: Option<(bool, bool)> = None;
+    let mut controller = Controller::new(config, lock(&shared.persisted).rebalance.clone());
     while !stop.load(Ordering::Relaxed) {
         if shared.freeze_safety_loop.load(Ordering::Relaxed) {
             nap(stop, Duration::from_millis(250));
             continue;
         }
-        let now = shared.now();
+        let now = Now { mono: shared.now(), wall: jiff::Timestamp::now() };
         let readings: Vec<PackReadings> = shared.packs.iter().map(|p| lock(p).clone()).collect();
+        // Copied out one at a time: never hold one mutex while taking another.
         let coil = lock(&shared.coil).reading;
-        let flows: Vec<PackFlow> = readings.iter().map(|r| pack_flow(r, now, stale_ms)).collect();
-        let observed: Vec<PackObservation> = readings
-            .iter()
-            .zip(&flows)
-            .map(|(r, f)| PackObservation {
-                analog_at: r.analog.as_ref().map(|(_, t)| *t),
-                status_at: r.status.as_ref().map(|(_, t)| *t),
-                cells_mv: r
-                    .analog
-                    .as_ref()
-                    .map(|(a, _)| a.cells.iter().map(|c| c.raw()).collect())
-                    .unwrap_or_default(),
-                temps_dc: r
-                    .analog
-                    .as_ref()
-                    .map(|(a, _)| a.temps.iter().map(|t| t.to_deci_celsius()).collect())
-                    .unwrap_or_default(),
-                protect1: r.status.as_ref().map(|(s, _)| s.protect1).unwrap_or_default(),
-                protect2: r.status.as_ref().map(|(s, _)| s.protect2).unwrap_or_default(),
-                fault: r.status.as_ref().map(|(s, _)| s.fault).unwrap_or_default(),
-                current_ma: r.analog.as_ref().map(|(a, _)| a.current.to_milliamps()),
-                charge_alarm_a: f.charge_alarm_a,
-                discharge_alarm_a: f.discharge_alarm_a,
-                can_charge: f.can_charge,
-                can_discharge: f.can_discharge,
-            })
-            .collect();
-        let inputs: Vec<PackInput<'_>> = readings
-            .iter()
-            .map(|r| PackInput { analog: r.analog.as_ref().map(|(a, _)| a), limits: r.limits })
-            .collect();
-        let step = rebalance.state().step;
-        let active = rebalance.state().active();
+        let coil_settings = *lock(&shared.coil_settings);
+        let inverter = lock(&shared.inverter).clone();
         let overrides = lock(&shared.persisted).overrides.clone();
-        let limits = limiter.update(now.0, &limit_input(&readings, &flows, now, stale_ms));
-        let input = Input {
-            packs: &inputs,
-            coil: coil.as_ref().map(|(c, _)| c),
-            rebalance_active: active,
-            charge_voltage_override: overrides.charge_voltage_mv.map(units::Millivolts::from_raw),
-            limits: Some(&limits),
+        let order = lock(&shared.orders).pop();
+        let inputs = Inputs {
+            packs: &readings,
+            coil,
+            coil_settings,
+            inverter: &inverter,
+            overrides: &overrides,
+            order,
         };
-        let view = translator::aggregate(&input, &settings);
-        let all_limits = readings.iter().all(|r| r.limits_read);
-        let obs = Observation {
-            now,
-            packs: &observed,
-            coil: config.coil.as_ref().map(|_| coil.map(|(_, t)| t)),
-            current_ma: view.map(|v| v.current_ma),
-            charge_limit_ma: view.and_then(|v| v.max_charge_ma).filter(|_| all_limits),
-            discharge_limit_ma: view.and_then(|v| v.max_discharge_ma).filter(|_| all_limits),
-            forced_disable: overrides.forced_disable,
-            rebalance_active: active,
-            // Rule 13: from the completion's unlock on (SAFETY.md §4 steps 3 and 4).
-            rebalance_settling: matches!(step, Step::Completing | Step::Settling),
-        };
-        let decision = maestro.decide(&obs);
-        run_rebalance(&mut rebalance, &decision, &readings, coil.map(|(c, _)| c), &tz, shared);
-        let complete = readings.iter().all(|r| r.analog.is_some() && r.status.is_some() && r.limits_read)
-            && (config.coil.is_none() || coil.is_some());
-        let comm_lost =
-            decision.reasons.iter().any(|r| matches!(r, Reason::PackStale { .. } | Reason::CoilStale));
-        let protections = protections(&decision);
-        let snapshot = Snapshot {
-            view: if complete { view } else { None },
-            packs: readings
-                .iter()
-                .zip(&limits.shares_ma)
-                .map(|(r, share)| PackSnapshot {
-                    analog: r.analog.as_ref().map(|(a, _)| a.clone()),
-                    status: r.status.as_ref().map(|(s, _)| s.clone()),
-                    limits: r.limits,
-                    serial: r.serial.clone(),
-                    share_ma: *share,
-                })
-                .collect(),
-            enable: Enable {
-                charge: decision.charge,
-                discharge: decision.discharge,
-                at_ms: now.0,
-                comm_lost,
-            },
-            protections,
-        };
-        let state = (decision.charge, decision.discharge);
-        if last != Some(state) {
-            let words: Vec<String> = decision.reasons.iter().map(Reason::describe).collect();
-            shared.event_with(
-                format!(
-                    "charge {}, discharge {}",
-                    if decision.charge { "enabled" } else { "disabled" },
-                    if decision.discharge { "enabled" } else { "disabled" }
-                ),
-                words,
-            );
-            last = Some(state);
+        let out = controller.step(now, &inputs);
+        (*lock(&shared.rebalance)).clone_from(&out.rebalance);
+        *lock(&shared.targets) = out.targets;
+        for (k, command) in out.pack_commands {
+            lock(&shared.pack_commands[k]).push(command);
         }
-        *lock(&shared.snapshot) = Arc::new(snapshot);
-        *lock(&shared.decision) = Some(decision);
-        *lock(&shared.limits) = Some(limits);
+        lock(&shared.coil_actions).extend(out.coil_actions);
+        for (text, reasons) in out.events {
+            shared.event_with(text, reasons);
+        }
+        if out.persist {
+            shared.persist(|p| p.rebalance = out.rebalance);
+        }
+        *lock(&shared.snapshot) = Arc::new(out.snapshot);
+        *lock(&shared.decision) = Some(out.decision);
+        *lock(&shared.limits) = Some(out.limits);
         // Only a loop that decided feeds the service manager's watchdog: a stalled one gets the
         // process restarted.
         if let Some(alive) = &shared.hooks.decided {
@@ -1000,159 +884,6 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
         }
         nap(stop, Duration::from_millis(250));
     }
-}
-
-/// A pack as SAFETY.md §2a sees it: it counts in a direction only with fresh data and
-/// [`translator::limits::can_carry`].
-fn pack_flow(r: &PackReadings, now: Millis, stale_ms: u64) -> PackFlow {
-    let fresh = |at: Option<Millis>| at.is_some_and(|at| now.since(at) <= stale_ms);
-    let status = r
-        .status
-        .as_ref()
-        .filter(|(_, at)| fresh(Some(*at)) && fresh(r.analog.as_ref().map(|(_, t)| *t)))
-        .map(|(s, _)| s);
-    PackFlow {
-        can_charge: status.is_some_and(|s| can_carry(s, Direction::Charge)),
-        can_discharge: status.is_some_and(|s| can_carry(s, Direction::Discharge)),
-        current_ma: r.analog.as_ref().map_or(0, |(a, _)| a.current.to_milliamps()),
-        charge_alarm_a: r.limits.charge_oc_alarm_a,
-        discharge_alarm_a: r.limits.discharge_oc_alarm_a,
-    }
-}
-
-/// The limits' view of the stack: fresh packs' cells and temperatures, and whether a BMS
-/// under-voltage protection holds (rule 15: charge at the recovery current).
-fn limit_input<'a>(
-    readings: &[PackReadings],
-    flows: &'a [PackFlow],
-    now: Millis,
-    stale_ms: u64,
-) -> LimitInput<'a> {
-    let fresh: Vec<&PackReadings> = readings
-        .iter()
-        .filter(|r| r.analog.as_ref().is_some_and(|(_, at)| now.since(*at) <= stale_ms))
-        .collect();
-    let cells =
-        || fresh.iter().filter_map(|r| r.analog.as_ref()).flat_map(|(a, _)| a.cells.iter().map(|c| c.raw()));
-    let cell_temps = fresh
-        .iter()
-        .filter_map(|r| r.analog.as_ref())
-        .flat_map(|(a, _)| a.temps.iter().take(4).map(|t| t.to_deci_celsius()));
-    LimitInput {
-        packs: flows,
-        cell_max_mv: cells().max(),
-        cell_min_mv: cells().min(),
-        cell_temp_min_dc: cell_temps.min(),
-        recovery: readings.iter().any(|r| {
-            r.status.as_ref().is_some_and(|(s, _)| {
-                s.protect1.intersects(
-                    pace_proto::Protect1::LOW_CELL_VOLTAGE | pace_proto::Protect1::LOW_TOTAL_VOLTAGE,
-                )
-            })
-        }),
-    }
-}
-
-/// One step of the rebalance procedure: targets for the device threads, one-shot actions queued,
-/// events logged, the state file written on every change.
-fn run_rebalance(
-    rebalance: &mut Rebalance,
-    decision: &Decision,
-    readings: &[PackReadings],
-    coil: Option<coil_modbus::Reading>,
-    tz: &jiff::tz::TimeZone,
-    shared: &Shared,
-) {
-    let order = lock(&shared.orders).pop();
-    // Copied out first: two guards of one mutex in one expression would deadlock.
-    let inverter = lock(&shared.inverter).clone();
-    let coil_settings = *lock(&shared.coil_settings);
-    let now = jiff::Timestamp::now();
-    let local = now.to_zoned(tz.clone());
-    let input = RebalanceInput {
-        now_s: now.as_second().max(0) as u64,
-        local_minute: (local.hour() as u16) * 60 + local.minute() as u16,
-        cell_under_voltage: decision.rebalance_needed,
-        lowest_cell: decision.lowest_cell,
-        cell_spread_mv: readings
-            .iter()
-            .filter_map(|r| r.analog.as_ref()?.0.cell_extremes())
-            .map(|(min, max)| max.1.raw().saturating_sub(min.1.raw()))
-            .max(),
-        packs_locked: readings.iter().any(|r| {
-            r.status.as_ref().is_some_and(|(s, _)| {
-                s.protect1.intersects(
-                    pace_proto::Protect1::HIGH_CELL_VOLTAGE | pace_proto::Protect1::HIGH_TOTAL_VOLTAGE,
-                )
-            })
-        }),
-        start: order == Some(Order::Start),
-        cancel: order == Some(Order::Cancel),
-        coil_voltage_mv: coil.map(|c| c.voltage_mv()),
-        coil_current_ma: coil.map(|c| c.current_ma().unsigned_abs()),
-        coil_remaining_mah: coil.map(|c| c.remaining_mah),
-        balancing: readings.iter().any(|r| r.status.as_ref().is_some_and(|(s, _)| s.balance.any())),
-        output_priority: inverter.output_priority,
-        charging_priority: inverter.charging_priority,
-        coil_settings: coil_settings.map(|s| (s.capacity_mah, s.full_voltage_cv)),
-    };
-    if let Some(Order::ChargingPriority(priority)) = order {
-        rebalance.force_charging_priority(priority);
-    }
-    let outcome = rebalance.step(&input);
-    (*lock(&shared.rebalance)).clone_from(rebalance.state());
-    *lock(&shared.targets) = outcome.targets;
-    for action in outcome.actions {
-        match action {
-            Action::UnlockPacks => {
-                for (k, r) in readings.iter().enumerate() {
-                    let locked = r.status.as_ref().is_some_and(|(s, _)| {
-                        s.protect1.intersects(
-                            pace_proto::Protect1::HIGH_CELL_VOLTAGE
-                                | pace_proto::Protect1::HIGH_TOTAL_VOLTAGE,
-                        ) || s.protect2.contains(pace_proto::Protect2::FULLY)
-                    });
-                    if locked {
-                        lock(&shared.pack_commands[k])
-                            .push(Command::ChargeMosfet(pace_proto::MosfetSwitch::On));
-                    }
-                }
-            }
-            calibrate @ Action::CalibrateCoilFull { .. } => lock(&shared.coil_actions).push(calibrate),
-        }
-    }
-    for event in outcome.events {
-        match event {
-            maestro_core::Event::PackImbalance { pack, cell } => shared.event(format!(
-                "pack_imbalance: pack {pack} cell {cell} drifted low again less than {} h after the last rebalance; \
-                 it is probably weak (no new rebalance started)",
-                rebalance.config().retrigger_min_s / 3600
-            )),
-            event => shared.event(format!("rebalance: {event:?}")),
-        }
-    }
-    if outcome.state_changed {
-        let state = rebalance.state().clone();
-        shared.persist(|p| p.rebalance = state);
-    }
-}
-
-fn protections(d: &Decision) -> Protections {
-    let mut p = Protections::default();
-    for r in &d.reasons {
-        match r {
-            Reason::BmsOverVoltage { .. } | Reason::CellOverVoltage => p.over_voltage = true,
-            Reason::CellUnderVoltage => p.under_voltage = true,
-            Reason::CellOverTemperature | Reason::BmsOverTemperature | Reason::MosfetOverTemperature => {
-                p.over_temperature = true
-            }
-            Reason::CellTooCold | Reason::TooColdToCharge => p.under_temperature = true,
-            Reason::OverCurrent => p.discharge_over_current = true,
-            Reason::BmsFault { .. } | Reason::BmsProtection { .. } => p.fault = true,
-            _ => {}
-        }
-    }
-    p
 }
 
 fn respond_loop(mut link: Link, settings: &EmulationSettings, shared: &Shared, stop: &AtomicBool) {

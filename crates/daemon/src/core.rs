@@ -1,0 +1,406 @@
+//! The safety loop's decisions without I/O: what the packs, the counter, the inverter and the
+//! operator last said goes in with the time; the snapshot the responder answers from, the
+//! decision, the limits, the rebalance's targets, the commands for the devices and the events come
+//! out. No thread, no lock, no clock — [`Now`] is passed in, the tariff windows' wall clock
+//! included — so hours and days of it run in microseconds in a test (issue 12's first piece).
+//!
+//! ```text
+//!   Inputs { packs, coil, inverter, overrides, order } ──► Controller::step(now) ──► Output {
+//!          snapshot, decision, limits, targets, pack commands, coil actions, events, persist }
+//! ```
+
+use maestro_core::{
+    Action, Decision, Maestro, Millis, Observation, PackObservation, Reason, Rebalance, RebalanceConfig,
+    RebalanceInput, RebalanceState, Step, Targets, Thresholds,
+};
+use pace_proto::Command;
+use translator::limits::{Direction, LimitInput, Limiter, Limits, PackFlow, can_carry};
+use translator::respond::{Enable, PackSnapshot, Protections, Snapshot};
+use translator::{Input, PackInput, Settings};
+
+use crate::config::{self, Config};
+use crate::runtime::{InverterReadings, Order, PackReadings};
+use crate::state::Overrides;
+
+/// The one time type: the monotonic instant the readings are stamped with, and the wall clock
+/// (the rebalance's days and the tariff windows).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Now {
+    /// Monotonic, the same clock as the readings' instants.
+    pub mono: Millis,
+    /// Wall clock.
+    pub wall: jiff::Timestamp,
+}
+
+/// What the controller looks at, as the pollers and the operator left it.
+#[derive(Clone, Copy, Debug)]
+pub struct Inputs<'a> {
+    /// One per pack, pack 1 first.
+    pub packs: &'a [PackReadings],
+    /// The counter's last reading and when.
+    pub coil: Option<(coil_modbus::Reading, Millis)>,
+    /// The counter's settings as it reports them.
+    pub coil_settings: Option<coil_modbus::Settings>,
+    /// The inverter's priorities as it reports them.
+    pub inverter: &'a InverterReadings,
+    /// The operator's standing orders.
+    pub overrides: &'a Overrides,
+    /// The next operator order, if one is waiting.
+    pub order: Option<Order>,
+}
+
+/// An event for the log: its text and the reasons it carries.
+pub type EventText = (String, Vec<String>);
+
+/// What one step produced.
+#[derive(Clone, Debug)]
+pub struct Output {
+    /// What the responder answers from.
+    pub snapshot: Snapshot,
+    /// The decision.
+    pub decision: Decision,
+    /// The current limits of SAFETY.md §2a.
+    pub limits: Limits,
+    /// Keep the devices at these.
+    pub targets: Targets,
+    /// Pace commands to send: (pack index, command).
+    pub pack_commands: Vec<(usize, Command)>,
+    /// Counter actions to carry out.
+    pub coil_actions: Vec<Action>,
+    /// For the event log, in order.
+    pub events: Vec<EventText>,
+    /// The rebalance state now.
+    pub rebalance: RebalanceState,
+    /// The rebalance state changed: write the state file.
+    pub persist: bool,
+}
+
+/// Maestro, the limiter and the rebalance procedure, with their settings.
+#[derive(Clone, Debug)]
+pub struct Controller {
+    maestro: Maestro,
+    limiter: Limiter,
+    rebalance: Rebalance,
+    settings: Settings,
+    tz: jiff::tz::TimeZone,
+    coil_configured: bool,
+    stale_ms: u64,
+    last: Option<(bool, bool)>,
+}
+
+impl Controller {
+    /// The controller for `config`, resuming the rebalance from `state` (as loaded at start).
+    pub fn new(config: &Config, state: RebalanceState) -> Self {
+        let s = &config.safety;
+        let maestro = Maestro::new(Thresholds {
+            stale_after_ms: (s.stale_after_s * 1000.0) as u64,
+            decision_max_age_ms: (s.decision_max_age_s * 1000.0) as u64,
+            overcurrent_for_ms: (s.overcurrent_for_s * 1000.0) as u64,
+            cell_ov_mv: s.cell_ov_mv,
+            cell_ov_release_mv: s.cell_ov_release_mv,
+            cell_uv_mv: s.cell_uv_mv,
+            cell_uv_release_mv: s.cell_uv_release_mv,
+            cell_ot_dc: (s.cell_ot_c * 10.0).round() as i32,
+            cell_cold_charge_dc: (s.cell_cold_charge_c * 10.0).round() as i32,
+            cell_cold_discharge_dc: (s.cell_cold_discharge_c * 10.0).round() as i32,
+            ..Thresholds::default()
+        });
+        let r = &config.rebalance;
+        let settings = Settings {
+            charge_voltage: units::Millivolts::from_raw(s.charge_voltage_mv),
+            rebalance_charge_voltage: units::Millivolts::from_raw(r.charge_voltage_mv),
+            ..Settings::default()
+        };
+        let rebalance_config = RebalanceConfig {
+            capacity_mah: r.capacity_mah,
+            regular_capacity_mah: r.regular_capacity_mah,
+            full_voltage_cv: r.charge_voltage_mv / 10,
+            regular_full_voltage_cv: s.charge_voltage_mv / 10,
+            threshold_mv: r.threshold_mv,
+            tail_current_ma: (r.tail_current_a * 1000.0) as u32,
+            every_s: (r.every_days * 86400.0) as u64,
+            balanced_delta_mv: r.balanced_delta_mv,
+            hold_max_s: r.hold_max_s,
+            unlock_grace_s: r.unlock_grace_s,
+            settle_max_s: r.settle_max_s,
+            retrigger_min_s: r.retrigger_min_s,
+            cheap_windows: config
+                .tariff
+                .cheap_windows
+                .iter()
+                .filter_map(|w| config::parse_window(w).ok())
+                .collect(),
+        };
+        let stale_ms = maestro.thresholds().stale_after_ms;
+        Self {
+            maestro,
+            // Checked when the configuration was read.
+            limiter: Limiter::new(s.limit_settings().unwrap_or_default()),
+            rebalance: Rebalance::new(rebalance_config, state),
+            settings,
+            tz: jiff::tz::TimeZone::get(&config.tariff.time_zone).unwrap_or(jiff::tz::TimeZone::UTC),
+            coil_configured: config.coil.is_some(),
+            stale_ms,
+            last: None,
+        }
+    }
+
+    /// The rebalance state.
+    pub fn rebalance(&self) -> &RebalanceState {
+        self.rebalance.state()
+    }
+
+    /// One step at `now`.
+    pub fn step(&mut self, now: Now, inputs: &Inputs<'_>) -> Output {
+        let readings = inputs.packs;
+        let coil = inputs.coil;
+        let stale_ms = self.stale_ms;
+        let mono = now.mono;
+        let flows: Vec<PackFlow> = readings.iter().map(|r| pack_flow(r, mono, stale_ms)).collect();
+        let observed: Vec<PackObservation> =
+            readings.iter().zip(&flows).map(|(r, f)| observe(r, f)).collect();
+        let packs: Vec<PackInput<'_>> = readings
+            .iter()
+            .map(|r| PackInput { analog: r.analog.as_ref().map(|(a, _)| a), limits: r.limits })
+            .collect();
+        let step = self.rebalance.state().step;
+        let active = self.rebalance.state().active();
+        let limits = self.limiter.update(mono.0, &limit_input(readings, &flows, mono, stale_ms));
+        let input = Input {
+            packs: &packs,
+            coil: coil.as_ref().map(|(c, _)| c),
+            rebalance_active: active,
+            charge_voltage_override: inputs.overrides.charge_voltage_mv.map(units::Millivolts::from_raw),
+            limits: Some(&limits),
+        };
+        let view = translator::aggregate(&input, &self.settings);
+        let all_limits = readings.iter().all(|r| r.limits_read);
+        let obs = Observation {
+            now: mono,
+            packs: &observed,
+            coil: self.coil_configured.then(|| coil.map(|(_, t)| t)),
+            current_ma: view.map(|v| v.current_ma),
+            charge_limit_ma: view.and_then(|v| v.max_charge_ma).filter(|_| all_limits),
+            discharge_limit_ma: view.and_then(|v| v.max_discharge_ma).filter(|_| all_limits),
+            forced_disable: inputs.overrides.forced_disable,
+            rebalance_active: active,
+            // Rule 13: from the completion's unlock on (SAFETY.md §4 steps 3 and 4).
+            rebalance_settling: matches!(step, Step::Completing | Step::Settling),
+        };
+        let decision = self.maestro.decide(&obs);
+        let mut out_events = Vec::new();
+        let (targets, pack_commands, coil_actions, persist) =
+            self.run_rebalance(now, &decision, inputs, &mut out_events);
+        let complete = readings.iter().all(|r| r.analog.is_some() && r.status.is_some() && r.limits_read)
+            && (!self.coil_configured || coil.is_some());
+        let comm_lost =
+            decision.reasons.iter().any(|r| matches!(r, Reason::PackStale { .. } | Reason::CoilStale));
+        let snapshot = Snapshot {
+            view: if complete { view } else { None },
+            packs: readings
+                .iter()
+                .zip(&limits.shares_ma)
+                .map(|(r, share)| PackSnapshot {
+                    analog: r.analog.as_ref().map(|(a, _)| a.clone()),
+                    status: r.status.as_ref().map(|(s, _)| s.clone()),
+                    limits: r.limits,
+                    serial: r.serial.clone(),
+                    share_ma: *share,
+                })
+                .collect(),
+            enable: Enable {
+                charge: decision.charge,
+                discharge: decision.discharge,
+                at_ms: mono.0,
+                comm_lost,
+            },
+            protections: protections(&decision),
+        };
+        let state = (decision.charge, decision.discharge);
+        if self.last != Some(state) {
+            let onoff = |b: bool| if b { "enabled" } else { "disabled" };
+            out_events.push((
+                format!("charge {}, discharge {}", onoff(decision.charge), onoff(decision.discharge)),
+                decision.reasons.iter().map(Reason::describe).collect(),
+            ));
+            self.last = Some(state);
+        }
+        Output {
+            snapshot,
+            decision,
+            limits,
+            targets,
+            pack_commands,
+            coil_actions,
+            events: out_events,
+            rebalance: self.rebalance.state().clone(),
+            persist,
+        }
+    }
+
+    /// One step of the rebalance procedure: its targets, the one-shot actions as commands, its
+    /// events; whether the persisted state changed.
+    fn run_rebalance(
+        &mut self,
+        now: Now,
+        decision: &Decision,
+        inputs: &Inputs<'_>,
+        events: &mut Vec<EventText>,
+    ) -> (Targets, Vec<(usize, Command)>, Vec<Action>, bool) {
+        let readings = inputs.packs;
+        let coil = inputs.coil.map(|(c, _)| c);
+        let local = now.wall.to_zoned(self.tz.clone());
+        let order = inputs.order;
+        let input = RebalanceInput {
+            now_s: now.wall.as_second().max(0) as u64,
+            local_minute: (local.hour() as u16) * 60 + local.minute() as u16,
+            cell_under_voltage: decision.rebalance_needed,
+            lowest_cell: decision.lowest_cell,
+            cell_spread_mv: readings
+                .iter()
+                .filter_map(|r| r.analog.as_ref()?.0.cell_extremes())
+                .map(|(min, max)| max.1.raw().saturating_sub(min.1.raw()))
+                .max(),
+            packs_locked: readings.iter().any(|r| r.status.as_ref().is_some_and(|(s, _)| over_voltage(s))),
+            start: order == Some(Order::Start),
+            cancel: order == Some(Order::Cancel),
+            coil_voltage_mv: coil.map(|c| c.voltage_mv()),
+            coil_current_ma: coil.map(|c| c.current_ma().unsigned_abs()),
+            coil_remaining_mah: coil.map(|c| c.remaining_mah),
+            balancing: readings.iter().any(|r| r.status.as_ref().is_some_and(|(s, _)| s.balance.any())),
+            output_priority: inputs.inverter.output_priority,
+            charging_priority: inputs.inverter.charging_priority,
+            coil_settings: inputs.coil_settings.map(|s| (s.capacity_mah, s.full_voltage_cv)),
+        };
+        if let Some(Order::ChargingPriority(priority)) = order {
+            self.rebalance.force_charging_priority(priority);
+        }
+        let outcome = self.rebalance.step(&input);
+        let (mut pack_commands, mut coil_actions) = (Vec::new(), Vec::new());
+        for action in outcome.actions {
+            match action {
+                Action::UnlockPacks => {
+                    for (k, r) in readings.iter().enumerate() {
+                        let locked = r.status.as_ref().is_some_and(|(s, _)| {
+                            over_voltage(s) || s.protect2.contains(pace_proto::Protect2::FULLY)
+                        });
+                        if locked {
+                            pack_commands.push((k, Command::ChargeMosfet(pace_proto::MosfetSwitch::On)));
+                        }
+                    }
+                }
+                calibrate @ Action::CalibrateCoilFull { .. } => coil_actions.push(calibrate),
+            }
+        }
+        for event in outcome.events {
+            let text = match event {
+                maestro_core::Event::PackImbalance { pack, cell } => format!(
+                    "pack_imbalance: pack {pack} cell {cell} drifted low again less than {} h after the last rebalance; \
+                     it is probably weak (no new rebalance started)",
+                    self.rebalance.config().retrigger_min_s / 3600
+                ),
+                event => format!("rebalance: {event:?}"),
+            };
+            events.push((text, Vec::new()));
+        }
+        (outcome.targets, pack_commands, coil_actions, outcome.state_changed)
+    }
+}
+
+fn over_voltage(s: &pace_proto::PackStatus) -> bool {
+    s.protect1.intersects(pace_proto::Protect1::HIGH_CELL_VOLTAGE | pace_proto::Protect1::HIGH_TOTAL_VOLTAGE)
+}
+
+fn observe(r: &PackReadings, f: &PackFlow) -> PackObservation {
+    PackObservation {
+        analog_at: r.analog.as_ref().map(|(_, t)| *t),
+        status_at: r.status.as_ref().map(|(_, t)| *t),
+        cells_mv: r
+            .analog
+            .as_ref()
+            .map(|(a, _)| a.cells.iter().map(|c| c.raw()).collect())
+            .unwrap_or_default(),
+        temps_dc: r
+            .analog
+            .as_ref()
+            .map(|(a, _)| a.temps.iter().map(|t| t.to_deci_celsius()).collect())
+            .unwrap_or_default(),
+        protect1: r.status.as_ref().map(|(s, _)| s.protect1).unwrap_or_default(),
+        protect2: r.status.as_ref().map(|(s, _)| s.protect2).unwrap_or_default(),
+        fault: r.status.as_ref().map(|(s, _)| s.fault).unwrap_or_default(),
+        current_ma: r.analog.as_ref().map(|(a, _)| a.current.to_milliamps()),
+        charge_alarm_a: f.charge_alarm_a,
+        discharge_alarm_a: f.discharge_alarm_a,
+        can_charge: f.can_charge,
+        can_discharge: f.can_discharge,
+    }
+}
+
+/// A pack as SAFETY.md §2a sees it: it counts in a direction only with fresh data and
+/// [`translator::limits::can_carry`].
+fn pack_flow(r: &PackReadings, now: Millis, stale_ms: u64) -> PackFlow {
+    let fresh = |at: Option<Millis>| at.is_some_and(|at| now.since(at) <= stale_ms);
+    let status = r
+        .status
+        .as_ref()
+        .filter(|(_, at)| fresh(Some(*at)) && fresh(r.analog.as_ref().map(|(_, t)| *t)))
+        .map(|(s, _)| s);
+    PackFlow {
+        can_charge: status.is_some_and(|s| can_carry(s, Direction::Charge)),
+        can_discharge: status.is_some_and(|s| can_carry(s, Direction::Discharge)),
+        current_ma: r.analog.as_ref().map_or(0, |(a, _)| a.current.to_milliamps()),
+        charge_alarm_a: r.limits.charge_oc_alarm_a,
+        discharge_alarm_a: r.limits.discharge_oc_alarm_a,
+    }
+}
+
+/// The limits' view of the stack: fresh packs' cells and temperatures, and whether a BMS
+/// under-voltage protection holds (rule 15: charge at the recovery current).
+fn limit_input<'a>(
+    readings: &[PackReadings],
+    flows: &'a [PackFlow],
+    now: Millis,
+    stale_ms: u64,
+) -> LimitInput<'a> {
+    let fresh: Vec<&PackReadings> = readings
+        .iter()
+        .filter(|r| r.analog.as_ref().is_some_and(|(_, at)| now.since(*at) <= stale_ms))
+        .collect();
+    let cells =
+        || fresh.iter().filter_map(|r| r.analog.as_ref()).flat_map(|(a, _)| a.cells.iter().map(|c| c.raw()));
+    let cell_temps = fresh
+        .iter()
+        .filter_map(|r| r.analog.as_ref())
+        .flat_map(|(a, _)| a.temps.iter().take(4).map(|t| t.to_deci_celsius()));
+    LimitInput {
+        packs: flows,
+        cell_max_mv: cells().max(),
+        cell_min_mv: cells().min(),
+        cell_temp_min_dc: cell_temps.min(),
+        recovery: readings.iter().any(|r| {
+            r.status.as_ref().is_some_and(|(s, _)| {
+                s.protect1.intersects(
+                    pace_proto::Protect1::LOW_CELL_VOLTAGE | pace_proto::Protect1::LOW_TOTAL_VOLTAGE,
+                )
+            })
+        }),
+    }
+}
+
+fn protections(d: &Decision) -> Protections {
+    let mut p = Protections::default();
+    for r in &d.reasons {
+        match r {
+            Reason::BmsOverVoltage { .. } | Reason::CellOverVoltage => p.over_voltage = true,
+            Reason::CellUnderVoltage => p.under_voltage = true,
+            Reason::CellOverTemperature | Reason::BmsOverTemperature | Reason::MosfetOverTemperature => {
+                p.over_temperature = true
+            }
+            Reason::CellTooCold | Reason::TooColdToCharge => p.under_temperature = true,
+            Reason::OverCurrent => p.discharge_over_current = true,
+            Reason::BmsFault { .. } | Reason::BmsProtection { .. } => p.fault = true,
+            _ => {}
+        }
+    }
+    p
+}

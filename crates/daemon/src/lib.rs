@@ -7,6 +7,9 @@
 //!                  │                     (maestro +    │    checking its age on every reply)
 //!                  │                      translator)  └─► snapshot (Arc, swapped whole)
 //! ```
+//!
+//! The safety loop is a driver around [`core::Controller`], which decides without I/O, thread or
+//! clock, so it also runs against the simulated plant in plant time (`tests/controller.rs`).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -69,6 +69,34 @@ enum Cmd {
     /// simulated inverter polls whoever connects there). Fault commands are read from standard
     /// input, one per line.
     Sim(SimArgs),
+    /// The daemon's controller and the simulated plant in one thread, in plant time: days of
+    /// plant time in seconds, seeded and repeatable, with a fault schedule; prints a scorecard of
+    /// the SAFETY.md §6 invariants judged on the plant's true state, availability and energy.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SimulateArgs {
+    /// Simulate this configuration (its thresholds, pack count, tariff windows) before deploying
+    /// it; its links are not opened.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    /// Number of packs (without --config).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    packs: Option<u16>,
+    /// Plant days to run.
+    #[arg(long, default_value_t = 7.0)]
+    days: f64,
+    /// Seed of the plant and the fault schedule.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// `none`, or `default`: every 6 plant hours (±2 h) a pack or the counter goes silent for
+    /// 60 s or a pack reports a fault for 120 s; every 3 plant days a cell drifts 60 mV low.
+    #[arg(long, default_value = "default")]
+    faults: String,
+    /// Print exactly one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -147,6 +175,7 @@ fn main() -> ExitCode {
         Cmd::Run { config, reset_state } => run(&config, reset_state),
         Cmd::CheckConfig { file } => check_config(&file),
         Cmd::Demo(args) => demo(&args),
+        Cmd::Simulate(args) => simulate(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -225,6 +254,89 @@ fn sim(args: &SimArgs) -> anyhow::Result<()> {
     }
     eprintln!("pace2pylon sim: stopping");
     sim.stop();
+    Ok(())
+}
+
+fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
+    use sim_world::Faults;
+    if !(args.days > 0.0 && args.days <= 3650.0) {
+        bail!("--days must be above 0 and at most 3650");
+    }
+    let faults = match args.faults.as_str() {
+        "none" => Faults::None,
+        "default" => Faults::Default,
+        other => bail!("--faults {other}: fault schedule files are not supported yet; use none or default"),
+    };
+    let config = match (&args.config, args.packs) {
+        (Some(path), packs) => {
+            let config = load(path)?;
+            if packs.is_some_and(|n| usize::from(n) != config.packs.len()) {
+                bail!(
+                    "--packs {} disagrees with the {} [[pack]] of {}",
+                    packs.unwrap_or(0),
+                    config.packs.len(),
+                    path.display()
+                );
+            }
+            config
+        }
+        (None, packs) => sim_world::default_config(usize::from(packs.unwrap_or(12)))?,
+    };
+    let started = std::time::Instant::now();
+    let run = sim_world::simulate(&config, args.days, args.seed, faults);
+    let took = started.elapsed().as_secs_f64();
+    let card = &run.scorecard;
+    if args.json {
+        say!("{}", serde_json::to_string(card)?);
+        return Ok(());
+    }
+    let v = &card.safety_violations;
+    let a = &card.availability;
+    say!(
+        "pace2pylon simulate: {} packs, {} plant days, seed {}, faults {} ({:.1} s, {:.0}× real time)",
+        card.packs,
+        card.plant_days,
+        card.seed,
+        args.faults,
+        took,
+        card.plant_days * 86400.0 / took.max(1e-9)
+    );
+    say!(
+        "  safety violations: {} (pack over its alarm too long {}, cell over its protect outside a rebalance {}, enabled while a rule holds {}, charge blocked too long {}, both off at a completion {})",
+        v.total,
+        v.pack_over_alarm_too_long,
+        v.cell_over_protect_outside_rebalance,
+        v.enabled_while_rule_holds,
+        v.charge_blocked_too_long,
+        v.both_off_at_completion
+    );
+    say!(
+        "  blocked: both (outside faults) {:.2} h, charge {:.2} h, discharge {:.2} h",
+        a.lockout_hours,
+        a.charge_blocked_hours,
+        a.discharge_blocked_hours
+    );
+    say!(
+        "  energy: battery to load {:.2} kWh, grid to load {:.2} kWh, PV unused {:.2} kWh",
+        a.battery_to_load_kwh,
+        a.grid_to_load_kwh,
+        a.pv_unused_kwh
+    );
+    let r = &card.rebalances;
+    say!("  rebalances: {} started, {} completed, {} cancelled", r.started, r.completed, r.cancelled);
+    let secs = |s: Option<f64>| s.map_or("-".to_owned(), |s| format!("{s:.0} s"));
+    say!(
+        "  time to safe: reported fault {}, silent pack {}",
+        secs(card.time_to_safe_s.reported_fault_max),
+        secs(card.time_to_safe_s.silent_pack_max)
+    );
+    say!("  {} events, trace digest {}; the last ones:", card.events, card.trace_digest);
+    for line in run.events.iter().rev().take(12).rev() {
+        say!("  {line}");
+    }
+    if v.total > 0 {
+        bail!("{} safety violations; replay with --seed {}", v.total, card.seed);
+    }
     Ok(())
 }
 

@@ -1,0 +1,532 @@
+//! The daemon's [`Controller`] and the simulated [`Plant`] in one thread, in plant time, with a
+//! seeded fault schedule and the SAFETY.md §6 physical invariants judged on the plant's true state.
+//! `pace2pylon simulate` prints its [`Scorecard`].
+//!
+//! ```text
+//!   every plant second:  plant packs ──read──► Controller::step(now) ──► 0x63 via the real responder
+//!                            ▲                        │                          │
+//!                            └── targets, commands ◄──┘          plant inverter ◄┘ obeys it
+//! ```
+//!
+//! What this first version does not model (issue 12 asks for it): the wires. Readings are taken
+//! from the packs' models directly each second (no bytes, no baud, no poll period), the keeper of
+//! the inverter and counter settings is perfect, and a silent device simply stops being read.
+//! Time-to-safe figures are therefore in whole plant seconds, and the faults are device faults only.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use daemon::Config;
+use daemon::core::{Controller, Inputs, Now};
+use daemon::runtime::{InverterReadings, Order, PackReadings};
+use daemon::state::Overrides;
+use maestro_core::{Action, Millis, Step};
+use pylon_proto::{Dialect, ManagementFlags, Reply, Response};
+use serde::Serialize;
+use sim::plant::Rng;
+use sim::{Plant, PlantConfig};
+use translator::PackLimits;
+use translator::respond::{EmulationSettings, respond};
+use units::Millivolts;
+
+/// The sim's default configuration blocks as the daemon reads them (D5, D7, D9, DB, D3).
+fn sim_limits(cells: u16) -> PackLimits {
+    PackLimits {
+        pack_ov_alarm: Some(Millivolts::from_raw(3600 * cells)),
+        pack_uv_alarm: Some(Millivolts::from_raw(2800 * cells)),
+        pack_uv_protect: Some(Millivolts::from_raw(2500 * cells)),
+        cell_uv_protect: Some(Millivolts::from_raw(2500)),
+        charge_oc_alarm_a: Some(30),
+        discharge_oc_alarm_a: Some(30),
+    }
+}
+
+/// The BMS's cell over-voltage protect level in the sim's default blocks, mV.
+const CELL_OV_PROTECT_MV: f64 = 3700.0;
+/// The sim's over-current alarm, A.
+const PACK_ALARM_A: f64 = 30.0;
+
+/// Which faults are injected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Faults {
+    /// None.
+    #[default]
+    None,
+    /// The default schedule: [`DEFAULT_SCHEDULE`].
+    Default,
+}
+
+/// The default fault schedule, in words (README, `simulate --help`).
+pub const DEFAULT_SCHEDULE: &str = "every 6 plant hours (±2 h, seeded) one of, equally likely: a pack goes \
+     silent for 60 s; the counter goes silent for 60 s; a pack reports a fault (cell-ov, overtemp, \
+     overcurrent, short-circuit or mosfet-fault) for 120 s; and every 3 plant days cell 1 of a random \
+     pack drifts 60 mV low";
+
+/// An injected fault being active, for the scoring.
+#[derive(Clone, Debug)]
+struct Active {
+    until: u64,
+    clear: String,
+    /// A reported fault (time-to-safe counts to the first 0x63 with both bits clear) or a silence.
+    silent: bool,
+    started: u64,
+    safe_at: Option<u64>,
+}
+
+/// §6 physical invariants, counted as episodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Violations {
+    /// All of them.
+    pub total: u64,
+    /// A pack above its over-current alarm for longer than `overcurrent_for`.
+    pub pack_over_alarm_too_long: u64,
+    /// A cell at or above its BMS's protect voltage outside a rebalance.
+    pub cell_over_protect_outside_rebalance: u64,
+    /// Charge or discharge told enabled for longer than a detection bound (2 s) while a pack's
+    /// true BMS state makes a rule hold that blocks it (rules 4, 5, 6 outside a rebalance, 15, 16).
+    pub enabled_while_rule_holds: u64,
+    /// Charging blocked for longer than `settle_max_s` with no fault injected and a cell below 3.40 V.
+    pub charge_blocked_too_long: u64,
+    /// Both directions told off between a rebalance's unlock and 60 s after its completion.
+    pub both_off_at_completion: u64,
+}
+
+/// Energy and blocking, over the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Availability {
+    /// Both directions told off outside an injected fault's window (plus 10 s).
+    pub lockout_hours: f64,
+    /// Charging told off.
+    pub charge_blocked_hours: f64,
+    /// Discharging told off.
+    pub discharge_blocked_hours: f64,
+    /// Energy the battery gave the house.
+    pub battery_to_load_kwh: f64,
+    /// Energy the grid gave the house.
+    pub grid_to_load_kwh: f64,
+    /// Solar energy available but not used.
+    pub pv_unused_kwh: f64,
+}
+
+/// Rebalances over the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Rebalances {
+    /// Started.
+    pub started: u64,
+    /// Completed.
+    pub completed: u64,
+    /// Cancelled.
+    pub cancelled: u64,
+}
+
+/// Time-to-safe, plant seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct TimeToSafe {
+    /// From a reported fault to the first 0x63 with both bits clear (`null`: none injected).
+    pub reported_fault_max: Option<f64>,
+    /// From a pack going silent to the first 0x63 with both bits clear.
+    pub silent_pack_max: Option<f64>,
+}
+
+/// What `pace2pylon simulate --json` prints: exactly one object.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Scorecard {
+    /// The seed.
+    pub seed: u64,
+    /// Packs.
+    pub packs: usize,
+    /// Plant days run.
+    pub plant_days: f64,
+    /// The fault schedule.
+    pub faults: Faults,
+    /// §6 violations.
+    pub safety_violations: Violations,
+    /// Blocking and energy.
+    pub availability: Availability,
+    /// Rebalances.
+    pub rebalances: Rebalances,
+    /// Time-to-safe.
+    pub time_to_safe_s: TimeToSafe,
+    /// Event log lines written.
+    pub events: u64,
+    /// FNV-1a 64 of the event trace, hex: the same seed and inputs give the same digest.
+    pub trace_digest: String,
+}
+
+/// The plant and the controller, stepped together one plant second at a time.
+#[derive(Debug)]
+pub struct World {
+    /// The plant.
+    pub plant: Plant,
+    controller: Controller,
+    overrides: Overrides,
+    /// Plant seconds since the start.
+    pub t: u64,
+    epoch: jiff::Timestamp,
+    /// Operator orders to carry out (last first).
+    pub orders: Vec<Order>,
+    /// Every event line, `"<t> s <text> [<reasons>]"`.
+    pub events: Vec<String>,
+    /// What the inverter was told each second: (t, charge, discharge).
+    pub told: Vec<(u64, bool, bool)>,
+    readings: Vec<PackReadings>,
+    coil: Option<(coil_modbus::Reading, Millis)>,
+    stale_ms: u64,
+}
+
+impl World {
+    /// A world for `config` (its pack count must match the plant's) on `plant`.
+    pub fn new(plant: PlantConfig, config: &Config) -> Self {
+        let packs = plant.packs;
+        Self {
+            plant: Plant::new(plant),
+            controller: Controller::new(config, Default::default()),
+            overrides: Overrides::default(),
+            t: 0,
+            epoch: jiff::Timestamp::from_second(1_764_583_200).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+            orders: Vec::new(),
+            events: Vec::new(),
+            told: Vec::new(),
+            readings: vec![PackReadings::default(); packs],
+            coil: None,
+            stale_ms: (config.safety.stale_after_s * 1000.0) as u64,
+        }
+    }
+
+    /// The controller.
+    pub fn controller(&self) -> &Controller {
+        &self.controller
+    }
+
+    fn now(&self) -> Now {
+        Now { mono: Millis(self.t * 1000), wall: self.epoch + jiff::SignedDuration::from_secs(self.t as i64) }
+    }
+
+    /// One plant second: read, decide, answer the inverter's 0x63, carry out, advance.
+    pub fn step(&mut self) {
+        let now = self.now();
+        let cells = self.plant.config.cells as u16;
+        // A silent or garbled pack is not read: its last reading ages.
+        for (r, p) in self.readings.iter_mut().zip(&self.plant.packs) {
+            if !p.silent && !p.garbage {
+                r.analog = Some((p.analog(), now.mono));
+                r.status = Some((p.status(), now.mono));
+                r.limits = sim_limits(cells);
+                r.limits_read = true;
+            }
+        }
+        if !self.plant.coil.silent {
+            self.coil = Some((self.plant.coil.registers.reading, now.mono));
+        }
+        let r = &self.plant.inverter.registers;
+        let inverter = InverterReadings {
+            output_priority: Some(r.get(301)),
+            charging_priority: Some(r.get(331)),
+            ..InverterReadings::default()
+        };
+        let inputs = Inputs {
+            packs: &self.readings,
+            coil: self.coil,
+            coil_settings: Some(self.plant.coil.registers.settings),
+            inverter: &inverter,
+            overrides: &self.overrides,
+            order: self.orders.pop(),
+        };
+        let out = self.controller.step(now, &inputs);
+        // The inverter polls 0x63 through the real responder and obeys what it is told.
+        let reply = respond(&out.snapshot, b"~200246630000FDA9\r", &EmulationSettings::default(), now.mono.0);
+        let told =
+            reply.and_then(|bytes| Reply::parse(0x63, &bytes, Dialect::default()).ok()).and_then(|r| match r
+                .outcome
+            {
+                Ok(Response::SystemManagement(m)) => Some(m),
+                _ => None,
+            });
+        let flags = told.map_or((false, false), |m| {
+            (
+                m.flags.contains(ManagementFlags::CHARGE_ENABLE),
+                m.flags.contains(ManagementFlags::DISCHARGE_ENABLE),
+            )
+        });
+        self.told.push((self.t, flags.0, flags.1));
+        self.plant.inverter.bms = told;
+        // A perfect keeper: targets and commands take effect at once.
+        let t = out.targets;
+        if let Some(v) = t.output_priority {
+            self.plant.inverter.registers.set(301, v);
+        }
+        if let Some(v) = t.charging_priority {
+            self.plant.inverter.registers.set(331, v);
+        }
+        if let Some(coil) = t.coil {
+            self.set_coil(coil);
+        }
+        for action in out.coil_actions {
+            if let Action::CalibrateCoilFull { capacity_mah, full_voltage_cv } = action {
+                self.set_coil((capacity_mah, full_voltage_cv));
+                self.plant.coil.apply(coil_modbus::Effect::SetLevel(coil_modbus::Level::Full));
+            }
+        }
+        let date = self.plant.date_time();
+        for (k, command) in out.pack_commands {
+            let pack = &mut self.plant.packs[k];
+            if !pack.silent {
+                let adr = pack.adr;
+                pack.answer(&pace_proto::Request { adr, command }, date);
+            }
+        }
+        self.events.extend(out.events.into_iter().map(|(text, why)| {
+            if why.is_empty() {
+                format!("{:>7} s {text}", self.t)
+            } else {
+                format!("{:>7} s {text} {why:?}", self.t)
+            }
+        }));
+        self.plant.step(1.0);
+        self.t += 1;
+    }
+
+    fn set_coil(&mut self, (capacity_mah, full_voltage_cv): (u32, u16)) {
+        let s = &mut self.plant.coil.registers.settings;
+        if (s.capacity_mah, s.full_voltage_cv) != (capacity_mah, full_voltage_cv) {
+            (s.capacity_mah, s.full_voltage_cv) = (capacity_mah, full_voltage_cv);
+            self.plant.coil.apply(coil_modbus::Effect::SettingsChanged);
+        }
+    }
+
+    /// Whether an event line containing `needle` was written.
+    pub fn logged(&self, needle: &str) -> bool {
+        self.events.iter().any(|e| e.contains(needle))
+    }
+
+    /// Whether the readings of every pack are fresh (for the scoring).
+    fn all_fresh(&self) -> bool {
+        let now = self.t * 1000;
+        self.readings
+            .iter()
+            .all(|r| r.analog.as_ref().is_some_and(|(_, at)| now.saturating_sub(at.0) <= self.stale_ms))
+    }
+}
+
+/// The daemon configuration `simulate` uses without `--config`: `packs` packs with the defaults,
+/// the counter's capacities scaled to the plant's 20 Ah packs.
+///
+/// # Errors
+/// A configuration error naming its key (a pack count of 0, or above what the ports allow).
+pub fn default_config(packs: usize) -> Result<Config, daemon::config::Error> {
+    let mut toml =
+        String::from("[pylon]\nlink = \"tcp://127.0.0.1:1\"\n\n[coil]\nlink = \"tcp://127.0.0.1:2\"\n\n");
+    for k in 0..packs {
+        toml += &format!("[[pack]]\nlink = \"tcp://127.0.0.1:{}\"\n\n", 10 + k);
+    }
+    let regular = packs as u32 * 20_000;
+    toml += &format!(
+        "[tariff]\ntime_zone = \"UTC\"\n\n[rebalance]\ncapacity_mah = {}\nregular_capacity_mah = {}\n",
+        regular + regular * 17 / 100,
+        regular
+    );
+    Config::parse(&toml, "simulate")
+}
+
+fn fnv1a(lines: &[String]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for line in lines {
+        for b in line.bytes().chain([b'\n']) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// A finished run: its scorecard and its event trace.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// The scorecard.
+    pub scorecard: Scorecard,
+    /// Every event line, `"<t> s <text>"`, injected faults included.
+    pub events: Vec<String>,
+}
+
+/// Runs `days` plant days of `config` on a plant of its pack count, seeded, with `faults`.
+pub fn simulate(config: &Config, days: f64, seed: u64, faults: Faults) -> Run {
+    let packs = config.packs.len();
+    let plant = PlantConfig { packs, seed, start_of_day_s: 8.0 * 3600.0, ..PlantConfig::default() };
+    let mut w = World::new(plant, config);
+    let mut rng = Rng::new(seed ^ 0x5EED);
+    let total_s = (days * 86400.0) as u64;
+    let mut v = Violations::default();
+    let mut a = Availability::default();
+    let mut tts = TimeToSafe::default();
+    let mut active: Option<Active> = None;
+    let mut next_fault = 6 * 3600;
+    let mut next_drift = 3 * 86400;
+    let (mut over_since, mut over_counted) = (vec![None::<u64>; packs], vec![false; packs]);
+    let mut cell_over = false;
+    let (mut enabled_wrong_since, mut enabled_wrong_counted) = (None::<u64>, false);
+    let (mut charge_off_since, mut charge_off_counted) = (None::<u64>, false);
+    let mut completion_window: Option<u64> = None;
+    let mut both_off_counted = false;
+    let settle_max = config.rebalance.settle_max_s;
+    let overcurrent_for = config.safety.overcurrent_for_s.ceil() as u64;
+    while w.t < total_s {
+        // The fault schedule.
+        if faults == Faults::Default {
+            if active.as_ref().is_some_and(|f| w.t >= f.until) {
+                if let Some(f) = active.take() {
+                    let _ = w.plant.command(&f.clear);
+                }
+            }
+            if active.is_none() && w.t >= next_fault {
+                let k = 1 + (rng.next_f64() * packs as f64) as usize % packs;
+                let kinds = ["cell-ov", "overtemp", "overcurrent", "short-circuit", "mosfet-fault"];
+                let (start, clear, len, silent) = match (rng.next_f64() * 3.0) as u32 {
+                    0 => (format!("silence pack {k}"), format!("restore pack {k}"), 60, true),
+                    1 => ("silence coil".to_owned(), "restore coil".to_owned(), 60, true),
+                    _ => {
+                        let kind = kinds[(rng.next_f64() * kinds.len() as f64) as usize % kinds.len()];
+                        (format!("fault pack {k} {kind}"), format!("clear pack {k}"), 120, false)
+                    }
+                };
+                let _ = w.plant.command(&start);
+                w.events.push(format!("{:>7} s fault: {start}", w.t));
+                active = Some(Active { until: w.t + len, clear, silent, started: w.t, safe_at: None });
+                next_fault = w.t + 4 * 3600 + (rng.next_f64() * 4.0 * 3600.0) as u64;
+            }
+            if w.t >= next_drift {
+                let k = 1 + (rng.next_f64() * packs as f64) as usize % packs;
+                let _ = w.plant.command(&format!("drift pack {k} -60"));
+                w.events.push(format!("{:>7} s fault: drift pack {k} -60", w.t));
+                next_drift += 3 * 86400;
+            }
+        }
+        let state_before = w.controller.rebalance().step;
+        w.step();
+        let (t, charge, discharge) = w.told.last().copied().unwrap_or((w.t, false, false));
+        let rebalancing = w.controller.rebalance().active();
+        let in_fault = active.as_ref().is_some_and(|f| t < f.until + 10) || !w.all_fresh();
+        // Time-to-safe.
+        if let Some(f) = active.as_mut() {
+            if f.safe_at.is_none() && !charge && !discharge {
+                f.safe_at = Some(t);
+                let took = (t - f.started) as f64;
+                let slot = if f.silent { &mut tts.silent_pack_max } else { &mut tts.reported_fault_max };
+                *slot = Some(slot.map_or(took, |m: f64| m.max(took)));
+            }
+        }
+        // Availability.
+        let h = 1.0 / 3600.0;
+        if !charge {
+            a.charge_blocked_hours += h;
+        }
+        if !discharge {
+            a.discharge_blocked_hours += h;
+        }
+        if !charge && !discharge && !in_fault {
+            a.lockout_hours += h;
+        }
+        let inv = &w.plant.inverter;
+        a.battery_to_load_kwh += (-inv.battery_w).max(0.0).min(inv.load_w) / 3.6e6;
+        a.grid_to_load_kwh += inv.grid_w.min(inv.load_w).max(0.0) / 3.6e6;
+        a.pv_unused_kwh += (w.plant.pv_available_w() - inv.pv_w).max(0.0) / 3.6e6;
+        // §6: a pack above its alarm for longer than overcurrent_for.
+        for (k, p) in w.plant.packs.iter().enumerate() {
+            if p.current_a.abs() > PACK_ALARM_A {
+                let since = *over_since[k].get_or_insert(t);
+                if t - since > overcurrent_for && !over_counted[k] {
+                    over_counted[k] = true;
+                    v.pack_over_alarm_too_long += 1;
+                }
+            } else {
+                over_since[k] = None;
+                over_counted[k] = false;
+            }
+        }
+        // §6: no cell above its BMS's protect voltage outside a rebalance.
+        let max_cell =
+            w.plant.packs.iter().flat_map(|p| p.cells.iter().map(|c| c.ocv_mv())).fold(0.0, f64::max);
+        let over = max_cell >= CELL_OV_PROTECT_MV && !rebalancing;
+        if over && !cell_over {
+            v.cell_over_protect_outside_rebalance += 1;
+        }
+        cell_over = over;
+        // Enabled while a rule holds, judged on the packs' true BMS state (rules 4, 5, 6, 15, 16).
+        let wrong = w.plant.packs.iter().any(|p| {
+            let (p1, p2, f) = (p.protect1.bits(), p.protect2.bits(), p.fault.bits());
+            let both = p1 & 0x70 != 0 || p2 & 0x7A != 0 || f & 0x37 != 0 || (p1 & 0x05 != 0 && !rebalancing);
+            (charge && (both || p2 & 0x05 != 0)) || (discharge && (both || p1 & 0x0A != 0))
+        });
+        if wrong {
+            let since = *enabled_wrong_since.get_or_insert(t);
+            if t - since > 2 && !enabled_wrong_counted {
+                enabled_wrong_counted = true;
+                v.enabled_while_rule_holds += 1;
+            }
+        } else {
+            enabled_wrong_since = None;
+            enabled_wrong_counted = false;
+        }
+        // Lock-out: charging blocked too long with no fault and a cell below 3.40 V.
+        let low_cell = w.plant.packs.iter().flat_map(|p| p.cells.iter()).any(|c| c.ocv_mv() < 3400.0);
+        if !charge && !in_fault && low_cell {
+            let since = *charge_off_since.get_or_insert(t);
+            if t - since > settle_max && !charge_off_counted {
+                charge_off_counted = true;
+                v.charge_blocked_too_long += 1;
+            }
+        } else {
+            charge_off_since = None;
+            charge_off_counted = false;
+        }
+        // Both off between a completion's unlock and 60 s after it.
+        let step = w.controller.rebalance().step;
+        if step == Step::Completing && completion_window.is_none() {
+            completion_window = Some(u64::MAX);
+            both_off_counted = false;
+        }
+        if state_before == Step::Completing && step != Step::Completing {
+            completion_window = Some(t + 60);
+        }
+        if let Some(until) = completion_window {
+            if !charge && !discharge && !both_off_counted && !in_fault {
+                both_off_counted = true;
+                v.both_off_at_completion += 1;
+            }
+            if t >= until {
+                completion_window = None;
+            }
+        }
+    }
+    v.total = v.pack_over_alarm_too_long
+        + v.cell_over_protect_outside_rebalance
+        + v.enabled_while_rule_holds
+        + v.charge_blocked_too_long
+        + v.both_off_at_completion;
+    let count = |needle: &str| w.events.iter().filter(|e| e.contains(needle)).count() as u64;
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    let scorecard = Scorecard {
+        seed,
+        packs,
+        plant_days: days,
+        faults,
+        safety_violations: v,
+        availability: Availability {
+            lockout_hours: round(a.lockout_hours),
+            charge_blocked_hours: round(a.charge_blocked_hours),
+            discharge_blocked_hours: round(a.discharge_blocked_hours),
+            battery_to_load_kwh: round(a.battery_to_load_kwh),
+            grid_to_load_kwh: round(a.grid_to_load_kwh),
+            pv_unused_kwh: round(a.pv_unused_kwh),
+        },
+        rebalances: Rebalances {
+            started: count("rebalance: Started"),
+            completed: count("rebalance: Completed"),
+            cancelled: count("rebalance: Cancelled"),
+        },
+        time_to_safe_s: tts,
+        events: w.events.len() as u64,
+        trace_digest: fnv1a(&w.events),
+    };
+    Run { scorecard, events: w.events }
+}

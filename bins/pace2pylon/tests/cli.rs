@@ -167,3 +167,58 @@ fn unknown_scenarios_are_named() {
         String::from_utf8_lossy(&out.stderr).contains("unknown scenario 'meteor'; scenarios: pack-silent")
     );
 }
+
+#[test]
+fn simulate_prints_one_json_object_the_same_for_the_same_seed() {
+    let run = || {
+        let out = Command::new(BIN)
+            .args(["simulate", "--days", "1", "--packs", "3", "--seed", "7", "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a, b);
+    assert_eq!(a.lines().count(), 1, "{a}");
+    let j: serde_json::Value = serde_json::from_str(&a).unwrap();
+    let keys: Vec<&str> = j.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "seed",
+            "packs",
+            "plant_days",
+            "faults",
+            "safety_violations",
+            "availability",
+            "rebalances",
+            "time_to_safe_s",
+            "events",
+            "trace_digest"
+        ]
+    );
+    assert_eq!(
+        (j["seed"].as_u64(), j["packs"].as_u64(), j["faults"].as_str()),
+        (Some(7), Some(3), Some("default"))
+    );
+    for key in [
+        "lockout_hours",
+        "charge_blocked_hours",
+        "discharge_blocked_hours",
+        "battery_to_load_kwh",
+        "grid_to_load_kwh",
+        "pv_unused_kwh",
+    ] {
+        assert!(j["availability"][key].is_number(), "{key}: {a}");
+    }
+    assert_eq!(j["safety_violations"]["total"], 0, "{a}");
+    for (args, expected) in [
+        (&["simulate", "--faults", "mine.txt"][..], "fault schedule files are not supported yet"),
+        (&["simulate", "--days", "0"][..], "--days must be above 0"),
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(expected), "{args:?}");
+    }
+}

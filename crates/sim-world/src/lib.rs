@@ -365,7 +365,8 @@ pub fn simulate(config: &Config, days: f64, seed: u64, faults: Faults) -> Run {
     let (mut over_since, mut over_counted) = (vec![None::<u64>; packs], vec![false; packs]);
     let mut cell_over = false;
     let (mut enabled_wrong_since, mut enabled_wrong_counted) = (None::<u64>, false);
-    let (mut charge_off_since, mut charge_off_counted) = (None::<u64>, false);
+    // Seconds charging has been blocked in this episode outside fault windows with a cell low.
+    let (mut charge_off_s, mut charge_off_counted) = (0u64, false);
     let mut completion_window: Option<u64> = None;
     let mut both_off_counted = false;
     let settle_max = config.rebalance.settle_max_s;
@@ -443,9 +444,14 @@ pub fn simulate(config: &Config, days: f64, seed: u64, faults: Faults) -> Run {
                 over_counted[k] = false;
             }
         }
-        // §6: no cell above its BMS's protect voltage outside a rebalance.
-        let max_cell =
-            w.plant.packs.iter().flat_map(|p| p.cells.iter().map(|c| c.ocv_mv())).fold(0.0, f64::max);
+        // §6: no cell above its BMS's protect voltage outside a rebalance (its terminal voltage, as
+        // the BMS measures it: there it trips).
+        let max_cell = w
+            .plant
+            .packs
+            .iter()
+            .flat_map(|p| p.cells.iter().map(|c| c.voltage_mv(p.current_a)))
+            .fold(0.0, f64::max);
         let over = max_cell >= CELL_OV_PROTECT_MV && !rebalancing;
         if over && !cell_over {
             v.cell_over_protect_outside_rebalance += 1;
@@ -469,15 +475,16 @@ pub fn simulate(config: &Config, days: f64, seed: u64, faults: Faults) -> Run {
         }
         // Lock-out: charging blocked too long with no fault and a cell below 3.40 V.
         let low_cell = w.plant.packs.iter().flat_map(|p| p.cells.iter()).any(|c| c.ocv_mv() < 3400.0);
-        if !charge && !in_fault && low_cell {
-            let since = *charge_off_since.get_or_insert(t);
-            if t - since > settle_max && !charge_off_counted {
+        // A fault window pauses the count; only charging again ends the episode.
+        if charge {
+            charge_off_s = 0;
+            charge_off_counted = false;
+        } else if !in_fault && low_cell {
+            charge_off_s += 1;
+            if charge_off_s > settle_max && !charge_off_counted {
                 charge_off_counted = true;
                 v.charge_blocked_too_long += 1;
             }
-        } else {
-            charge_off_since = None;
-            charge_off_counted = false;
         }
         // Both off between a completion's unlock and 60 s after it.
         let step = w.controller.rebalance().step;

@@ -138,3 +138,23 @@ fn the_same_seed_gives_the_same_scorecard() {
         "faults were injected: {a:?}"
     );
 }
+
+/// The checker can fail: a configuration that charges to 3.70 V per cell (29.6 V, rule 11 at
+/// 3.80 V, no taper) drives the packs into their BMS's over-voltage protection, where they stay
+/// locked, and the scorecard says so, faults or not.
+#[test]
+fn a_configuration_that_overcharges_is_caught() {
+    let weak = config(
+        3,
+        "[safety]\ncharge_voltage_mv = 29600\ncell_ov_mv = 3800\ncell_ov_release_mv = 3790\n\n\
+         [safety.taper]\ncharge_cell_mv = [[3400, 1.0]]\n\n\
+         [rebalance]\ncapacity_mah = 70000\nregular_capacity_mah = 60000\n",
+    );
+    for faults in [Faults::None, Faults::Default] {
+        let card = simulate(&weak, 2.0, 1, faults).scorecard;
+        let v = card.safety_violations;
+        assert!(v.cell_over_protect_outside_rebalance >= 1, "{faults:?}: {card:?}");
+        assert!(v.charge_blocked_too_long >= 1, "{faults:?}: {card:?}");
+        assert!(card.availability.lockout_hours > 24.0, "{faults:?}: {card:?}");
+    }
+}

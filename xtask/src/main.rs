@@ -234,12 +234,36 @@ fn daemon_table(root: &Path) -> Result<()> {
         ));
     }
     let footprint = footprint(root)?;
+    let simulated = simulate_speed(root)?;
     println!("\n| daemon benchmark | samples | measured | goal |\n|---|---:|---|---|");
     for l in &lines {
         println!("{l}");
     }
     println!("{footprint}");
+    println!("{simulated}");
     Ok(())
+}
+
+/// `pace2pylon simulate --days 30 --packs 12 --seed 7 --faults default` (release, one thread):
+/// wall time and plant seconds per wall second; a table row.
+fn simulate_speed(root: &Path) -> Result<String> {
+    let exe = root.join("target/release/pace2pylon");
+    let days = 30.0;
+    let started = Instant::now();
+    let out = Command::new(&exe)
+        .args(["simulate", "--days", "30", "--packs", "12", "--seed", "7", "--faults", "default", "--json"])
+        .output()
+        .context("could not start pace2pylon simulate")?;
+    let took = started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!("simulate failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let card: serde_json::Value = serde_json::from_slice(&out.stdout).context("simulate printed bad JSON")?;
+    Ok(format!(
+        "| `simulate`: 30 plant days, 12 packs, default faults (release, one thread) | 1 | {took:.1} s, {:.0} plant s per wall s, {} violations | ≤ 130 s (≥ 20 000×) |",
+        days * 86400.0 / took,
+        card["safety_violations"]["total"]
+    ))
 }
 
 fn free_port() -> Result<u16> {

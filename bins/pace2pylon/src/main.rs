@@ -91,7 +91,8 @@ struct SimulateArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// `none`, or `default`: every 6 plant hours (±2 h) a pack or the counter goes silent for
-    /// 60 s or a pack reports a fault for 120 s; every 3 plant days a cell drifts 60 mV low.
+    /// 60 s, a pack reports a fault for 120 s, the inverter stops polling for 120 s or the daemon
+    /// restarts; every 3 plant days a cell drifts 60 mV low.
     #[arg(long, default_value = "default")]
     faults: String,
     /// Print exactly one JSON object.

@@ -11,7 +11,9 @@
 //! What this first version does not model (issue 12 asks for it): the wires. Readings are taken
 //! from the packs' models directly each second (no bytes, no baud, no poll period), the keeper of
 //! the inverter and counter settings is perfect, and a silent device simply stops being read.
-//! Time-to-safe figures are therefore in whole plant seconds, and the faults are device faults only.
+//! Time-to-safe figures are therefore in whole plant seconds; the faults are the devices' (a pack,
+//! the counter or the inverter silent, a pack's BMS fault, a drifting cell) and a daemon restart
+//! from its persisted state — none on a wire.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -60,16 +62,27 @@ pub enum Faults {
 /// The default fault schedule, in words (README, `simulate --help`).
 pub const DEFAULT_SCHEDULE: &str = "every 6 plant hours (±2 h, seeded) one of, equally likely: a pack goes \
      silent for 60 s; the counter goes silent for 60 s; a pack reports a fault (cell-ov, overtemp, \
-     overcurrent, short-circuit or mosfet-fault) for 120 s; and every 3 plant days cell 1 of a random \
-     pack drifts 60 mV low";
+     overcurrent, short-circuit or mosfet-fault) for 120 s; the inverter stops polling for 120 s; the \
+     daemon restarts from its persisted state; and every 3 plant days cell 1 of a random pack drifts \
+     60 mV low";
+
+/// What kind of fault, for time-to-safe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A fault in a pack's reply: time-to-safe counts to the first 0x63 with both bits clear.
+    Reported,
+    /// A pack gone silent: likewise, bounded by `stale_after`.
+    SilentPack,
+    /// Anything else (the counter, the inverter, a restart): only its window counts.
+    Other,
+}
 
 /// An injected fault being active, for the scoring.
 #[derive(Clone, Debug)]
 struct Active {
     until: u64,
     clear: String,
-    /// A reported fault (time-to-safe counts to the first 0x63 with both bits clear) or a silence.
-    silent: bool,
+    kind: Kind,
     started: u64,
     safe_at: Option<u64>,
 }
@@ -173,6 +186,9 @@ pub struct World {
     readings: Vec<PackReadings>,
     coil: Option<(coil_modbus::Reading, Millis)>,
     stale_ms: u64,
+    config: Config,
+    /// The inverter stopped polling then (it falls back to its no-comm settings after 30 s).
+    inverter_lost_at: Option<u64>,
 }
 
 impl World {
@@ -191,6 +207,38 @@ impl World {
             readings: vec![PackReadings::default(); packs],
             coil: None,
             stale_ms: (config.safety.stale_after_s * 1000.0) as u64,
+            config: config.clone(),
+            inverter_lost_at: None,
+        }
+    }
+
+    /// The daemon restarts: a new controller from the persisted rebalance state, nothing read yet.
+    pub fn restart(&mut self) {
+        self.controller = Controller::new(&self.config, self.controller.rebalance().clone());
+        self.readings = vec![PackReadings::default(); self.readings.len()];
+        self.coil = None;
+    }
+
+    /// A fault command: `restart daemon`, `lose inverter`, `restore inverter`, or one of the plant's
+    /// ([`Plant::command`]).
+    ///
+    /// # Errors
+    /// The plant's message for a command it does not know.
+    pub fn command(&mut self, line: &str) -> Result<String, String> {
+        match line.trim() {
+            "restart daemon" => {
+                self.restart();
+                Ok("daemon restarted".into())
+            }
+            "lose inverter" => {
+                self.inverter_lost_at = Some(self.t);
+                Ok("the inverter stopped polling".into())
+            }
+            "restore inverter" => {
+                self.inverter_lost_at = None;
+                Ok("the inverter polls again".into())
+            }
+            other => self.plant.command(other),
         }
     }
 
@@ -234,23 +282,32 @@ impl World {
             order: self.orders.pop(),
         };
         let out = self.controller.step(now, &inputs);
-        // The inverter polls 0x63 through the real responder and obeys what it is told.
-        let reply = respond(&out.snapshot, b"~200246630000FDA9\r", &EmulationSettings::default(), now.mono.0);
-        let told =
-            reply.and_then(|bytes| Reply::parse(0x63, &bytes, Dialect::default()).ok()).and_then(|r| match r
-                .outcome
-            {
-                Ok(Response::SystemManagement(m)) => Some(m),
-                _ => None,
-            });
-        let flags = told.map_or((false, false), |m| {
-            (
+        // The inverter polls 0x63 through the real responder and obeys what it is told; when it
+        // stops polling it keeps the last answer for 30 s, then falls back to its no-comm settings.
+        match self.inverter_lost_at {
+            None => {
+                let reply =
+                    respond(&out.snapshot, b"~200246630000FDA9\r", &EmulationSettings::default(), now.mono.0);
+                self.plant.inverter.bms = reply
+                    .and_then(|bytes| Reply::parse(0x63, &bytes, Dialect::default()).ok())
+                    .and_then(|r| match r.outcome {
+                        Ok(Response::SystemManagement(m)) => Some(m),
+                        _ => None,
+                    });
+            }
+            Some(at) if self.t.saturating_sub(at) >= 30 => self.plant.inverter.bms = None,
+            Some(_) => {}
+        }
+        // What the inverter obeys now.
+        let flags = match self.plant.inverter.bms {
+            Some(m) => (
                 m.flags.contains(ManagementFlags::CHARGE_ENABLE),
                 m.flags.contains(ManagementFlags::DISCHARGE_ENABLE),
-            )
-        });
+            ),
+            None if self.inverter_lost_at.is_some() => (true, true),
+            None => (false, false),
+        };
         self.told.push((self.t, flags.0, flags.1));
-        self.plant.inverter.bms = told;
         // A perfect keeper: targets and commands take effect at once.
         let t = out.targets;
         if let Some(v) = t.output_priority {
@@ -376,23 +433,28 @@ pub fn simulate(config: &Config, days: f64, seed: u64, faults: Faults) -> Run {
         if faults == Faults::Default {
             if active.as_ref().is_some_and(|f| w.t >= f.until) {
                 if let Some(f) = active.take() {
-                    let _ = w.plant.command(&f.clear);
+                    if !f.clear.is_empty() {
+                        let _ = w.command(&f.clear);
+                    }
                 }
             }
             if active.is_none() && w.t >= next_fault {
                 let k = 1 + (rng.next_f64() * packs as f64) as usize % packs;
                 let kinds = ["cell-ov", "overtemp", "overcurrent", "short-circuit", "mosfet-fault"];
-                let (start, clear, len, silent) = match (rng.next_f64() * 3.0) as u32 {
-                    0 => (format!("silence pack {k}"), format!("restore pack {k}"), 60, true),
-                    1 => ("silence coil".to_owned(), "restore coil".to_owned(), 60, true),
+                let (start, clear, len, kind) = match (rng.next_f64() * 5.0) as u32 {
+                    0 => (format!("silence pack {k}"), format!("restore pack {k}"), 60, Kind::SilentPack),
+                    1 => ("silence coil".to_owned(), "restore coil".to_owned(), 60, Kind::Other),
+                    2 => ("lose inverter".to_owned(), "restore inverter".to_owned(), 120, Kind::Other),
+                    // A restart: the new daemon needs a poll round and its limits ramp up again.
+                    3 => ("restart daemon".to_owned(), String::new(), 15, Kind::Other),
                     _ => {
-                        let kind = kinds[(rng.next_f64() * kinds.len() as f64) as usize % kinds.len()];
-                        (format!("fault pack {k} {kind}"), format!("clear pack {k}"), 120, false)
+                        let fault = kinds[(rng.next_f64() * kinds.len() as f64) as usize % kinds.len()];
+                        (format!("fault pack {k} {fault}"), format!("clear pack {k}"), 120, Kind::Reported)
                     }
                 };
-                let _ = w.plant.command(&start);
+                let _ = w.command(&start);
                 w.events.push(format!("{:>7} s fault: {start}", w.t));
-                active = Some(Active { until: w.t + len, clear, silent, started: w.t, safe_at: None });
+                active = Some(Active { until: w.t + len, clear, kind, started: w.t, safe_at: None });
                 next_fault = w.t + 4 * 3600 + (rng.next_f64() * 4.0 * 3600.0) as u64;
             }
             if w.t >= next_drift {
@@ -409,10 +471,14 @@ pub fn simulate(config: &Config, days: f64, seed: u64, faults: Faults) -> Run {
         let in_fault = active.as_ref().is_some_and(|f| t < f.until + 10) || !w.all_fresh();
         // Time-to-safe.
         if let Some(f) = active.as_mut() {
-            if f.safe_at.is_none() && !charge && !discharge {
+            let slot = match f.kind {
+                Kind::Reported => Some(&mut tts.reported_fault_max),
+                Kind::SilentPack => Some(&mut tts.silent_pack_max),
+                Kind::Other => None,
+            };
+            if let Some(slot) = slot.filter(|_| f.safe_at.is_none() && !charge && !discharge) {
                 f.safe_at = Some(t);
                 let took = (t - f.started) as f64;
-                let slot = if f.silent { &mut tts.silent_pack_max } else { &mut tts.reported_fault_max };
                 *slot = Some(slot.map_or(took, |m: f64| m.max(took)));
             }
         }

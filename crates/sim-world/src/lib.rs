@@ -366,24 +366,34 @@ impl World {
     }
 }
 
+/// A daemon configuration for `packs` simulated packs (links that are never opened, UTC for the
+/// tariff windows) with `extra` TOML appended.
+///
+/// # Errors
+/// A configuration error naming its key.
+pub fn config_with(packs: usize, extra: &str) -> Result<Config, daemon::config::Error> {
+    let mut toml =
+        String::from("[pylon]\nlink = \"tcp://127.0.0.1:1\"\n\n[coil]\nlink = \"tcp://127.0.0.1:2\"\n\n");
+    for k in 0..packs {
+        toml += &format!("[[pack]]\nlink = \"tcp://127.0.0.1:{}\"\n\n", 10 + k);
+    }
+    toml += "[tariff]\ntime_zone = \"UTC\"\n\n";
+    toml += extra;
+    Config::parse(&toml, "simulate")
+}
+
 /// The daemon configuration `simulate` uses without `--config`: `packs` packs with the defaults,
 /// the counter's capacities scaled to the plant's 20 Ah packs.
 ///
 /// # Errors
 /// A configuration error naming its key (a pack count of 0, or above what the ports allow).
 pub fn default_config(packs: usize) -> Result<Config, daemon::config::Error> {
-    let mut toml =
-        String::from("[pylon]\nlink = \"tcp://127.0.0.1:1\"\n\n[coil]\nlink = \"tcp://127.0.0.1:2\"\n\n");
-    for k in 0..packs {
-        toml += &format!("[[pack]]\nlink = \"tcp://127.0.0.1:{}\"\n\n", 10 + k);
-    }
     let regular = packs as u32 * 20_000;
-    toml += &format!(
-        "[tariff]\ntime_zone = \"UTC\"\n\n[rebalance]\ncapacity_mah = {}\nregular_capacity_mah = {}\n",
-        regular + regular * 17 / 100,
-        regular
+    let rebalance = format!(
+        "[rebalance]\ncapacity_mah = {}\nregular_capacity_mah = {regular}\n",
+        regular + regular * 17 / 100
     );
-    Config::parse(&toml, "simulate")
+    config_with(packs, &rebalance)
 }
 
 fn fnv1a(lines: &[String]) -> String {

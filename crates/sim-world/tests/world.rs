@@ -12,14 +12,7 @@ use sim::PlantConfig;
 use sim_world::{Faults, World, default_config, simulate};
 
 fn config(packs: usize, extra: &str) -> daemon::Config {
-    let mut toml =
-        String::from("[pylon]\nlink = \"tcp://127.0.0.1:1\"\n\n[coil]\nlink = \"tcp://127.0.0.1:2\"\n\n");
-    for k in 0..packs {
-        toml += &format!("[[pack]]\nlink = \"tcp://127.0.0.1:{}\"\n\n", 10 + k);
-    }
-    toml += "[tariff]\ntime_zone = \"UTC\"\n\n";
-    toml += extra;
-    daemon::Config::parse(&toml, "world.toml").unwrap()
+    sim_world::config_with(packs, extra).unwrap()
 }
 
 fn run_until(w: &mut World, limit_s: u64, what: &str, f: impl Fn(&World) -> bool) -> u64 {

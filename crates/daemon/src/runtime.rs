@@ -10,14 +10,13 @@ use std::time::{Duration, Instant};
 
 use link::{AsciiDeframer, Link, RtuDeframer};
 use maestro_core::{Action, Decision, Millis, Step, Targets};
-use pace_proto::{
-    Command, Config as PaceConfig, ConfigKind, PackAnalog, PackStatus, Reply, Request, Response, Text,
-};
+use pace_proto::{Command, PackAnalog, PackStatus, Text};
 use translator::PackLimits;
 use translator::respond::{CommLoss, EmulationSettings, Snapshot};
 
 use crate::config::{self, Config};
 use crate::core::{Controller, Inputs, Now};
+use crate::poller::{Note, PackPoller, Problem, Timing};
 use crate::state::{self, EventLine, EventLog, Persisted};
 use crate::writer::Writer;
 
@@ -236,6 +235,11 @@ impl std::fmt::Debug for Hooks {
 }
 
 impl Shared {
+    /// Monotonic now, since the daemon started.
+    pub fn mono(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
     /// Monotonic now.
     pub fn now(&self) -> Millis {
         Millis(self.epoch.elapsed().as_millis() as u64)
@@ -562,7 +566,8 @@ impl Drop for Started {
     }
 }
 
-fn emulation_settings(config: &Config) -> EmulationSettings {
+/// What the responder is told by `[pylon]` and `[safety]`.
+pub fn emulation_settings(config: &Config) -> EmulationSettings {
     let p = &config.pylon;
     let s = &config.safety;
     let version =
@@ -596,192 +601,34 @@ fn emulation_settings(config: &Config) -> EmulationSettings {
     }
 }
 
-/// One Pace request; the reply's content, or a message naming the link and the problem.
-fn pace(link: &mut Link, adr: u8, command: Command, timeout: Duration) -> Result<Response, String> {
-    pace_counted(link, adr, command, timeout).map(|(response, _)| response)
-}
-
-/// One exchange; also returns the bytes it moved both ways.
-fn pace_counted(
-    link: &mut Link,
-    adr: u8,
-    command: Command,
-    timeout: Duration,
-) -> Result<(Response, usize), String> {
-    let cid2 = command.cid2();
-    let mut frame = Vec::new();
-    Request { adr, command }.emit(&mut frame).map_err(|e| e.to_string())?;
-    let bytes = link.request(&frame, &mut AsciiDeframer::new(), timeout).map_err(|e| e.to_string())?;
-    let reply = Reply::parse(cid2, &bytes).map_err(|e| format!("{}: {e}", link.name()))?;
-    let moved = frame.len() + bytes.len();
-    reply
-        .outcome
-        .map(|response| (response, moved))
-        .map_err(|r| format!("{}: the BMS refused CID2 {cid2:02X}: {}", link.name(), r.rtn))
-}
-
 fn poll_pack(k: usize, adr: u8, mut link: Link, shared: &Shared, stop: &AtomicBool, poll: &config::Poll) {
-    let timeout = secs(poll.timeout_s);
-    let mut last_limits: Option<Instant> = None;
-    let mut last_error = String::new();
-    let mut layout: Option<Shape> = None;
-    let slot = &shared.packs[k];
+    let mut poller = PackPoller::new(k + 1, adr, link.name(), Timing::of(poll));
     while !stop.load(Ordering::Relaxed) {
-        let started = Instant::now();
-        let mut errors = Vec::new();
-        let mut moved = 0;
-        // A Pace reply does not name its command: a frame that decodes but has another layout
-        // than the pack's (a late reply to the other request) is a bad frame, never data.
-        let mut analog_shape = None;
-        match pace_counted(&mut link, adr, Command::Analog { pack: 0xFF }, timeout) {
-            Ok((Response::Analog(mut a), n)) if !a.packs.is_empty() => {
-                let analog = a.packs.swap_remove(0);
-                let shape = Shape::of_analog(&analog);
-                match layout.map_or(Ok(()), |known| shape.matches(known, "0x42")) {
-                    Ok(()) => {
-                        moved += n;
-                        analog_shape = Some(shape);
-                        lock(slot).analog = Some((analog, shared.now()));
-                    }
-                    Err(e) => {
-                        link.count_bad_frame();
-                        errors.push(format!("{}: {e}", link.name()));
-                    }
-                }
-            }
-            Ok((other, _)) => errors.push(format!("{}: unexpected reply to 0x42: {other:?}", link.name())),
-            Err(e) => errors.push(e),
-        }
-        match pace_counted(&mut link, adr, Command::Status { pack: 0xFF }, timeout) {
-            Ok((Response::Status(mut s), n)) if !s.packs.is_empty() => {
-                let status = s.packs.swap_remove(0);
-                let shape = Shape::of_status(&status);
-                match layout.or(analog_shape).map_or(Ok(()), |known| shape.matches(known, "0x44")) {
-                    Ok(()) => {
-                        moved += n;
-                        if analog_shape == Some(shape) {
-                            layout = Some(shape);
-                        }
-                        lock(slot).status = Some((status, shared.now()));
-                    }
-                    Err(e) => {
-                        link.count_bad_frame();
-                        errors.push(format!("{}: {e}", link.name()));
-                    }
-                }
-            }
-            Ok((other, _)) => errors.push(format!("{}: unexpected reply to 0x44: {other:?}", link.name())),
-            Err(e) => errors.push(e),
-        }
-        if errors.is_empty() {
-            lock(slot).cycle = Some(Cycle { took: started.elapsed(), bytes: moved });
-        }
-        let commands: Vec<Command> = std::mem::take(&mut *lock(&shared.pack_commands[k]));
+        let commands = std::mem::take(&mut *lock(&shared.pack_commands[k]));
         for command in commands {
-            let what = format!("{command:?}");
-            match pace(&mut link, adr, command, timeout) {
-                Ok(_) => shared.event(format!("pack {}: {what} done", k + 1)),
-                Err(e) => shared.event(format!("pack {}: {what} failed: {e}", k + 1)),
-            }
+            poller.command(command);
         }
-        if errors.is_empty() && last_limits.is_none_or(|t| t.elapsed() >= secs(poll.limits_every_s)) {
-            match read_limits(&mut link, adr, timeout) {
-                Ok((limits, version, serial)) => {
-                    last_limits = Some(Instant::now());
-                    let mut s = lock(slot);
-                    s.limits = limits;
-                    s.limits_read = true;
-                    s.version = version.or(s.version.take());
-                    s.serial = serial.or(s.serial.take());
+        let now = shared.mono();
+        match poller.poll_transmit(now) {
+            Some(frame) => {
+                let timeout = poller.poll_timeout().saturating_sub(now);
+                match link.request(&frame, &mut AsciiDeframer::new(), timeout) {
+                    Ok(reply) => poller.handle_frame(shared.mono(), &reply),
+                    Err(e) => poller.handle_failure(shared.mono(), Problem::Line(e.to_string())),
                 }
-                Err(e) => errors.push(e),
+            }
+            None => nap(stop, poller.poll_timeout().saturating_sub(now)),
+        }
+        while let Some(note) = poller.poll_note() {
+            match note {
+                Note::Event(text) => shared.event(text),
+                Note::Warn(text) => log::warn!("{text}"),
+                Note::BadFrame => link.count_bad_frame(),
             }
         }
-        let error = errors.join("; ");
-        if error != last_error {
-            if error.is_empty() {
-                shared.event(format!("pack {} answers again", k + 1));
-            } else {
-                log::warn!("pack {}: {error}", k + 1);
-            }
-            last_error = error.clone();
-        }
-        {
-            let mut s = lock(slot);
-            s.last_error = (!error.is_empty()).then_some(error);
-            s.link = link.stats();
-        }
-        nap(stop, secs(poll.period_s).saturating_sub(started.elapsed()));
+        poller.set_link_stats(link.stats());
+        lock(&shared.packs[k]).clone_from(poller.readings());
     }
-}
-
-/// The layout of a pack's replies: cells and temperatures, as 0x42 counts their values and 0x44
-/// their warnings. The two replies of one pack agree; a reply that does not is another's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Shape {
-    cells: usize,
-    temps: usize,
-}
-
-impl Shape {
-    pub(crate) fn of_analog(a: &PackAnalog) -> Self {
-        Self { cells: a.cells.len(), temps: a.temps.len() }
-    }
-
-    pub(crate) fn of_status(s: &PackStatus) -> Self {
-        Self { cells: s.cell_warns.len(), temps: s.temp_warns.len() }
-    }
-
-    /// `Ok` when this reply has the pack's layout `known`; else the bad frame named.
-    pub(crate) fn matches(self, known: Self, command: &str) -> Result<(), String> {
-        if self == known {
-            return Ok(());
-        }
-        Err(format!(
-            "a reply to {command} with {} cells and {} temperatures, where the pack has {} and {}: \
-             not the reply asked for (a late one?); counted as a bad frame",
-            self.cells, self.temps, known.cells, known.temps
-        ))
-    }
-}
-
-type LimitsRead = (PackLimits, Option<Text>, Option<Text>);
-
-/// D5 D7 D9 DB D3, then C1/C2 (whose failure does not matter).
-fn read_limits(link: &mut Link, adr: u8, timeout: Duration) -> Result<LimitsRead, String> {
-    let mut limits = PackLimits::default();
-    for kind in [
-        ConfigKind::PackOv,
-        ConfigKind::PackUv,
-        ConfigKind::ChargeOc,
-        ConfigKind::DischargeOc1,
-        ConfigKind::CellUv,
-    ] {
-        match pace(link, adr, Command::ReadConfig(kind), timeout)? {
-            Response::Config(PaceConfig::PackOv(v)) => limits.pack_ov_alarm = Some(v.alarm),
-            Response::Config(PaceConfig::PackUv(v)) => {
-                limits.pack_uv_alarm = Some(v.alarm);
-                limits.pack_uv_protect = Some(v.protect);
-            }
-            Response::Config(PaceConfig::CellUv(v)) => limits.cell_uv_protect = Some(v.protect),
-            Response::Config(PaceConfig::ChargeOc(c)) => {
-                limits.charge_oc_alarm_a = Some(c.alarm_a.unsigned_abs())
-            }
-            Response::Config(PaceConfig::DischargeOc1(c)) => {
-                limits.discharge_oc_alarm_a = Some(c.alarm_a.unsigned_abs())
-            }
-            other => return Err(format!("{}: unexpected reply to {}: {other:?}", link.name(), kind.name())),
-        }
-    }
-    let version = match pace(link, adr, Command::Version, timeout) {
-        Ok(Response::Version { version }) => Some(version),
-        _ => None,
-    };
-    let serial = match pace(link, adr, Command::Serial, timeout) {
-        Ok(Response::Serial { serial }) => Some(serial),
-        _ => None,
-    };
-    Ok((limits, version, serial))
 }
 
 fn poll_coil(slave: u8, mut link: Link, shared: &Shared, stop: &AtomicBool, poll: &config::Poll) {
@@ -1091,47 +938,6 @@ fn coil_housekeeping(slave: u8, link: &mut Link, shared: &Shared) {
                     lock(&shared.coil_actions).push(action);
                 }
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use pace_proto::{Reply, Response};
-
-    use super::Shape;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/../../fixtures/pace/esphome-pbmstools/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    }
-
-    /// Issue 10 item 10: a 0x42 reply read as the answer to 0x44 decodes (the status parser keeps
-    /// unknown tail bytes as vendor bytes), but not with the pack's layout.
-    #[test]
-    fn a_reply_to_the_other_command_is_told_by_its_layout() {
-        let analog = match Reply::parse(0x42, &fixture("002-analog-reply-16s.txt")).map(|r| r.outcome) {
-            Ok(Ok(Response::Analog(mut a))) => a.packs.swap_remove(0),
-            other => panic!("{other:?}"),
-        };
-        let status = match Reply::parse(0x44, &fixture("004-status-reply.txt")).map(|r| r.outcome) {
-            Ok(Ok(Response::Status(mut s))) => s.packs.swap_remove(0),
-            other => panic!("{other:?}"),
-        };
-        let layout = Shape::of_analog(&analog);
-        assert_eq!(Shape::of_status(&status).matches(layout, "0x44"), Ok(()));
-        // The analog reply taken for a status: it decodes, with another layout.
-        if let Ok(Ok(Response::Status(mut s))) =
-            Reply::parse(0x44, &fixture("002-analog-reply-16s.txt")).map(|r| r.outcome)
-        {
-            let e = Shape::of_status(&s.packs.swap_remove(0)).matches(layout, "0x44").unwrap_err();
-            assert!(e.contains("not the reply asked for"), "{e}");
-        }
-        // And the status reply taken for an analog one.
-        if let Ok(Ok(Response::Analog(mut a))) =
-            Reply::parse(0x42, &fixture("004-status-reply.txt")).map(|r| r.outcome)
-        {
-            assert!(Shape::of_analog(&a.packs.swap_remove(0)).matches(layout, "0x42").is_err());
         }
     }
 }

@@ -27,7 +27,7 @@ mod endpoint;
 mod link;
 
 pub use deframe::{AsciiDeframer, Deframer, RtuDeframer};
-pub use endpoint::Endpoint;
+pub use endpoint::{DEFAULT_BAUD, Endpoint};
 pub use link::{Link, Stats};
 
 use std::time::Duration;

@@ -98,6 +98,10 @@ struct SimulateArgs {
     /// Print exactly one JSON object.
     #[arg(long)]
     json: bool,
+    /// Also print every event of the trace (the injected faults, the daemon's event log lines, the
+    /// violations), one per line, after the scorecard.
+    #[arg(long)]
+    trace: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -325,15 +329,40 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     );
     let r = &card.rebalances;
     say!("  rebalances: {} started, {} completed, {} cancelled", r.started, r.completed, r.cancelled);
-    let secs = |s: Option<f64>| s.map_or("-".to_owned(), |s| format!("{s:.0} s"));
+    let secs = |s: Option<f64>| s.map_or("-".to_owned(), |s| format!("{s:.2} s"));
     say!(
         "  time to safe: reported fault {}, silent pack {}",
         secs(card.time_to_safe_s.reported_fault_max),
         secs(card.time_to_safe_s.silent_pack_max)
     );
-    say!("  {} events, trace digest {}; the last ones:", card.events, card.trace_digest);
-    for line in run.events.iter().rev().take(12).rev() {
-        say!("  {line}");
+    let violations: Vec<&String> = run.events.iter().filter(|e| e.contains(" violation: ")).collect();
+    if !violations.is_empty() {
+        say!("  the violations (the first 20), with what led to each:");
+        for line in violations.iter().take(20) {
+            // The events of the 5 plant minutes before it, at most 8.
+            let k = run.events.iter().position(|e| std::ptr::eq(e, *line)).unwrap_or(0);
+            let t = |e: &str| e.split_whitespace().next().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+            let before = run.events[..k].iter().rev().take_while(|e| t(e) + 300 >= t(line)).take(8);
+            for e in before.collect::<Vec<_>>().into_iter().rev() {
+                say!("    {e}");
+            }
+            say!("  {line}");
+        }
+    }
+    if args.trace {
+        say!("  {} events, trace digest {}:", card.events, card.trace_digest);
+        for line in &run.events {
+            say!("  {line}");
+        }
+    } else {
+        say!(
+            "  {} events, trace digest {}; the last ones (all with --trace):",
+            card.events,
+            card.trace_digest
+        );
+        for line in run.events.iter().rev().take(12).rev() {
+            say!("  {line}");
+        }
     }
     if v.total > 0 {
         bail!("{} safety violations; replay with --seed {}", v.total, card.seed);

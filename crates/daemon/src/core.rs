@@ -161,7 +161,7 @@ impl Controller {
             readings.iter().zip(&flows).map(|(r, f)| observe(r, f)).collect();
         let packs: Vec<PackInput<'_>> = readings
             .iter()
-            .map(|r| PackInput { analog: r.analog.as_ref().map(|(a, _)| a), limits: r.limits })
+            .map(|r| PackInput { analog: r.analog.as_ref().map(|(a, _)| &**a), limits: r.limits })
             .collect();
         let step = self.rebalance.state().step;
         let active = self.rebalance.state().active();

@@ -15,6 +15,7 @@
 //! D7, D9, DB, D3) and C1/C2 (whose failure does not matter).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use maestro_core::Millis;
@@ -306,7 +307,7 @@ impl PackPoller {
                 self.finish_cycle(now);
                 return None;
             };
-            let mut frame = Vec::new();
+            let mut frame = Vec::with_capacity(64);
             match (Request { adr: self.adr, command: ask.command() }).emit(&mut frame) {
                 Ok(_) => {
                     self.in_flight =
@@ -365,7 +366,7 @@ impl PackPoller {
                     c.moved += moved;
                     c.analog_shape = Some(shape);
                 }
-                self.readings.analog = Some((analog, at));
+                self.readings.analog = Some((Arc::new(analog), at));
             }
             (Ask::Status, Response::Status(mut s)) if !s.packs.is_empty() => {
                 let status = s.packs.swap_remove(0);
@@ -390,7 +391,7 @@ impl PackPoller {
                             Some(Cycle { took: now.saturating_sub(c.started), bytes: c.moved });
                     }
                 }
-                self.readings.status = Some((status, at));
+                self.readings.status = Some((Arc::new(status), at));
                 self.plan_rest(now);
             }
             (Ask::Command(_), _) => {

@@ -27,10 +27,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What the pollers last read from one pack.
 #[derive(Clone, Debug, Default)]
 pub struct PackReadings {
-    /// Last 0x42 block and when it arrived.
-    pub analog: Option<(PackAnalog, Millis)>,
+    /// Last 0x42 block and when it arrived (shared: copying the readings copies no cells).
+    pub analog: Option<(Arc<PackAnalog>, Millis)>,
     /// Last 0x44 block and when it arrived.
-    pub status: Option<(PackStatus, Millis)>,
+    pub status: Option<(Arc<PackStatus>, Millis)>,
     /// Limits read from its configuration.
     pub limits: PackLimits,
     /// Whether all limit reads succeeded once.

@@ -1,173 +1,65 @@
-//! The daemon's [`Controller`] and the simulated [`Plant`] in one thread, in plant time, with a
-//! seeded fault schedule and the SAFETY.md §6 physical invariants judged on the plant's true state.
+//! The daemon's machines and the simulated [`Plant`] in one thread, in plant time, with a seeded
+//! fault schedule and the SAFETY.md §6 physical invariants judged on the plant's true state.
 //! `pace2pylon simulate` prints its [`Scorecard`].
 //!
 //! ```text
-//!   every plant second:  plant packs ──read──► Controller::step(now) ──► 0x63 via the real responder
-//!                            ▲                        │                          │
-//!                            └── targets, commands ◄──┘          plant inverter ◄┘ obeys it
+//!   PackPoller ──request bytes──► Wire (baud, think time, injector) ──► plant pack answers
+//!       ▲                                                                      │
+//!       └──────── AsciiDeframer ◄── reply bytes (maybe lost, corrupted, split) ◄┘
+//!   readings ──► Controller::step(now) every 250 ms ──► snapshot ──► responder ◄── 0x63 bytes
+//!                     │ targets, commands (0x9A over the pack's wire)          plant inverter
 //! ```
 //!
-//! What this first version does not model (issue 12 asks for it): the wires. Readings are taken
-//! from the packs' models directly each second (no bytes, no baud, no poll period), the keeper of
-//! the inverter and counter settings is perfect, and a silent device simply stops being read.
-//! Time-to-safe figures are therefore in whole plant seconds; the faults are the devices' (a pack,
-//! the counter or the inverter silent, a pack's BMS fault, a drifting cell) and a daemon restart
-//! from its persisted state — none on a wire.
+//! Time is kept in milliseconds and moves from one event to the next (a transfer arriving, a
+//! poller's deadline, the controller's tick, the inverter's poll, the plant's second): nothing
+//! waits and nothing reads a clock. The packs' lines carry the real Pace codecs on every byte,
+//! through the daemon's own [`PackPoller`] and deframer; the inverter's line carries 0x63 through
+//! the real responder. Still modelled directly (issue 12 leaves them for later): the counter is
+//! read from its model each plant second, and the inverter and counter settings the rebalance
+//! asks for take effect at once.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod score;
+pub mod wire;
+
+use std::time::Duration;
+
 use daemon::Config;
 use daemon::core::{Controller, Inputs, Now};
-use daemon::runtime::{InverterReadings, Order, PackReadings};
+use daemon::poller::{Note, PackPoller, Timing};
+use daemon::runtime::{InverterReadings, Order, PackReadings, emulation_settings};
 use daemon::state::Overrides;
-use maestro_core::{Action, Millis, Step};
+use link::{AsciiDeframer, Deframer};
+use maestro_core::{Action, Millis};
 use pylon_proto::{Dialect, ManagementFlags, Reply, Response};
-use serde::Serialize;
-use sim::plant::Rng;
 use sim::{Plant, PlantConfig};
-use translator::PackLimits;
 use translator::respond::{EmulationSettings, respond};
-use units::Millivolts;
 
-/// The sim's default configuration blocks as the daemon reads them (D5, D7, D9, DB, D3).
-fn sim_limits(cells: u16) -> PackLimits {
-    PackLimits {
-        pack_ov_alarm: Some(Millivolts::from_raw(3600 * cells)),
-        pack_uv_alarm: Some(Millivolts::from_raw(2800 * cells)),
-        pack_uv_protect: Some(Millivolts::from_raw(2500 * cells)),
-        cell_uv_protect: Some(Millivolts::from_raw(2500)),
-        charge_oc_alarm_a: Some(30),
-        discharge_oc_alarm_a: Some(30),
-    }
+pub use score::{
+    Availability, DEFAULT_SCHEDULE, Faults, Rebalances, Run, Scorecard, TimeToSafe, Violations, simulate,
+};
+use wire::{Dir, Noise, Wire};
+
+/// How often the controller steps, ms (the production safety loop's cadence).
+pub const CONTROLLER_EVERY_MS: u64 = 250;
+/// How often the simulated inverter asks 0x63, ms.
+pub const INVERTER_EVERY_MS: u64 = 1000;
+/// A Pace BMS's think time before it answers, ms.
+pub const PACK_REPLY_DELAY_MS: u64 = 30;
+/// The inverter's 0x63 request at ADR 2.
+const REQUEST_0X63: &[u8] = b"~200246630000FDA9\r";
+
+/// One pack's line: the daemon's poller and deframer at one end, the plant's pack at the other.
+#[derive(Debug)]
+struct PackLine {
+    poller: PackPoller,
+    deframer: AsciiDeframer,
+    wire: Wire,
 }
 
-/// The BMS's cell over-voltage protect level in the sim's default blocks, mV.
-const CELL_OV_PROTECT_MV: f64 = 3700.0;
-/// The sim's over-current alarm, A.
-const PACK_ALARM_A: f64 = 30.0;
-
-/// Which faults are injected.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Faults {
-    /// None.
-    #[default]
-    None,
-    /// The default schedule: [`DEFAULT_SCHEDULE`].
-    Default,
-}
-
-/// The default fault schedule, in words (README, `simulate --help`).
-pub const DEFAULT_SCHEDULE: &str = "every 6 plant hours (±2 h, seeded) one of, equally likely: a pack goes \
-     silent for 60 s; the counter goes silent for 60 s; a pack reports a fault (cell-ov, overtemp, \
-     overcurrent, short-circuit or mosfet-fault) for 120 s; the inverter stops polling for 120 s; the \
-     daemon restarts from its persisted state; and every 3 plant days cell 1 of a random pack drifts \
-     60 mV low";
-
-/// What kind of fault, for time-to-safe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    /// A fault in a pack's reply: time-to-safe counts to the first 0x63 with both bits clear.
-    Reported,
-    /// A pack gone silent: likewise, bounded by `stale_after`.
-    SilentPack,
-    /// Anything else (the counter, the inverter, a restart): only its window counts.
-    Other,
-}
-
-/// An injected fault being active, for the scoring.
-#[derive(Clone, Debug)]
-struct Active {
-    until: u64,
-    clear: String,
-    kind: Kind,
-    started: u64,
-    safe_at: Option<u64>,
-}
-
-/// §6 physical invariants, counted as episodes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Violations {
-    /// All of them.
-    pub total: u64,
-    /// A pack above its over-current alarm for longer than `overcurrent_for`.
-    pub pack_over_alarm_too_long: u64,
-    /// A cell at or above its BMS's protect voltage outside a rebalance.
-    pub cell_over_protect_outside_rebalance: u64,
-    /// Charge or discharge told enabled for longer than a detection bound (2 s) while a pack's
-    /// true BMS state makes a rule hold that blocks it (rules 4, 5, 6 outside a rebalance, 15, 16).
-    pub enabled_while_rule_holds: u64,
-    /// Charging blocked for longer than `settle_max_s` with no fault injected and a cell below 3.40 V.
-    pub charge_blocked_too_long: u64,
-    /// Both directions told off between a rebalance's unlock and 60 s after its completion.
-    pub both_off_at_completion: u64,
-}
-
-/// Energy and blocking, over the run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct Availability {
-    /// Both directions told off outside an injected fault's window (plus 10 s).
-    pub lockout_hours: f64,
-    /// Charging told off.
-    pub charge_blocked_hours: f64,
-    /// Discharging told off.
-    pub discharge_blocked_hours: f64,
-    /// Energy the battery gave the house.
-    pub battery_to_load_kwh: f64,
-    /// Energy the grid gave the house.
-    pub grid_to_load_kwh: f64,
-    /// Solar energy available but not used.
-    pub pv_unused_kwh: f64,
-}
-
-/// Rebalances over the run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Rebalances {
-    /// Started.
-    pub started: u64,
-    /// Completed.
-    pub completed: u64,
-    /// Cancelled.
-    pub cancelled: u64,
-}
-
-/// Time-to-safe, plant seconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct TimeToSafe {
-    /// From a reported fault to the first 0x63 with both bits clear (`null`: none injected).
-    pub reported_fault_max: Option<f64>,
-    /// From a pack going silent to the first 0x63 with both bits clear.
-    pub silent_pack_max: Option<f64>,
-}
-
-/// What `pace2pylon simulate --json` prints: exactly one object.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Scorecard {
-    /// The seed.
-    pub seed: u64,
-    /// Packs.
-    pub packs: usize,
-    /// Plant days run.
-    pub plant_days: f64,
-    /// The fault schedule.
-    pub faults: Faults,
-    /// §6 violations.
-    pub safety_violations: Violations,
-    /// Blocking and energy.
-    pub availability: Availability,
-    /// Rebalances.
-    pub rebalances: Rebalances,
-    /// Time-to-safe.
-    pub time_to_safe_s: TimeToSafe,
-    /// Event log lines written.
-    pub events: u64,
-    /// FNV-1a 64 of the event trace, hex: the same seed and inputs give the same digest.
-    pub trace_digest: String,
-}
-
-/// The plant and the controller, stepped together one plant second at a time.
+/// The plant and the daemon's machines, stepped together in plant time.
 #[derive(Debug)]
 pub struct World {
     /// The plant.
@@ -176,69 +68,128 @@ pub struct World {
     overrides: Overrides,
     /// Plant seconds since the start.
     pub t: u64,
+    /// Plant milliseconds since the start.
+    pub t_ms: u64,
     epoch: jiff::Timestamp,
     /// Operator orders to carry out (last first).
     pub orders: Vec<Order>,
     /// Every event line, `"<t> s <text> [<reasons>]"`.
     pub events: Vec<String>,
-    /// What the inverter was told each second: (t, charge, discharge).
+    /// What the inverter obeyed at the end of each plant second: (t, charge, discharge).
     pub told: Vec<(u64, bool, bool)>,
+    /// Since when the responder's 0x63 answer has both enable bits clear, ms (`None`: a bit is set).
+    pub answer_off_since: Option<u64>,
+    lines: Vec<PackLine>,
     readings: Vec<PackReadings>,
     coil: Option<(coil_modbus::Reading, Millis)>,
     stale_ms: u64,
     config: Config,
-    /// The inverter stopped polling then (it falls back to its no-comm settings after 30 s).
+    emulation: EmulationSettings,
+    snapshot: translator::respond::Snapshot,
+    next_controller_ms: u64,
+    next_inverter_ms: u64,
+    inverter_wire: Wire,
+    /// The inverter stopped polling then, plant s (it falls back to its no-comm settings after 30 s).
     inverter_lost_at: Option<u64>,
+    /// Bytes that crossed the pack lines, both ways.
+    pub pack_bytes: u64,
 }
 
 impl World {
     /// A world for `config` (its pack count must match the plant's) on `plant`.
     pub fn new(plant: PlantConfig, config: &Config) -> Self {
-        let packs = plant.packs;
+        let seed = plant.seed;
+        let plant = Plant::new(plant);
+        let lines = Self::lines(config, &plant, seed);
         Self {
-            plant: Plant::new(plant),
+            readings: vec![PackReadings::default(); lines.len()],
+            lines,
+            plant,
             controller: Controller::new(config, Default::default()),
             overrides: Overrides::default(),
             t: 0,
+            t_ms: 0,
             epoch: jiff::Timestamp::from_second(1_764_583_200).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
             orders: Vec::new(),
             events: Vec::new(),
             told: Vec::new(),
-            readings: vec![PackReadings::default(); packs],
+            answer_off_since: Some(0),
             coil: None,
             stale_ms: (config.safety.stale_after_s * 1000.0) as u64,
+            emulation: emulation_settings(config),
             config: config.clone(),
+            snapshot: translator::respond::Snapshot::default(),
+            next_controller_ms: 0,
+            next_inverter_ms: 500,
+            inverter_wire: Wire::new(baud(&config.pylon.link), 0, seed ^ 0x1417),
             inverter_lost_at: None,
+            pack_bytes: 0,
         }
     }
 
-    /// The daemon restarts: a new controller from the persisted rebalance state, nothing read yet.
-    pub fn restart(&mut self) {
-        self.controller = Controller::new(&self.config, self.controller.rebalance().clone());
-        self.readings = vec![PackReadings::default(); self.readings.len()];
-        self.coil = None;
+    fn lines(config: &Config, plant: &Plant, seed: u64) -> Vec<PackLine> {
+        let timing = Timing::of(&config.poll);
+        config
+            .packs
+            .iter()
+            .zip(&plant.packs)
+            .enumerate()
+            .map(|(k, (pack, sim))| PackLine {
+                // The plant's pack answers at its own address; the poller asks that one.
+                poller: PackPoller::new(k + 1, sim.adr, pack.link.clone(), timing),
+                deframer: AsciiDeframer::new(),
+                wire: Wire::new(baud(&pack.link), PACK_REPLY_DELAY_MS, seed ^ (0xC0FFEE + k as u64)),
+            })
+            .collect()
     }
 
-    /// A fault command: `restart daemon`, `lose inverter`, `restore inverter`, or one of the plant's
+    /// The daemon restarts: a new controller from the persisted rebalance state, new pollers,
+    /// nothing read yet, whatever was on the lines lost.
+    pub fn restart(&mut self) {
+        self.controller = Controller::new(&self.config, self.controller.rebalance().clone());
+        let noise: Vec<Option<Noise>> = self.lines.iter().map(|l| l.wire.noise).collect();
+        self.lines = Self::lines(&self.config, &self.plant, self.plant.config.seed ^ self.t);
+        for (line, noise) in self.lines.iter_mut().zip(noise) {
+            line.wire.noise = noise;
+        }
+        self.readings = vec![PackReadings::default(); self.readings.len()];
+        self.coil = None;
+        self.snapshot = translator::respond::Snapshot::default();
+        self.inverter_wire.clear();
+    }
+
+    /// A fault command: `restart daemon`, `lose inverter`, `restore inverter`, `noise pack N`,
+    /// `quiet pack N` (the line's fault injector on or off), or one of the plant's
     /// ([`Plant::command`]).
     ///
     /// # Errors
-    /// The plant's message for a command it does not know.
+    /// The message for a command nobody knows, or a pack that does not exist.
     pub fn command(&mut self, line: &str) -> Result<String, String> {
-        match line.trim() {
-            "restart daemon" => {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["restart", "daemon"] => {
                 self.restart();
                 Ok("daemon restarted".into())
             }
-            "lose inverter" => {
+            ["lose", "inverter"] => {
                 self.inverter_lost_at = Some(self.t);
                 Ok("the inverter stopped polling".into())
             }
-            "restore inverter" => {
+            ["restore", "inverter"] => {
                 self.inverter_lost_at = None;
                 Ok("the inverter polls again".into())
             }
-            other => self.plant.command(other),
+            [verb @ ("noise" | "quiet"), "pack", n] => {
+                let packs = self.lines.len();
+                let k = n
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|k| (1..=packs).contains(k))
+                    .ok_or_else(|| format!("no pack {n}: packs are numbered 1 to {packs}"))?;
+                self.lines[k - 1].wire.noise = (*verb == "noise").then_some(Noise::NOISY);
+                Ok(format!("pack {k}: line {}", if *verb == "noise" { "noisy" } else { "quiet" }))
+            }
+            _ => self.plant.command(line),
         }
     }
 
@@ -247,26 +198,164 @@ impl World {
         &self.controller
     }
 
-    fn now(&self) -> Now {
-        Now { mono: Millis(self.t * 1000), wall: self.epoch + jiff::SignedDuration::from_secs(self.t as i64) }
+    /// What the daemon has read from each pack.
+    pub fn readings(&self) -> &[PackReadings] {
+        &self.readings
     }
 
-    /// One plant second: read, decide, answer the inverter's 0x63, carry out, advance.
+    fn now(&self) -> Now {
+        Now {
+            mono: Millis(self.t_ms),
+            wall: self.epoch + jiff::SignedDuration::from_millis(self.t_ms as i64),
+        }
+    }
+
+    /// One plant second: every event up to its end, in time order, and the plant's physics.
     pub fn step(&mut self) {
-        let now = self.now();
-        let cells = self.plant.config.cells as u16;
-        // A silent or garbled pack is not read: its last reading ages.
-        for (r, p) in self.readings.iter_mut().zip(&self.plant.packs) {
-            if !p.silent && !p.garbage {
-                r.analog = Some((p.analog(), now.mono));
-                r.status = Some((p.status(), now.mono));
-                r.limits = sim_limits(cells);
-                r.limits_read = true;
+        self.advance_to((self.t + 1) * 1000);
+    }
+
+    /// Runs every event up to `until_ms` (plant ms since the start), the plant's seconds included;
+    /// a fault command given then lands between two seconds, at any phase of the poll cycles.
+    pub fn advance_to(&mut self, until_ms: u64) {
+        loop {
+            let boundary = (self.t + 1) * 1000;
+            let next = self.next_event().max(self.t_ms);
+            if next.min(boundary) > until_ms {
+                self.t_ms = self.t_ms.max(until_ms);
+                return;
+            }
+            // The plant's second comes before the events due at the same instant.
+            if boundary <= next {
+                self.t_ms = boundary;
+                self.end_second();
+            } else {
+                self.t_ms = next;
+                self.run_events();
             }
         }
+    }
+
+    /// The end of a plant second: what the inverter obeys is sampled, the physics advance, the
+    /// counter is read (as its poller would, once a second).
+    fn end_second(&mut self) {
+        let flags = self.obeyed();
+        self.told.push((self.t, flags.0, flags.1));
+        self.plant.step(1.0);
+        self.t += 1;
         if !self.plant.coil.silent {
-            self.coil = Some((self.plant.coil.registers.reading, now.mono));
+            self.coil = Some((self.plant.coil.registers.reading, Millis(self.t_ms)));
         }
+    }
+
+    /// The earliest thing due.
+    fn next_event(&self) -> u64 {
+        let lines = self.lines.iter().flat_map(|l| {
+            let deadline = l.poller.poll_timeout().as_millis() as u64;
+            [Some(deadline), l.wire.next_at()]
+        });
+        lines
+            .chain([Some(self.next_controller_ms), Some(self.next_inverter_ms), self.inverter_wire.next_at()])
+            .flatten()
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Everything due at `t_ms`: transfers first (a reply at its deadline still counts), then the
+    /// pollers, the controller and the inverter.
+    fn run_events(&mut self) {
+        let now = self.t_ms;
+        let date = self.plant.date_time();
+        for k in 0..self.lines.len() {
+            let line = &self.lines[k];
+            let due = line.wire.next_at().is_some_and(|at| at <= now)
+                || line.poller.poll_timeout() <= Duration::from_millis(now);
+            if !due {
+                continue;
+            }
+            while let Some(transfer) = self.lines[k].wire.arrived(now) {
+                self.pack_bytes += transfer.bytes.len() as u64;
+                match transfer.dir {
+                    Dir::ToDevice => {
+                        if let Some(reply) = pack_reply(&mut self.plant, k, &transfer.bytes, date) {
+                            self.lines[k].wire.reply(now, reply);
+                        }
+                    }
+                    Dir::ToDaemon => {
+                        let line = &mut self.lines[k];
+                        let mut bytes = transfer.bytes.as_slice();
+                        while !bytes.is_empty() {
+                            let n = line.deframer.push(bytes);
+                            bytes = &bytes[n..];
+                            while let Some(frame) = line.deframer.next_frame() {
+                                line.poller.handle_frame(Duration::from_millis(now), &frame);
+                            }
+                        }
+                    }
+                }
+            }
+            self.service_poller(k, now);
+        }
+        if now >= self.next_controller_ms {
+            self.step_controller();
+            self.next_controller_ms = now + CONTROLLER_EVERY_MS;
+        }
+        while let Some(transfer) = self.inverter_wire.arrived(now) {
+            match transfer.dir {
+                // The responder answers at once, from the snapshot of the moment.
+                Dir::ToDevice => {
+                    if let Some(reply) = respond(&self.snapshot, &transfer.bytes, &self.emulation, now) {
+                        self.inverter_wire.reply(now, reply);
+                    }
+                }
+                Dir::ToDaemon => {
+                    self.plant.inverter.bms = Reply::parse(0x63, &transfer.bytes, Dialect::default())
+                        .ok()
+                        .and_then(|r| match r.outcome {
+                            Ok(Response::SystemManagement(m)) => Some(m),
+                            _ => None,
+                        });
+                }
+            }
+        }
+        if now >= self.next_inverter_ms {
+            match self.inverter_lost_at {
+                None => self.inverter_wire.send(now, REQUEST_0X63.to_vec()),
+                // It keeps the last answer for 30 s, then runs on its no-comm settings.
+                Some(at) if self.t.saturating_sub(at) >= 30 => self.plant.inverter.bms = None,
+                Some(_) => {}
+            }
+            self.next_inverter_ms = now + INVERTER_EVERY_MS;
+        }
+    }
+
+    /// The poller's timeouts, its next request, its notes, its readings.
+    fn service_poller(&mut self, k: usize, now: u64) {
+        let line = &mut self.lines[k];
+        let at = Duration::from_millis(now);
+        // A cycle that ends at its next one's start begins the next at once: at most twice.
+        for _ in 0..2 {
+            match line.poller.poll_transmit(at) {
+                Some(frame) => {
+                    line.wire.send(now, frame);
+                    break;
+                }
+                None if line.poller.poll_timeout() > at => break,
+                None => {}
+            }
+        }
+        while let Some(note) = line.poller.poll_note() {
+            if let Note::Event(text) = note {
+                self.events.push(format!("{:>7} s {text}", self.t));
+            } else if let (Note::Warn(text), true) = (note, std::env::var_os("SIM_WARN").is_some()) {
+                self.events.push(format!("{:>7} s warn {text}", self.t));
+            }
+        }
+        self.readings[k].clone_from(line.poller.readings());
+    }
+
+    fn step_controller(&mut self) {
+        let now = self.now();
         let r = &self.plant.inverter.registers;
         let inverter = InverterReadings {
             output_priority: Some(r.get(301)),
@@ -282,33 +371,23 @@ impl World {
             order: self.orders.pop(),
         };
         let out = self.controller.step(now, &inputs);
-        // The inverter polls 0x63 through the real responder and obeys what it is told; when it
-        // stops polling it keeps the last answer for 30 s, then falls back to its no-comm settings.
-        match self.inverter_lost_at {
-            None => {
-                let reply =
-                    respond(&out.snapshot, b"~200246630000FDA9\r", &EmulationSettings::default(), now.mono.0);
-                self.plant.inverter.bms = reply
-                    .and_then(|bytes| Reply::parse(0x63, &bytes, Dialect::default()).ok())
-                    .and_then(|r| match r.outcome {
-                        Ok(Response::SystemManagement(m)) => Some(m),
-                        _ => None,
-                    });
-            }
-            Some(at) if self.t.saturating_sub(at) >= 30 => self.plant.inverter.bms = None,
-            Some(_) => {}
+        self.snapshot = out.snapshot;
+        // What a 0x63 would be answered now, as an inverter asking all the time would see it.
+        let off = respond(&self.snapshot, REQUEST_0X63, &self.emulation, now.mono.0)
+            .and_then(|bytes| Reply::parse(0x63, &bytes, Dialect::default()).ok())
+            .and_then(|r| r.outcome.ok())
+            .is_none_or(|r| match r {
+                Response::SystemManagement(m) => {
+                    !m.flags.intersects(ManagementFlags::CHARGE_ENABLE | ManagementFlags::DISCHARGE_ENABLE)
+                }
+                _ => true,
+            });
+        match (off, self.answer_off_since) {
+            (true, None) => self.answer_off_since = Some(self.t_ms),
+            (false, Some(_)) => self.answer_off_since = None,
+            _ => {}
         }
-        // What the inverter obeys now.
-        let flags = match self.plant.inverter.bms {
-            Some(m) => (
-                m.flags.contains(ManagementFlags::CHARGE_ENABLE),
-                m.flags.contains(ManagementFlags::DISCHARGE_ENABLE),
-            ),
-            None if self.inverter_lost_at.is_some() => (true, true),
-            None => (false, false),
-        };
-        self.told.push((self.t, flags.0, flags.1));
-        // A perfect keeper: targets and commands take effect at once.
+        // A perfect keeper: the targets take effect at once.
         let t = out.targets;
         if let Some(v) = t.output_priority {
             self.plant.inverter.registers.set(301, v);
@@ -325,12 +404,10 @@ impl World {
                 self.plant.coil.apply(coil_modbus::Effect::SetLevel(coil_modbus::Level::Full));
             }
         }
-        let date = self.plant.date_time();
+        // Pack commands go over the pack's line, after its next 0x44.
         for (k, command) in out.pack_commands {
-            let pack = &mut self.plant.packs[k];
-            if !pack.silent {
-                let adr = pack.adr;
-                pack.answer(&pace_proto::Request { adr, command }, date);
+            if let Some(line) = self.lines.get_mut(k) {
+                line.poller.command(command);
             }
         }
         self.events.extend(out.events.into_iter().map(|(text, why)| {
@@ -340,8 +417,18 @@ impl World {
                 format!("{:>7} s {text} {why:?}", self.t)
             }
         }));
-        self.plant.step(1.0);
-        self.t += 1;
+    }
+
+    /// What the inverter obeys now.
+    fn obeyed(&self) -> (bool, bool) {
+        match self.plant.inverter.bms {
+            Some(m) => (
+                m.flags.contains(ManagementFlags::CHARGE_ENABLE),
+                m.flags.contains(ManagementFlags::DISCHARGE_ENABLE),
+            ),
+            None if self.inverter_lost_at.is_some() => (true, true),
+            None => (false, false),
+        }
     }
 
     fn set_coil(&mut self, (capacity_mah, full_voltage_cv): (u32, u16)) {
@@ -352,6 +439,11 @@ impl World {
         }
     }
 
+    /// Whether the inverter polls (no `lose inverter` in force).
+    pub fn inverter_polling(&self) -> bool {
+        self.inverter_lost_at.is_none()
+    }
+
     /// Whether an event line containing `needle` was written.
     pub fn logged(&self, needle: &str) -> bool {
         self.events.iter().any(|e| e.contains(needle))
@@ -359,10 +451,40 @@ impl World {
 
     /// Whether the readings of every pack are fresh (for the scoring).
     fn all_fresh(&self) -> bool {
-        let now = self.t * 1000;
         self.readings
             .iter()
-            .all(|r| r.analog.as_ref().is_some_and(|(_, at)| now.saturating_sub(at.0) <= self.stale_ms))
+            .all(|r| r.analog.as_ref().is_some_and(|(_, at)| self.t_ms.saturating_sub(at.0) <= self.stale_ms))
+    }
+}
+
+/// The plant's pack `k` answers a request's bytes as the simulator's server does: not at all when
+/// silent, with noise before the reply (and now and then a broken character) when it is garbling.
+fn pack_reply(plant: &mut Plant, k: usize, request: &[u8], date: pace_proto::DateTime) -> Option<Vec<u8>> {
+    let request = pace_proto::Request::parse(request).ok()?;
+    let pack = plant.packs.get_mut(k)?;
+    if pack.silent {
+        return None;
+    }
+    let garbage = pack.garbage;
+    let reply = pack.answer(&request, date)?;
+    let mut out = Vec::with_capacity(256);
+    reply.emit(&mut out).ok()?;
+    if garbage {
+        let mut noisy: Vec<u8> = (0..8).map(|_| plant.rng.byte()).filter(|b| *b != b'~').collect();
+        if plant.rng.next_f64() < 0.5 && out.len() > 20 {
+            out[15] = if out[15] == b'0' { b'1' } else { b'0' };
+        }
+        noisy.append(&mut out);
+        return Some(noisy);
+    }
+    Some(out)
+}
+
+/// A link URL's baud rate; 9600 for TCP (a console server's line, most likely at 9600).
+fn baud(url: &str) -> u32 {
+    match link::Endpoint::parse(url) {
+        Ok(link::Endpoint::Serial { baud, .. }) => baud,
+        _ => link::DEFAULT_BAUD,
     }
 }
 
@@ -394,222 +516,4 @@ pub fn default_config(packs: usize) -> Result<Config, daemon::config::Error> {
         regular + regular * 17 / 100
     );
     config_with(packs, &rebalance)
-}
-
-fn fnv1a(lines: &[String]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for line in lines {
-        for b in line.bytes().chain([b'\n']) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("{h:016x}")
-}
-
-/// A finished run: its scorecard and its event trace.
-#[derive(Clone, Debug)]
-pub struct Run {
-    /// The scorecard.
-    pub scorecard: Scorecard,
-    /// Every event line, `"<t> s <text>"`, injected faults included.
-    pub events: Vec<String>,
-}
-
-/// Runs `days` plant days of `config` on a plant of its pack count, seeded, with `faults`.
-pub fn simulate(config: &Config, days: f64, seed: u64, faults: Faults) -> Run {
-    let packs = config.packs.len();
-    let plant = PlantConfig { packs, seed, start_of_day_s: 8.0 * 3600.0, ..PlantConfig::default() };
-    let mut w = World::new(plant, config);
-    let mut rng = Rng::new(seed ^ 0x5EED);
-    let total_s = (days * 86400.0) as u64;
-    let mut v = Violations::default();
-    let mut a = Availability::default();
-    let mut tts = TimeToSafe::default();
-    let mut active: Option<Active> = None;
-    let mut next_fault = 6 * 3600;
-    let mut next_drift = 3 * 86400;
-    let (mut over_since, mut over_counted) = (vec![None::<u64>; packs], vec![false; packs]);
-    let mut cell_over = false;
-    let (mut enabled_wrong_since, mut enabled_wrong_counted) = (None::<u64>, false);
-    // Seconds charging has been blocked in this episode outside fault windows with a cell low.
-    let (mut charge_off_s, mut charge_off_counted) = (0u64, false);
-    let mut completion_window: Option<u64> = None;
-    let mut both_off_counted = false;
-    let settle_max = config.rebalance.settle_max_s;
-    let overcurrent_for = config.safety.overcurrent_for_s.ceil() as u64;
-    while w.t < total_s {
-        // The fault schedule.
-        if faults == Faults::Default {
-            if active.as_ref().is_some_and(|f| w.t >= f.until) {
-                if let Some(f) = active.take() {
-                    if !f.clear.is_empty() {
-                        let _ = w.command(&f.clear);
-                    }
-                }
-            }
-            if active.is_none() && w.t >= next_fault {
-                let k = 1 + (rng.next_f64() * packs as f64) as usize % packs;
-                let kinds = ["cell-ov", "overtemp", "overcurrent", "short-circuit", "mosfet-fault"];
-                let (start, clear, len, kind) = match (rng.next_f64() * 5.0) as u32 {
-                    0 => (format!("silence pack {k}"), format!("restore pack {k}"), 60, Kind::SilentPack),
-                    1 => ("silence coil".to_owned(), "restore coil".to_owned(), 60, Kind::Other),
-                    2 => ("lose inverter".to_owned(), "restore inverter".to_owned(), 120, Kind::Other),
-                    // A restart: the new daemon needs a poll round and its limits ramp up again.
-                    3 => ("restart daemon".to_owned(), String::new(), 15, Kind::Other),
-                    _ => {
-                        let fault = kinds[(rng.next_f64() * kinds.len() as f64) as usize % kinds.len()];
-                        (format!("fault pack {k} {fault}"), format!("clear pack {k}"), 120, Kind::Reported)
-                    }
-                };
-                let _ = w.command(&start);
-                w.events.push(format!("{:>7} s fault: {start}", w.t));
-                active = Some(Active { until: w.t + len, clear, kind, started: w.t, safe_at: None });
-                next_fault = w.t + 4 * 3600 + (rng.next_f64() * 4.0 * 3600.0) as u64;
-            }
-            if w.t >= next_drift {
-                let k = 1 + (rng.next_f64() * packs as f64) as usize % packs;
-                let _ = w.plant.command(&format!("drift pack {k} -60"));
-                w.events.push(format!("{:>7} s fault: drift pack {k} -60", w.t));
-                next_drift += 3 * 86400;
-            }
-        }
-        let state_before = w.controller.rebalance().step;
-        w.step();
-        let (t, charge, discharge) = w.told.last().copied().unwrap_or((w.t, false, false));
-        let rebalancing = w.controller.rebalance().active();
-        let in_fault = active.as_ref().is_some_and(|f| t < f.until + 10) || !w.all_fresh();
-        // Time-to-safe.
-        if let Some(f) = active.as_mut() {
-            let slot = match f.kind {
-                Kind::Reported => Some(&mut tts.reported_fault_max),
-                Kind::SilentPack => Some(&mut tts.silent_pack_max),
-                Kind::Other => None,
-            };
-            if let Some(slot) = slot.filter(|_| f.safe_at.is_none() && !charge && !discharge) {
-                f.safe_at = Some(t);
-                let took = (t - f.started) as f64;
-                *slot = Some(slot.map_or(took, |m: f64| m.max(took)));
-            }
-        }
-        // Availability.
-        let h = 1.0 / 3600.0;
-        if !charge {
-            a.charge_blocked_hours += h;
-        }
-        if !discharge {
-            a.discharge_blocked_hours += h;
-        }
-        if !charge && !discharge && !in_fault {
-            a.lockout_hours += h;
-        }
-        let inv = &w.plant.inverter;
-        a.battery_to_load_kwh += (-inv.battery_w).max(0.0).min(inv.load_w) / 3.6e6;
-        a.grid_to_load_kwh += inv.grid_w.min(inv.load_w).max(0.0) / 3.6e6;
-        a.pv_unused_kwh += (w.plant.pv_available_w() - inv.pv_w).max(0.0) / 3.6e6;
-        // §6: a pack above its alarm for longer than overcurrent_for.
-        for (k, p) in w.plant.packs.iter().enumerate() {
-            if p.current_a.abs() > PACK_ALARM_A {
-                let since = *over_since[k].get_or_insert(t);
-                if t - since > overcurrent_for && !over_counted[k] {
-                    over_counted[k] = true;
-                    v.pack_over_alarm_too_long += 1;
-                }
-            } else {
-                over_since[k] = None;
-                over_counted[k] = false;
-            }
-        }
-        // §6: no cell above its BMS's protect voltage outside a rebalance (its terminal voltage, as
-        // the BMS measures it: there it trips).
-        let max_cell = w
-            .plant
-            .packs
-            .iter()
-            .flat_map(|p| p.cells.iter().map(|c| c.voltage_mv(p.current_a)))
-            .fold(0.0, f64::max);
-        let over = max_cell >= CELL_OV_PROTECT_MV && !rebalancing;
-        if over && !cell_over {
-            v.cell_over_protect_outside_rebalance += 1;
-        }
-        cell_over = over;
-        // Enabled while a rule holds, judged on the packs' true BMS state (rules 4, 5, 6, 15, 16).
-        let wrong = w.plant.packs.iter().any(|p| {
-            let (p1, p2, f) = (p.protect1.bits(), p.protect2.bits(), p.fault.bits());
-            let both = p1 & 0x70 != 0 || p2 & 0x7A != 0 || f & 0x37 != 0 || (p1 & 0x05 != 0 && !rebalancing);
-            (charge && (both || p2 & 0x05 != 0)) || (discharge && (both || p1 & 0x0A != 0))
-        });
-        if wrong {
-            let since = *enabled_wrong_since.get_or_insert(t);
-            if t - since > 2 && !enabled_wrong_counted {
-                enabled_wrong_counted = true;
-                v.enabled_while_rule_holds += 1;
-            }
-        } else {
-            enabled_wrong_since = None;
-            enabled_wrong_counted = false;
-        }
-        // Lock-out: charging blocked too long with no fault and a cell below 3.40 V.
-        let low_cell = w.plant.packs.iter().flat_map(|p| p.cells.iter()).any(|c| c.ocv_mv() < 3400.0);
-        // A fault window pauses the count; only charging again ends the episode.
-        if charge {
-            charge_off_s = 0;
-            charge_off_counted = false;
-        } else if !in_fault && low_cell {
-            charge_off_s += 1;
-            if charge_off_s > settle_max && !charge_off_counted {
-                charge_off_counted = true;
-                v.charge_blocked_too_long += 1;
-            }
-        }
-        // Both off between a completion's unlock and 60 s after it.
-        let step = w.controller.rebalance().step;
-        if step == Step::Completing && completion_window.is_none() {
-            completion_window = Some(u64::MAX);
-            both_off_counted = false;
-        }
-        if state_before == Step::Completing && step != Step::Completing {
-            completion_window = Some(t + 60);
-        }
-        if let Some(until) = completion_window {
-            if !charge && !discharge && !both_off_counted && !in_fault {
-                both_off_counted = true;
-                v.both_off_at_completion += 1;
-            }
-            if t >= until {
-                completion_window = None;
-            }
-        }
-    }
-    v.total = v.pack_over_alarm_too_long
-        + v.cell_over_protect_outside_rebalance
-        + v.enabled_while_rule_holds
-        + v.charge_blocked_too_long
-        + v.both_off_at_completion;
-    let count = |needle: &str| w.events.iter().filter(|e| e.contains(needle)).count() as u64;
-    let round = |x: f64| (x * 1000.0).round() / 1000.0;
-    let scorecard = Scorecard {
-        seed,
-        packs,
-        plant_days: days,
-        faults,
-        safety_violations: v,
-        availability: Availability {
-            lockout_hours: round(a.lockout_hours),
-            charge_blocked_hours: round(a.charge_blocked_hours),
-            discharge_blocked_hours: round(a.discharge_blocked_hours),
-            battery_to_load_kwh: round(a.battery_to_load_kwh),
-            grid_to_load_kwh: round(a.grid_to_load_kwh),
-            pv_unused_kwh: round(a.pv_unused_kwh),
-        },
-        rebalances: Rebalances {
-            started: count("rebalance: Started"),
-            completed: count("rebalance: Completed"),
-            cancelled: count("rebalance: Cancelled"),
-        },
-        time_to_safe_s: tts,
-        events: w.events.len() as u64,
-        trace_digest: fnv1a(&w.events),
-    };
-    Run { scorecard, events: w.events }
 }

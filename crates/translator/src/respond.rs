@@ -1,6 +1,8 @@
 //! The Pylontech responder's logic (EMULATION.md): a request frame and an immutable snapshot in,
 //! the reply bytes out — or silence. Pure: the daemon owns the wire and the clock.
 
+use std::sync::Arc;
+
 use ascii_envelope::{Frame, Rtn, Text};
 use pace_proto::{PackAnalog, PackStatus};
 use pylon_proto::{
@@ -83,10 +85,10 @@ impl Default for EmulationSettings {
 /// One pack as the responder sees it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PackSnapshot {
-    /// Last 0x42 block.
-    pub analog: Option<PackAnalog>,
+    /// Last 0x42 block (shared with the readings it came from: a snapshot copies no cells).
+    pub analog: Option<Arc<PackAnalog>>,
     /// Last 0x44 block.
-    pub status: Option<PackStatus>,
+    pub status: Option<Arc<PackStatus>>,
     /// Its limits.
     pub limits: PackLimits,
     /// Its serial from C2, if read.
@@ -359,7 +361,7 @@ pub fn respond(
             Err(rtn) => return refuse(rtn),
             Ok(packs) => {
                 let modules: Option<Vec<_>> =
-                    packs.iter().map(|k| snapshot.packs[*k].analog.as_ref().map(module_analog)).collect();
+                    packs.iter().map(|k| snapshot.packs[*k].analog.as_deref().map(module_analog)).collect();
                 let Some(modules) = modules else { return refuse(Rtn::CommunicationError) };
                 let count = if command == 0xFF { modules.len() as u8 } else { command };
                 Response::Analog(AnalogReply { info_flag: 0, command: count, modules })
@@ -374,7 +376,7 @@ pub fn respond(
                         let p = &snapshot.packs[*k];
                         p.status
                             .as_ref()
-                            .map(|s| module_alarm(s, p.analog.as_ref(), settings.alarm_trailing_byte))
+                            .map(|s| module_alarm(s, p.analog.as_deref(), settings.alarm_trailing_byte))
                     })
                     .collect();
                 let Some(modules) = modules else { return refuse(Rtn::CommunicationError) };

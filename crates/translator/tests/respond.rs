@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
+use std::sync::Arc;
+
 use ascii_envelope::{FrameWriter, Header};
 use pace_proto::{Protect1, Response as PaceResponse};
 use pylon_proto::{Dialect, ManagementFlags, Reply, Response, Rtn, Status1, Status2};
@@ -32,15 +34,15 @@ fn snapshot(now_ms: u64) -> Snapshot {
     status2.protect1 = Protect1::LOW_CELL_VOLTAGE;
     let packs = vec![
         PackSnapshot {
-            analog: Some(analog.clone()),
-            status: Some(s.packs[0].clone()),
+            analog: Some(Arc::new(analog.clone())),
+            status: Some(Arc::new(s.packs[0].clone())),
             limits: limits(),
             serial: Some(pace_proto::Text(b"1812101380309D      ".to_vec())),
             share_ma: (0, 0),
         },
         PackSnapshot {
-            analog: Some(analog),
-            status: Some(status2),
+            analog: Some(Arc::new(analog)),
+            status: Some(Arc::new(status2)),
             limits: limits(),
             serial: None,
             share_ma: (0, 0),
@@ -52,7 +54,7 @@ fn snapshot(now_ms: u64) -> Snapshot {
         p.share_ma = *share;
     }
     let inputs: Vec<PackInput<'_>> =
-        packs.iter().map(|p| PackInput { analog: p.analog.as_ref(), limits: p.limits }).collect();
+        packs.iter().map(|p| PackInput { analog: p.analog.as_deref(), limits: p.limits }).collect();
     let view = aggregate(
         &Input {
             packs: &inputs,

@@ -90,14 +90,18 @@ struct SimulateArgs {
     /// Seed of the plant and the fault schedule.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// `none`, or `default`: every 6 plant hours (±2 h) a pack or the counter goes silent for
-    /// 60 s, a pack reports a fault for 120 s, the inverter stops polling for 120 s or the daemon
-    /// restarts; every 3 plant days a cell drifts 60 mV low.
+    /// `none`, `default` (every 6 plant hours ± 2 h one of: a pack or the counter silent, a
+    /// pack's line noisy, a pack's BMS fault, the inverter not polling, a daemon restart; every
+    /// 3 plant days a cell drifts 60 mV low), or a schedule file in the same format (README:
+    /// "Fault schedules"; `pace2pylon simulate --print-faults` prints the default one).
     #[arg(long, default_value = "default")]
     faults: String,
     /// Print exactly one JSON object.
     #[arg(long)]
     json: bool,
+    /// Print the default fault schedule (a starting point for a file of your own) and exit.
+    #[arg(long)]
+    print_faults: bool,
     /// Also print every event of the trace (the injected faults, the daemon's event log lines, the
     /// violations), one per line, after the scorecard.
     #[arg(long)]
@@ -263,15 +267,14 @@ fn sim(args: &SimArgs) -> anyhow::Result<()> {
 }
 
 fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
-    use sim_world::Faults;
+    use sim_world::Schedule;
+    if args.print_faults {
+        say!("{}", sim_world::DEFAULT_SCHEDULE.trim_end());
+        return Ok(());
+    }
     if !(args.days > 0.0 && args.days <= 3650.0) {
         bail!("--days must be above 0 and at most 3650");
     }
-    let faults = match args.faults.as_str() {
-        "none" => Faults::None,
-        "default" => Faults::Default,
-        other => bail!("--faults {other}: fault schedule files are not supported yet; use none or default"),
-    };
     let config = match (&args.config, args.packs) {
         (Some(path), packs) => {
             let config = load(path)?;
@@ -287,8 +290,18 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
         }
         (None, packs) => sim_world::default_config(usize::from(packs.unwrap_or(12)))?,
     };
+    let faults = match args.faults.as_str() {
+        "none" => Schedule::none(),
+        "default" => Schedule::default_schedule(),
+        path => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--faults {path}: cannot read the fault schedule"))?;
+            Schedule::parse(&text, path)?
+        }
+    };
+    sim_world::check(&faults, &config)?;
     let started = std::time::Instant::now();
-    let run = sim_world::simulate(&config, args.days, args.seed, faults);
+    let run = sim_world::simulate(&config, args.days, args.seed, &faults);
     let took = started.elapsed().as_secs_f64();
     let card = &run.scorecard;
     if args.json {

@@ -214,11 +214,64 @@ fn simulate_prints_one_json_object_the_same_for_the_same_seed() {
     }
     assert_eq!(j["safety_violations"]["total"], 0, "{a}");
     for (args, expected) in [
-        (&["simulate", "--faults", "mine.txt"][..], "fault schedule files are not supported yet"),
+        (
+            &["simulate", "--faults", "/nonexistent/mine.txt"][..],
+            "--faults /nonexistent/mine.txt: cannot read the fault schedule",
+        ),
         (&["simulate", "--days", "0"][..], "--days must be above 0"),
     ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&out.stderr).contains(expected), "{args:?}");
     }
+}
+
+/// `simulate --faults FILE`: a schedule of the user's own, checked line by line before the run,
+/// and the default one printed as a starting point.
+#[test]
+fn simulate_runs_a_fault_schedule_file_and_names_a_bad_line() {
+    let dir = std::env::temp_dir().join(format!("p2p-faults-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.txt");
+    std::fs::write(&good, "# one fault\nat 1h: fault pack 2 overcurrent for 120s then clear pack 2\n")
+        .unwrap();
+    let out = Command::new(BIN)
+        .args(["simulate", "--days", "0.1", "--packs", "3", "--seed", "3", "--json", "--faults"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(j["faults"], good.display().to_string());
+    let took = j["time_to_safe_s"]["reported_fault_max"].as_f64().unwrap();
+    assert!(took > 0.0 && took <= 1.5, "{j}");
+    assert!(j["time_to_safe_s"]["silent_pack_max"].is_null(), "{j}");
+    for (body, expected) in [
+        ("at 1h: fault pack 9 overcurrent\n", "line 1: 'fault pack 9 overcurrent': no pack 9"),
+        ("\nevery 6x: silence coil\n", "line 2: '6x' is not a duration"),
+        ("at 1h silence coil\n", "line 1: a rule is 'WHEN: COMMAND ...'"),
+        ("  | silence coil\n", "line 1: a '|' line continues a rule"),
+        ("at 1h: explode pack 1\n", "line 1: 'explode pack 1'"),
+    ] {
+        let bad = dir.join("bad.txt");
+        std::fs::write(&bad, body).unwrap();
+        let out =
+            Command::new(BIN).args(["simulate", "--packs", "3", "--faults"]).arg(&bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{body}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{body}: {err}");
+    }
+    let out = Command::new(BIN).args(["simulate", "--print-faults"]).output().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.starts_with("# pace2pylon simulate's default fault schedule."), "{printed}");
+    // What it prints is a schedule file that runs.
+    std::fs::write(&good, printed.as_bytes()).unwrap();
+    let out = Command::new(BIN)
+        .args(["simulate", "--days", "0.3", "--packs", "2", "--json", "--faults"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod schedule;
 mod score;
 pub mod wire;
 
@@ -37,9 +38,8 @@ use pylon_proto::{Dialect, ManagementFlags, Reply, Response};
 use sim::{Plant, PlantConfig};
 use translator::respond::{EmulationSettings, respond};
 
-pub use score::{
-    Availability, DEFAULT_SCHEDULE, Faults, Rebalances, Run, Scorecard, TimeToSafe, Violations, simulate,
-};
+pub use schedule::{DEFAULT_SCHEDULE, Schedule};
+pub use score::{Availability, Rebalances, Run, Scorecard, TimeToSafe, Violations, check, simulate};
 use wire::{Dir, Noise, Wire};
 
 /// How often the controller steps, ms (the production safety loop's cadence).

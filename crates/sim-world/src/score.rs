@@ -1,58 +1,48 @@
 //! The scoring of a run: the fault schedule, the SAFETY.md §6 physical invariants judged on the
 //! plant's true state each plant second, availability, time-to-safe, and the trace digest.
 
+use crate::World;
+use crate::schedule::{Kind, Runner, Schedule};
+use daemon::Config;
 use maestro_core::Step;
 use serde::Serialize;
 use sim::PlantConfig;
-use sim::plant::Rng;
-
-use crate::World;
-use daemon::Config;
 
 /// The BMS's cell over-voltage protect level in the sim's default blocks, mV.
 const CELL_OV_PROTECT_MV: f64 = 3700.0;
 /// The sim's over-current alarm, A.
 const PACK_ALARM_A: f64 = 30.0;
 
-/// Which faults are injected.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Faults {
-    /// None.
-    #[default]
-    None,
-    /// The default schedule: [`DEFAULT_SCHEDULE`].
-    Default,
-}
-
-/// The default fault schedule, in words (README, `simulate --help`).
-pub const DEFAULT_SCHEDULE: &str = "every 6 plant hours (±2 h, seeded) one of, equally likely: a pack goes \
-     silent for 60 s; a pack's line turns noisy for 10 minutes (10 % of replies lost, 20 % corrupted, \
-     20 % after garbage bytes, all split in two); the counter goes silent for 60 s; a pack reports a \
-     fault (cell-ov, overtemp, overcurrent, short-circuit or mosfet-fault) for 120 s; the inverter \
-     stops polling for 120 s; the daemon restarts from its persisted state; and every 3 plant days \
-     cell 1 of a random pack drifts 60 mV low";
-
-/// What kind of fault, for time-to-safe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    /// A fault in a pack's reply: time-to-safe counts to the first 0x63 with both bits clear.
-    Reported,
-    /// A pack gone silent: likewise, bounded by `stale_after`.
-    SilentPack,
-    /// Anything else (the counter, the inverter, a restart): only its window counts.
-    Other,
-}
-
 /// An injected fault being active, for the scoring.
 #[derive(Clone, Debug)]
 struct Active {
     what: String,
     until: u64,
-    clear: String,
+    clear: Option<String>,
     kind: Kind,
-    started: u64,
+    /// When the fault appeared where the daemon can see it, ms: at once for a silent pack; for
+    /// a reported fault when the pack's BMS first shows a blocking bit (a BMS trips after its own
+    /// delay, and that time is the BMS's).
+    from_ms: Option<u64>,
+    /// The pack a `fault pack N` concerns, and its BMS bytes before the fault.
+    pack: Option<(usize, (u8, u8, u8))>,
     safe_at: Option<u64>,
+}
+
+/// Whether a pack's true BMS state makes a rule hold that blocks a direction (rules 4, 5 and 6
+/// outside a rebalance, 15, 16), as (charge blocked, discharge blocked).
+fn blocks(p: &sim::pack::Pack, rebalancing: bool) -> (bool, bool) {
+    blocks_bits(bits(p), rebalancing)
+}
+
+/// A pack's protect 1, protect 2 and fault bytes as its BMS holds them.
+fn bits(p: &sim::pack::Pack) -> (u8, u8, u8) {
+    (p.protect1.bits(), p.protect2.bits(), p.fault.bits())
+}
+
+fn blocks_bits((p1, p2, f): (u8, u8, u8), rebalancing: bool) -> (bool, bool) {
+    let both = p1 & 0x70 != 0 || p2 & 0x7A != 0 || f & 0x37 != 0 || (p1 & 0x05 != 0 && !rebalancing);
+    (both || p2 & 0x05 != 0, both || p1 & 0x0A != 0)
 }
 
 /// §6 physical invariants, counted as episodes.
@@ -120,8 +110,8 @@ pub struct Scorecard {
     pub packs: usize,
     /// Plant days run.
     pub plant_days: f64,
-    /// The fault schedule.
-    pub faults: Faults,
+    /// The fault schedule: `none`, `default` or the file's name.
+    pub faults: String,
     /// §6 violations.
     pub safety_violations: Violations,
     /// Blocking and energy.
@@ -156,19 +146,40 @@ pub struct Run {
     pub events: Vec<String>,
 }
 
-/// Runs `days` plant days of `config` on a plant of its pack count, seeded, with `faults`.
-pub fn simulate(config: &Config, days: f64, seed: u64, faults: Faults) -> Run {
+/// The N of `fault pack N ...`.
+fn fault_pack(command: &str) -> Option<usize> {
+    command.strip_prefix("fault pack ")?.split_whitespace().next()?.parse().ok()
+}
+
+/// Checks every command of `schedule` against a world of `config` (a `*` taken as pack 1).
+///
+/// # Errors
+/// The first command nobody knows, with its line.
+pub fn check(schedule: &Schedule, config: &Config) -> Result<(), crate::schedule::Error> {
+    let packs = config.packs.len();
+    let mut w = World::new(PlantConfig { packs, ..PlantConfig::default() }, config);
+    for (line, command) in schedule.commands() {
+        w.command(&command).map_err(|message| crate::schedule::Error {
+            name: schedule.name.clone(),
+            line,
+            message: format!("'{command}': {message}"),
+        })?;
+    }
+    Ok(())
+}
+
+/// Runs `days` plant days of `config` on a plant of its pack count, seeded, with the fault
+/// `schedule` (checked with [`check`] first: a command that fails is logged in the trace).
+pub fn simulate(config: &Config, days: f64, seed: u64, schedule: &Schedule) -> Run {
     let packs = config.packs.len();
     let plant = PlantConfig { packs, seed, start_of_day_s: 8.0 * 3600.0, ..PlantConfig::default() };
     let mut w = World::new(plant, config);
-    let mut rng = Rng::new(seed ^ 0x5EED);
+    let mut runner = Runner::new(schedule.clone(), seed);
     let total_s = (days * 86400.0) as u64;
     let mut v = Violations::default();
     let mut a = Availability::default();
     let mut tts = TimeToSafe::default();
-    let mut active: Option<Active> = None;
-    let mut next_fault = 6 * 3600;
-    let mut next_drift = 3 * 86400;
+    let mut active: Vec<Active> = Vec::new();
     let (mut over_since, mut over_counted) = (vec![None::<u64>; packs], vec![false; packs]);
     let mut cell_over = false;
     let (mut enabled_wrong_since, mut enabled_wrong_counted) = (None::<u64>, false);
@@ -182,66 +193,66 @@ pub fn simulate(config: &Config, days: f64, seed: u64, faults: Faults) -> Run {
     // time-to-safe bound), then the inverter's next 0x63.
     let detect_s = (config.poll.period_s + 0.5 + crate::INVERTER_EVERY_MS as f64 / 1000.0).ceil() as u64;
     while w.t < total_s {
-        // The fault schedule.
-        if faults == Faults::Default {
-            if active.as_ref().is_some_and(|f| w.t >= f.until) {
-                if let Some(f) = active.take() {
-                    if !f.clear.is_empty() {
-                        let _ = w.command(&f.clear);
-                    }
+        // The fault schedule: faults that have run their time are cleared, due ones start.
+        let now_s = w.t;
+        for f in active.iter_mut().filter(|f| now_s >= f.until) {
+            if let Some(clear) = f.clear.take() {
+                if let Err(e) = w.command(&clear) {
+                    w.events.push(format!("{:>7} s fault command '{clear}' failed: {e}", w.t));
                 }
             }
-            if active.is_none() && w.t >= next_fault {
-                let k = 1 + (rng.next_f64() * packs as f64) as usize % packs;
-                let kinds = ["cell-ov", "overtemp", "overcurrent", "short-circuit", "mosfet-fault"];
-                let (start, clear, len, kind) = match (rng.next_f64() * 6.0) as u32 {
-                    0 => (format!("silence pack {k}"), format!("restore pack {k}"), 60, Kind::SilentPack),
-                    5 => (format!("noise pack {k}"), format!("quiet pack {k}"), 600, Kind::Other),
-                    1 => ("silence coil".to_owned(), "restore coil".to_owned(), 60, Kind::Other),
-                    2 => ("lose inverter".to_owned(), "restore inverter".to_owned(), 120, Kind::Other),
-                    // A restart: the new daemon needs a poll round and its limits ramp up again.
-                    3 => ("restart daemon".to_owned(), String::new(), 15, Kind::Other),
-                    _ => {
-                        let fault = kinds[(rng.next_f64() * kinds.len() as f64) as usize % kinds.len()];
-                        (format!("fault pack {k} {fault}"), format!("clear pack {k}"), 120, Kind::Reported)
-                    }
-                };
-                let _ = w.command(&start);
-                w.events.push(format!("{:>7} s fault: {start}", w.t));
-                active = Some(Active {
-                    what: start.clone(),
-                    until: w.t + len,
-                    clear,
-                    kind,
-                    started: w.t,
-                    safe_at: None,
-                });
-                next_fault = w.t + 4 * 3600 + (rng.next_f64() * 4.0 * 3600.0) as u64;
+        }
+        active.retain(|f| w.t < f.until + 10);
+        for firing in runner.due(w.t, packs) {
+            let pack = if firing.kind == Kind::Reported { fault_pack(&firing.start) } else { None };
+            // What the pack's BMS showed before: only a bit the fault adds is its appearance.
+            let baseline = pack.and_then(|k| w.plant.packs.get(k.wrapping_sub(1))).map(bits);
+            if let Err(e) = w.command(&firing.start) {
+                w.events.push(format!("{:>7} s fault command '{}' failed: {e}", w.t, firing.start));
+                continue;
             }
-            if w.t >= next_drift {
-                let k = 1 + (rng.next_f64() * packs as f64) as usize % packs;
-                let _ = w.plant.command(&format!("drift pack {k} -60"));
-                w.events.push(format!("{:>7} s fault: drift pack {k} -60", w.t));
-                next_drift += 3 * 86400;
+            w.events.push(format!("{:>7} s fault: {}", w.t, firing.start));
+            active.push(Active {
+                what: firing.start,
+                until: w.t + firing.window_s,
+                clear: firing.clear,
+                kind: firing.kind,
+                from_ms: (firing.kind == Kind::SilentPack).then_some(w.t * 1000),
+                pack: pack.zip(baseline),
+                safe_at: None,
+            });
+        }
+        let rebalancing_now = w.controller().rebalance().active();
+        for f in active.iter_mut().filter(|f| f.from_ms.is_none()) {
+            let new = f.pack.and_then(|(k, (b1, b2, bf))| {
+                let (p1, p2, pf) = bits(w.plant.packs.get(k.wrapping_sub(1))?);
+                Some((p1 & !b1, p2 & !b2, pf & !bf))
+            });
+            if new.is_some_and(|new| {
+                let (c, d) = blocks_bits(new, rebalancing_now);
+                c || d
+            }) {
+                f.from_ms = Some(w.t * 1000);
             }
         }
         let state_before = w.controller().rebalance().step;
         w.step();
         let (t, charge, discharge) = w.told.last().copied().unwrap_or((w.t, false, false));
         let rebalancing = w.controller().rebalance().active();
-        let in_fault = active.as_ref().is_some_and(|f| t < f.until + 10) || !w.all_fresh();
+        let in_fault = active.iter().any(|f| t < f.until + 10) || !w.all_fresh();
         // Time-to-safe.
-        if let Some(f) = active.as_mut() {
+        for f in active.iter_mut() {
             let slot = match f.kind {
                 Kind::Reported => Some(&mut tts.reported_fault_max),
                 Kind::SilentPack => Some(&mut tts.silent_pack_max),
                 Kind::Other => None,
             };
-            // The first 0x63 with both bits clear from the fault on (ms).
-            let safe = w.answer_off_since.map(|since| since.max(f.started * 1000));
+            // The first 0x63 with both bits clear from the fault's appearance on (ms).
+            let Some(from) = f.from_ms else { continue };
+            let safe = w.answer_off_since.map(|since| since.max(from));
             if let Some((slot, safe)) = slot.zip(safe).filter(|_| f.safe_at.is_none()) {
                 f.safe_at = Some(safe);
-                let took = (safe - f.started * 1000) as f64 / 1000.0;
+                let took = (safe - from) as f64 / 1000.0;
                 w.events.push(format!("{:>7} s time-to-safe {took:.3} s after {}", t, f.what));
                 *slot = Some(slot.map_or(took, |m: f64| m.max(took)));
             }
@@ -261,9 +272,11 @@ pub fn simulate(config: &Config, days: f64, seed: u64, faults: Faults) -> Run {
         a.battery_to_load_kwh += (-inv.battery_w).max(0.0).min(inv.load_w) / 3.6e6;
         a.grid_to_load_kwh += inv.grid_w.min(inv.load_w).max(0.0) / 3.6e6;
         a.pv_unused_kwh += (w.plant.pv_available_w() - inv.pv_w).max(0.0) / 3.6e6;
-        // §6: a pack above its alarm for longer than overcurrent_for.
+        // §6: a pack above its alarm for longer than overcurrent_for — while the inverter listens:
+        // one that lost its BMS draws what its own no-comm settings allow.
+        let listening = w.inverter_polling();
         for (k, p) in w.plant.packs.iter().enumerate() {
-            if p.current_a.abs() > PACK_ALARM_A {
+            if p.current_a.abs() > PACK_ALARM_A && listening {
                 let since = *over_since[k].get_or_insert(t);
                 if t - since > overcurrent_for && !over_counted[k] {
                     over_counted[k] = true;
@@ -293,10 +306,8 @@ pub fn simulate(config: &Config, days: f64, seed: u64, faults: Faults) -> Run {
         // while the inverter listens: an inverter that lost its BMS runs on its own settings.
         let wrong = w.inverter_polling()
             && w.plant.packs.iter().any(|p| {
-                let (p1, p2, f) = (p.protect1.bits(), p.protect2.bits(), p.fault.bits());
-                let both =
-                    p1 & 0x70 != 0 || p2 & 0x7A != 0 || f & 0x37 != 0 || (p1 & 0x05 != 0 && !rebalancing);
-                (charge && (both || p2 & 0x05 != 0)) || (discharge && (both || p1 & 0x0A != 0))
+                let (c, d) = blocks(p, rebalancing);
+                (charge && c) || (discharge && d)
             });
         if wrong {
             let since = *enabled_wrong_since.get_or_insert(t);
@@ -354,7 +365,7 @@ pub fn simulate(config: &Config, days: f64, seed: u64, faults: Faults) -> Run {
         seed,
         packs,
         plant_days: days,
-        faults,
+        faults: schedule.name.clone(),
         safety_violations: v,
         availability: Availability {
             lockout_hours: round(a.lockout_hours),

@@ -9,7 +9,7 @@
 
 use maestro_core::Step;
 use sim::PlantConfig;
-use sim_world::{Faults, World, default_config, simulate};
+use sim_world::{Schedule, World, default_config, simulate};
 
 fn config(packs: usize, extra: &str) -> daemon::Config {
     sim_world::config_with(packs, extra).unwrap()
@@ -117,12 +117,12 @@ fn the_cascade_in_plant_time_trips_nothing() {
 #[test]
 fn the_same_seed_gives_the_same_scorecard() {
     let config = default_config(3).unwrap();
-    let run = simulate(&config, 1.0, 7, Faults::Default);
+    let run = simulate(&config, 1.0, 7, &Schedule::default_schedule());
     eprintln!("{}", run.events.join("\n"));
     let a = run.scorecard;
-    let b = simulate(&config, 1.0, 7, Faults::Default).scorecard;
+    let b = simulate(&config, 1.0, 7, &Schedule::default_schedule()).scorecard;
     assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
-    let c = simulate(&config, 1.0, 8, Faults::Default).scorecard;
+    let c = simulate(&config, 1.0, 8, &Schedule::default_schedule()).scorecard;
     assert_ne!(a.trace_digest, c.trace_digest, "another seed, another trace");
     eprintln!("{}", serde_json::to_string_pretty(&a).unwrap());
     assert_eq!(a.safety_violations.total, 0, "{a:?}");
@@ -143,8 +143,8 @@ fn a_configuration_that_overcharges_is_caught() {
          [safety.taper]\ncharge_cell_mv = [[3400, 1.0]]\n\n\
          [rebalance]\ncapacity_mah = 70000\nregular_capacity_mah = 60000\n",
     );
-    for faults in [Faults::None, Faults::Default] {
-        let card = simulate(&weak, 2.0, 1, faults).scorecard;
+    for faults in [Schedule::none(), Schedule::default_schedule()] {
+        let card = simulate(&weak, 2.0, 1, &faults).scorecard;
         let v = card.safety_violations;
         assert!(v.cell_over_protect_outside_rebalance >= 1, "{faults:?}: {card:?}");
         assert!(card.availability.lockout_hours > 24.0, "{faults:?}: {card:?}");

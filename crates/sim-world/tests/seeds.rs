@@ -1,0 +1,111 @@
+//! Many seeds, many faults: no SAFETY.md §6 invariant is ever violated. A failure names its seed
+//! and prints the violations with what led to them and the trace's tail; `pace2pylon simulate`
+//! with the printed arguments replays it exactly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+use proptest::prelude::*;
+use sim_world::{Run, Schedule, check, default_config, simulate};
+
+/// What a failed run prints: its replay command, the violations, the last events.
+fn report(run: &Run, packs: usize, days: f64, faults: &str) -> String {
+    let card = &run.scorecard;
+    let mut out = format!(
+        "seed {} violated {} invariant(s): replay with `pace2pylon simulate --packs {packs} --days {days} --seed {} --faults {faults} --trace`\n{}\n",
+        card.seed,
+        card.safety_violations.total,
+        card.seed,
+        serde_json::to_string_pretty(card).unwrap()
+    );
+    for e in run.events.iter().filter(|e| e.contains(" violation: ")) {
+        out += &format!("  {e}\n");
+    }
+    out += "the trace's last 40 events:\n";
+    for e in run.events.iter().rev().take(40).rev() {
+        out += &format!("  {e}\n");
+    }
+    out
+}
+
+/// Issue 12: at least 20 seeds × 7 plant days with the default faults, 1 to 4 packs, on both cores.
+#[test]
+fn twenty_seeds_of_a_week_with_the_default_faults_violate_nothing() {
+    let seeds: Vec<u64> = (1..=20).collect();
+    let failures = std::sync::Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&seed) = seeds.get(k) else { return };
+                    let packs = 1 + (seed as usize % 4);
+                    let run = simulate(&default_config(packs).unwrap(), 7.0, seed, &Schedule::default_schedule());
+                    let card = &run.scorecard;
+                    eprintln!(
+                        "seed {seed:>2}, {packs} packs: {} violations, lock-out {} h, time-to-safe {:?} / {:?}, {} rebalances, {} events",
+                        card.safety_violations.total,
+                        card.availability.lockout_hours,
+                        card.time_to_safe_s.reported_fault_max,
+                        card.time_to_safe_s.silent_pack_max,
+                        card.rebalances.started,
+                        card.events
+                    );
+                    let bounded = card.time_to_safe_s.reported_fault_max.is_none_or(|t| t <= 1.5)
+                        && card.time_to_safe_s.silent_pack_max.is_none_or(|t| t <= 5.5);
+                    if card.safety_violations.total > 0 || card.availability.lockout_hours > 0.0 || !bounded {
+                        failures.lock().unwrap().push(report(&run, packs, 7.0, "default"));
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// One fault the generated schedules may inject, always cleared after its window.
+fn choice() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (10u32..300).prop_map(|s| format!("silence pack * for {s}s then restore pack *")),
+        (10u32..900).prop_map(|s| format!("noise pack * for {s}s then quiet pack *")),
+        (10u32..300).prop_map(|s| format!("garbage pack * for {s}s then clear pack *")),
+        (10u32..300).prop_map(|s| format!("silence coil for {s}s then restore coil")),
+        (10u32..300).prop_map(|s| format!("lose inverter for {s}s then restore inverter")),
+        Just("restart daemon for 15s".to_owned()),
+        (
+            prop::sample::select(vec!["cell-ov", "overtemp", "overcurrent", "short-circuit", "mosfet-fault"]),
+            10u32..600
+        )
+            .prop_map(|(kind, s)| format!("fault pack * {kind} for {s}s then clear pack *")),
+    ]
+}
+
+/// A schedule of 1 to 4 rules, each every 1 to 6 plant hours with a jitter, of 1 to 4 choices.
+fn schedule() -> impl Strategy<Value = String> {
+    prop::collection::vec((1u32..=6, prop::collection::vec(choice(), 1..=4)), 1..=4).prop_map(|rules| {
+        rules
+            .into_iter()
+            .map(|(h, choices)| format!("every {h}h ±{}m: {}\n", h * 20, choices.join(" | ")))
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// Issue 12: over random seeds and random fault schedules (every fault cleared after its
+    /// window), no invariant is violated and nothing locks both directions out.
+    #[test]
+    fn random_fault_schedules_violate_nothing(seed in 0u64..1_000_000, packs in 1usize..=3, text in schedule()) {
+        let config = default_config(packs).unwrap();
+        let schedule = Schedule::parse(&text, "generated").unwrap();
+        check(&schedule, &config).unwrap();
+        let run = simulate(&config, 1.0, seed, &schedule);
+        prop_assert!(
+            run.scorecard.safety_violations.total == 0 && run.scorecard.availability.lockout_hours == 0.0,
+            "schedule:\n{text}\n{}",
+            report(&run, packs, 1.0, "FILE (the schedule above)")
+        );
+    }
+}

@@ -16,6 +16,7 @@
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod keeper;
 pub mod poller;
 pub mod runtime;
 pub mod state;

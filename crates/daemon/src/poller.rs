@@ -26,6 +26,50 @@ use translator::PackLimits;
 
 use crate::runtime::{Cycle, PackReadings};
 
+/// A device's poller as its driver sees it: bytes to write, a deadline, replies and failures
+/// in, notes out. The daemon's line threads and the simulated world drive every poller through
+/// this.
+pub trait Machine {
+    /// The next request to write, if one is due at `now` (its reply is then awaited).
+    fn poll_transmit(&mut self, now: Duration) -> Option<Vec<u8>>;
+    /// When the machine wants [`Machine::handle_timeout`] (or to transmit).
+    fn poll_timeout(&self) -> Duration;
+    /// The time passed `now`: an overdue reply is a problem; a due cycle starts.
+    fn handle_timeout(&mut self, now: Duration);
+    /// A deframed reply arrived.
+    fn handle_frame(&mut self, now: Duration, frame: &[u8]);
+    /// The line failed the exchange in flight.
+    fn handle_failure(&mut self, now: Duration, problem: Problem);
+    /// The next note for the driver.
+    fn poll_note(&mut self) -> Option<Note>;
+    /// The line's counters, as the driver keeps them.
+    fn set_link_stats(&mut self, stats: link::Stats);
+}
+
+impl Machine for PackPoller {
+    fn poll_transmit(&mut self, now: Duration) -> Option<Vec<u8>> {
+        PackPoller::poll_transmit(self, now)
+    }
+    fn poll_timeout(&self) -> Duration {
+        PackPoller::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Duration) {
+        PackPoller::handle_timeout(self, now);
+    }
+    fn handle_frame(&mut self, now: Duration, frame: &[u8]) {
+        PackPoller::handle_frame(self, now, frame);
+    }
+    fn handle_failure(&mut self, now: Duration, problem: Problem) {
+        PackPoller::handle_failure(self, now, problem);
+    }
+    fn poll_note(&mut self) -> Option<Note> {
+        PackPoller::poll_note(self)
+    }
+    fn set_link_stats(&mut self, stats: link::Stats) {
+        PackPoller::set_link_stats(self, stats);
+    }
+}
+
 /// When the poller asks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timing {
@@ -81,6 +125,16 @@ pub enum Problem {
         cid2: u8,
         /// The BMS's return code, as text.
         rtn: String,
+    },
+    /// A Modbus device answered with an exception.
+    #[error("{line}: the device refused function {function:02X}: {code}")]
+    Exception {
+        /// The line.
+        line: String,
+        /// The request's function code.
+        function: u8,
+        /// The exception code, as text.
+        code: String,
     },
     /// A valid reply of another kind.
     #[error("{line}: unexpected reply to {asked}: {got}")]

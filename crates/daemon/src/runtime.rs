@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use link::{AsciiDeframer, Link, RtuDeframer};
+use link::{AsciiDeframer, Deframer, Link, RtuDeframer};
 use maestro_core::{Action, Decision, Millis, Step, Targets};
 use pace_proto::{Command, PackAnalog, PackStatus, Text};
 use translator::PackLimits;
@@ -16,7 +16,8 @@ use translator::respond::{CommLoss, EmulationSettings, Snapshot};
 
 use crate::config::{self, Config};
 use crate::core::{Controller, Inputs, Now};
-use crate::poller::{Note, PackPoller, Problem, Timing};
+use crate::keeper::{CoilPoller, InverterPoller};
+use crate::poller::{Machine, Note, PackPoller, Problem, Timing};
 use crate::state::{self, EventLine, EventLog, Persisted};
 use crate::writer::Writer;
 
@@ -601,85 +602,113 @@ pub fn emulation_settings(config: &Config) -> EmulationSettings {
     }
 }
 
-fn poll_pack(k: usize, adr: u8, mut link: Link, shared: &Shared, stop: &AtomicBool, poll: &config::Poll) {
-    let mut poller = PackPoller::new(k + 1, adr, link.name(), Timing::of(poll));
+/// Drives one poller on its line until `stop`: writes what it asks, waits for the reply or its
+/// deadline, passes its notes on, and after every exchange lets `publish` copy out what it read.
+/// The thread sleeps until the machine's next deadline: nothing wakes it in between but a stop.
+fn drive<M: Machine>(
+    machine: &mut M,
+    link: &mut Link,
+    deframer: &dyn Fn() -> Box<dyn Deframer>,
+    shared: &Shared,
+    stop: &AtomicBool,
+    mut before: impl FnMut(&mut M),
+    mut publish: impl FnMut(&M),
+) {
     while !stop.load(Ordering::Relaxed) {
-        let commands = std::mem::take(&mut *lock(&shared.pack_commands[k]));
-        for command in commands {
-            poller.command(command);
-        }
+        before(machine);
         let now = shared.mono();
-        match poller.poll_transmit(now) {
+        match machine.poll_transmit(now) {
             Some(frame) => {
-                let timeout = poller.poll_timeout().saturating_sub(now);
-                match link.request(&frame, &mut AsciiDeframer::new(), timeout) {
-                    Ok(reply) => poller.handle_frame(shared.mono(), &reply),
-                    Err(e) => poller.handle_failure(shared.mono(), Problem::Line(e.to_string())),
+                let timeout = machine.poll_timeout().saturating_sub(now);
+                match link.request(&frame, deframer().as_mut(), timeout) {
+                    Ok(reply) => machine.handle_frame(shared.mono(), &reply),
+                    Err(e) => machine.handle_failure(shared.mono(), Problem::Line(e.to_string())),
                 }
             }
-            None => nap(stop, poller.poll_timeout().saturating_sub(now)),
+            None => {
+                let wait = machine.poll_timeout().saturating_sub(now);
+                if !wait.is_zero() {
+                    nap(stop, wait);
+                }
+                machine.handle_timeout(shared.mono());
+            }
         }
-        while let Some(note) = poller.poll_note() {
+        while let Some(note) = machine.poll_note() {
             match note {
                 Note::Event(text) => shared.event(text),
                 Note::Warn(text) => log::warn!("{text}"),
                 Note::BadFrame => link.count_bad_frame(),
             }
         }
-        poller.set_link_stats(link.stats());
-        lock(&shared.packs[k]).clone_from(poller.readings());
+        machine.set_link_stats(link.stats());
+        publish(machine);
     }
+}
+
+fn poll_pack(k: usize, adr: u8, mut link: Link, shared: &Shared, stop: &AtomicBool, poll: &config::Poll) {
+    let mut poller = PackPoller::new(k + 1, adr, link.name(), Timing::of(poll));
+    let ascii = || Box::new(AsciiDeframer::new()) as Box<dyn Deframer>;
+    drive(
+        &mut poller,
+        &mut link,
+        &ascii,
+        shared,
+        stop,
+        |p| {
+            let commands = std::mem::take(&mut *lock(&shared.pack_commands[k]));
+            for command in commands {
+                p.command(command);
+            }
+        },
+        |p| lock(&shared.packs[k]).clone_from(p.readings()),
+    );
+}
+
+fn rtu() -> Box<dyn Deframer> {
+    Box::new(RtuDeframer::new(modbus_rtu::Side::Response))
 }
 
 fn poll_coil(slave: u8, mut link: Link, shared: &Shared, stop: &AtomicBool, poll: &config::Poll) {
     let timeout = secs(poll.timeout_s.max(0.5));
-    let mut frame = Vec::new();
-    if coil_modbus::request::read_inputs().encode(slave, &mut frame).is_err() {
-        return;
-    }
-    let mut was_ok = true;
-    let mut last_settings: Option<Instant> = None;
-    while !stop.load(Ordering::Relaxed) {
-        let started = Instant::now();
-        if last_settings.is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
-            || !lock(&shared.coil_actions).is_empty()
-        {
-            coil_housekeeping(slave, &mut link, shared);
-            last_settings = Some(Instant::now());
-        }
-        let result = link
-            .request(&frame, &mut RtuDeframer::new(modbus_rtu::Side::Response), timeout)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| match bytes.split_first() {
-                Some((s, pdu)) if *s == slave => coil_modbus::parse_inputs(pdu).map_err(|e| e.to_string()),
-                _ => Err(format!("{}: a reply from another address", link.name())),
-            });
-        let problem = match result {
-            Ok(Ok(reading)) => {
-                lock(&shared.coil).reading = Some((reading, shared.now()));
-                None
+    let mut poller = CoilPoller::new(slave, link.name(), secs(poll.period_s), timeout);
+    drive(
+        &mut poller,
+        &mut link,
+        &rtu,
+        shared,
+        stop,
+        |p| {
+            // Copied out: the safety loop sets the targets every cycle and never waits for a write.
+            let target = lock(&shared.targets).coil;
+            p.set_target(target);
+            let actions = std::mem::take(&mut *lock(&shared.coil_actions));
+            for action in actions {
+                p.act(action);
             }
-            Ok(Err(code)) => Some(format!("{}: the counter refused: {code}", link.name())),
-            Err(e) => Some(e),
-        };
-        {
-            let mut c = lock(&shared.coil);
-            c.link = link.stats();
-            c.last_error.clone_from(&problem);
-        }
-        match problem {
-            None if !was_ok => {
-                shared.event("the coulomb counter answers again".into());
-                was_ok = true;
-            }
-            Some(p) if was_ok => {
-                log::warn!("coil: {p}");
-                was_ok = false;
-            }
-            _ => {}
-        }
-        nap(stop, secs(poll.period_s).saturating_sub(started.elapsed()));
-    }
+        },
+        |p| {
+            lock(&shared.coil).clone_from(p.readings());
+            *lock(&shared.coil_settings) = p.settings();
+        },
+    );
+}
+
+/// The inverter: reads 301 and 331 every 2 s and keeps them at the rebalance targets, writing only
+/// when they differ and confirming by reading back; a failed write is reported and retried.
+fn poll_inverter(slave: u8, mut link: Link, shared: &Shared, stop: &AtomicBool) {
+    let mut poller = InverterPoller::new(slave, link.name());
+    drive(
+        &mut poller,
+        &mut link,
+        &rtu,
+        shared,
+        stop,
+        |p| {
+            let t = *lock(&shared.targets);
+            p.set_targets(t.output_priority, t.charging_priority);
+        },
+        |p| lock(&shared.inverter).clone_from(p.readings()),
+    );
 }
 
 /// The safety loop's driver: it gathers what the pollers and the operator left, hands it to the
@@ -754,189 +783,6 @@ fn respond_loop(mut link: Link, settings: &EmulationSettings, shared: &Shared, s
             Err(e) => {
                 log::debug!("pylon: {e}");
                 nap(stop, Duration::from_millis(200));
-            }
-        }
-    }
-}
-
-/// One Modbus call; the reply PDU, or a message naming the link and the problem.
-fn modbus(
-    link: &mut Link,
-    slave: u8,
-    request: &modbus_rtu::Request,
-    timeout: Duration,
-) -> Result<Vec<u8>, String> {
-    let mut frame = Vec::new();
-    request.encode(slave, &mut frame).map_err(|e| e.to_string())?;
-    let bytes = link
-        .request(&frame, &mut RtuDeframer::new(modbus_rtu::Side::Response), timeout)
-        .map_err(|e| e.to_string())?;
-    match bytes.split_first() {
-        Some((s, pdu)) if *s == slave => Ok(pdu.to_vec()),
-        _ => Err(format!("{}: a reply from another address", link.name())),
-    }
-}
-
-/// Reads holding registers.
-fn read_holding(link: &mut Link, slave: u8, address: u16, count: u16) -> Result<Vec<u16>, String> {
-    let pdu =
-        modbus(link, slave, &modbus_rtu::Request::ReadHolding { address, count }, Duration::from_secs(1))?;
-    match modbus_rtu::Response::parse(&pdu).map_err(|e| e.to_string())? {
-        modbus_rtu::Response::ReadHolding(v) if v.len() == usize::from(count) => Ok(v),
-        modbus_rtu::Response::Exception { code, .. } => {
-            Err(format!("{}: reading {address}+{count} refused: {code}", link.name()))
-        }
-        other => Err(format!("{}: unexpected reply {other:?}", link.name())),
-    }
-}
-
-/// Writes registers and reads them back; the error says what went wrong.
-fn write_confirmed(link: &mut Link, slave: u8, address: u16, values: &[u16]) -> Result<(), String> {
-    let pdu = modbus(
-        link,
-        slave,
-        &modbus_rtu::Request::WriteMultiple { address, values: values.to_vec() },
-        Duration::from_secs(1),
-    )?;
-    if let modbus_rtu::Response::Exception { code, .. } =
-        modbus_rtu::Response::parse(&pdu).map_err(|e| e.to_string())?
-    {
-        return Err(format!("{}: writing {address} refused: {code}", link.name()));
-    }
-    let back = read_holding(link, slave, address, values.len() as u16)?;
-    if back != values {
-        return Err(format!("{}: wrote {values:?} to {address} but it reads back {back:?}", link.name()));
-    }
-    Ok(())
-}
-
-/// The inverter: reads 301 and 331 every 2 s and keeps them at the rebalance targets, writing only
-/// when they differ and confirming by reading back; a failed write is reported and retried.
-fn poll_inverter(slave: u8, mut link: Link, shared: &Shared, stop: &AtomicBool) {
-    let mut failing = false;
-    while !stop.load(Ordering::Relaxed) {
-        let started = Instant::now();
-        let live = read_holding(&mut link, slave, INVERTER_LIVE_FIRST, INVERTER_LIVE_COUNT);
-        let settings = read_holding(&mut link, slave, 300, 32);
-        {
-            let mut r = lock(&shared.inverter);
-            if let Ok(Ok(regs)) = live.as_deref().map(<[u16; INVERTER_LIVE_COUNT as usize]>::try_from) {
-                r.live = Some((regs, shared.now()));
-            }
-            r.link = link.stats();
-            r.last_error = live.as_ref().err().or(settings.as_ref().err()).cloned();
-        }
-        match settings {
-            Ok(regs) => {
-                let readings = {
-                    let mut r = lock(&shared.inverter);
-                    r.output_priority = Some(regs[1]);
-                    r.charging_priority = Some(regs[31]);
-                    r.settings_at = Some(shared.now());
-                    r.clone()
-                };
-                let targets = *lock(&shared.targets);
-                for (address, current, target, name) in [
-                    (301u16, readings.output_priority, targets.output_priority, "output priority"),
-                    (331, readings.charging_priority, targets.charging_priority, "charging priority"),
-                ] {
-                    let Some(target) = target else { continue };
-                    if current == Some(target) {
-                        continue;
-                    }
-                    // While the write is on its way the value is unknown: the procedure must not
-                    // take the old reading for the device's word that a restore has happened.
-                    {
-                        let mut r = lock(&shared.inverter);
-                        if address == 301 {
-                            r.output_priority = None;
-                        } else {
-                            r.charging_priority = None;
-                        }
-                    }
-                    match write_confirmed(&mut link, slave, address, &[target]) {
-                        Ok(()) => {
-                            // What was read back is the device's value now; keep the reading current.
-                            let mut r = lock(&shared.inverter);
-                            if address == 301 {
-                                r.output_priority = Some(target);
-                            } else {
-                                r.charging_priority = Some(target);
-                            }
-                            drop(r);
-                            shared.event(format!("inverter {name} set to {target} (confirmed)"));
-                        }
-                        Err(e) => shared
-                            .event(format!("inverter {name} could not be set to {target}: {e}; retrying")),
-                    }
-                }
-                failing = false;
-            }
-            Err(e) if !failing => {
-                log::warn!("inverter: {e}");
-                failing = true;
-            }
-            Err(_) => {}
-        }
-        nap(stop, Duration::from_secs(2).saturating_sub(started.elapsed()));
-    }
-}
-
-/// The counter's settings and actions: keeps capacity and full voltage at the targets, and runs
-/// the calibration to full (capacity written first: the coil ignores "set full" otherwise).
-fn coil_housekeeping(slave: u8, link: &mut Link, shared: &Shared) {
-    match read_holding(link, slave, 0, coil_modbus::HOLDING_COUNT) {
-        Ok(regs) => {
-            if let Ok(regs) = <[u16; 10]>::try_from(regs.as_slice()) {
-                *lock(&shared.coil_settings) = Some(coil_modbus::Settings::from_registers(&regs));
-            }
-        }
-        Err(e) => {
-            log::debug!("coil settings: {e}");
-            return;
-        }
-    }
-    let settings = *lock(&shared.coil_settings);
-    // Copied out: the safety loop sets the targets every cycle and must never wait for this
-    // write and its read-back.
-    let target = lock(&shared.targets).coil;
-    if let (Some((capacity, full_cv)), Some(s)) = (target, settings) {
-        if (s.capacity_mah, s.full_voltage_cv) != (capacity, full_cv) {
-            let values = [(capacity >> 16) as u16, capacity as u16, full_cv];
-            // Unknown until confirmed (see the inverter writer).
-            *lock(&shared.coil_settings) = None;
-            match write_confirmed(link, slave, 1, &values) {
-                Ok(()) => {
-                    *lock(&shared.coil_settings) =
-                        Some(coil_modbus::Settings { capacity_mah: capacity, full_voltage_cv: full_cv, ..s });
-                    shared.event(format!(
-                        "coil capacity {capacity} mAh, full voltage {full_cv} cV (confirmed)"
-                    ));
-                }
-                Err(e) => shared.event(format!("coil capacity could not be set: {e}; retrying")),
-            }
-        }
-    }
-    let actions: Vec<Action> = std::mem::take(&mut *lock(&shared.coil_actions));
-    for action in actions {
-        if let Action::CalibrateCoilFull { capacity_mah, full_voltage_cv } = action {
-            let values = [(capacity_mah >> 16) as u16, capacity_mah as u16, full_voltage_cv];
-            // Re-read at the next housekeeping; unknown until then.
-            *lock(&shared.coil_settings) = None;
-            let result = write_confirmed(link, slave, 1, &values).and_then(|()| {
-                let request = coil_modbus::request::set_level(coil_modbus::Level::Full);
-                match modbus(link, slave, &request, Duration::from_secs(1)) {
-                    Ok(_) => Ok("the counter replied"),
-                    Err(e) if e.contains("no reply") => Ok("no reply, as the counter often does"),
-                    Err(e) => Err(e),
-                }
-            });
-            match result {
-                Ok(how) => shared.event(format!("coil calibrated to full ({how})")),
-                Err(e) => {
-                    shared.event(format!("coil calibration failed: {e}; retrying"));
-                    lock(&shared.coil_actions).push(action);
-                }
             }
         }
     }

@@ -29,11 +29,12 @@ use std::time::Duration;
 
 use daemon::Config;
 use daemon::core::{Controller, Inputs, Now};
-use daemon::poller::{Note, PackPoller, Timing};
+use daemon::keeper::{CoilPoller, InverterPoller};
+use daemon::poller::{Machine, Note, PackPoller, Timing};
 use daemon::runtime::{InverterReadings, Order, PackReadings, emulation_settings};
 use daemon::state::Overrides;
-use link::{AsciiDeframer, Deframer};
-use maestro_core::{Action, Millis};
+use link::{AsciiDeframer, Deframer, RtuDeframer};
+use maestro_core::Millis;
 use pylon_proto::{Dialect, ManagementFlags, Reply, Response};
 use sim::{Plant, PlantConfig};
 use translator::respond::{EmulationSettings, respond};
@@ -51,12 +52,111 @@ pub const PACK_REPLY_DELAY_MS: u64 = 30;
 /// The inverter's 0x63 request at ADR 2.
 const REQUEST_0X63: &[u8] = b"~200246630000FDA9\r";
 
-/// One pack's line: the daemon's poller and deframer at one end, the plant's pack at the other.
+/// One line: a daemon poller and its deframer at one end, a plant device at the other.
 #[derive(Debug)]
-struct PackLine {
-    poller: PackPoller,
-    deframer: AsciiDeframer,
+struct Line<M, D> {
+    machine: M,
+    deframer: D,
+    /// The device's end: Modbus requests are deframed there too.
+    device_deframer: Option<RtuDeframer>,
     wire: Wire,
+}
+
+impl<M: Machine, D: Deframer> Line<M, D> {
+    fn new(machine: M, deframer: D, modbus: bool, wire: Wire) -> Self {
+        let device_deframer = modbus.then(|| RtuDeframer::new(modbus_rtu::Side::Request));
+        Self { machine, deframer, device_deframer, wire }
+    }
+
+    fn due(&self, now: u64) -> bool {
+        self.wire.next_at().is_some_and(|at| at <= now)
+            || self.machine.poll_timeout() <= Duration::from_millis(now)
+    }
+
+    fn next_at(&self) -> u64 {
+        let deadline = self.machine.poll_timeout().as_millis() as u64;
+        self.wire.next_at().map_or(deadline, |at| at.min(deadline))
+    }
+
+    /// Delivers what has arrived by `now` (a request to `device`, which may answer; a reply to the
+    /// machine through its deframer), then lets the machine write its next request.
+    fn service(
+        &mut self,
+        now: u64,
+        mut device: impl FnMut(&[u8]) -> Option<Vec<u8>>,
+        events: &mut Vec<String>,
+        log: &mut LineLog,
+        t: u64,
+    ) {
+        let at = Duration::from_millis(now);
+        while let Some(transfer) = self.wire.arrived(now) {
+            log.bytes += transfer.bytes.len() as u64;
+            match transfer.dir {
+                Dir::ToDevice => {
+                    let request = match self.device_deframer.as_mut() {
+                        Some(d) => {
+                            d.push(&transfer.bytes);
+                            d.next_frame().or_else(|| d.gap())
+                        }
+                        None => Some(transfer.bytes),
+                    };
+                    if let Some(reply) = request.and_then(|r| device(&r)) {
+                        self.wire.reply(now, reply);
+                    }
+                }
+                Dir::ToDaemon => {
+                    let mut bytes = transfer.bytes.as_slice();
+                    while !bytes.is_empty() {
+                        let n = self.deframer.push(bytes);
+                        bytes = &bytes[n..];
+                        while let Some(frame) = self.deframer.next_frame() {
+                            self.machine.handle_frame(at, &frame);
+                        }
+                    }
+                    // The line goes quiet after the last piece: a framing that waits resynchronises.
+                    if self.wire.next_at().is_none() {
+                        if let Some(frame) = self.deframer.gap() {
+                            self.machine.handle_frame(at, &frame);
+                        }
+                    }
+                }
+            }
+        }
+        // A cycle that ends at its next one's start begins the next at once: at most twice.
+        for _ in 0..2 {
+            match self.machine.poll_transmit(at) {
+                Some(frame) => {
+                    self.wire.send(now, frame);
+                    break;
+                }
+                None if self.machine.poll_timeout() > at => break,
+                None => {}
+            }
+        }
+        while let Some(note) = self.machine.poll_note() {
+            match note {
+                Note::Event(text) => events.push(format!("{t:>7} s {text}")),
+                Note::Warn(text) => {
+                    if log.warnings.len() < WARNINGS_MAX {
+                        log.warnings.push(format!("{t:>7} s {text}"));
+                    }
+                }
+                Note::BadFrame => log.bad_frames += 1,
+            }
+        }
+    }
+}
+
+/// What the daemon's lines did, beyond the event log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LineLog {
+    /// The pollers' warnings (the process log's lines, not the event log's), the first
+    /// [`WARNINGS_MAX`].
+    pub warnings: Vec<String>,
+    /// Frames that passed their check but were not the reply asked for.
+    pub bad_frames: u64,
+    /// Bytes that crossed the lines, both ways.
+    pub bytes: u64,
 }
 
 /// The plant and the daemon's machines, stepped together in plant time.
@@ -79,31 +179,39 @@ pub struct World {
     pub told: Vec<(u64, bool, bool)>,
     /// Since when the responder's 0x63 answer has both enable bits clear, ms (`None`: a bit is set).
     pub answer_off_since: Option<u64>,
-    lines: Vec<PackLine>,
+    /// What the lines did beyond the event log.
+    pub lines: LineLog,
+    packs: Vec<Line<PackPoller, AsciiDeframer>>,
+    coil: Option<Line<CoilPoller, RtuDeframer>>,
+    inverter: Option<Line<InverterPoller, RtuDeframer>>,
     readings: Vec<PackReadings>,
-    coil: Option<(coil_modbus::Reading, Millis)>,
     stale_ms: u64,
     config: Config,
     emulation: EmulationSettings,
     snapshot: translator::respond::Snapshot,
     next_controller_ms: u64,
-    next_inverter_ms: u64,
-    inverter_wire: Wire,
+    next_bms_poll_ms: u64,
+    bms_wire: Wire,
     /// The inverter stopped polling then, plant s (it falls back to its no-comm settings after 30 s).
     inverter_lost_at: Option<u64>,
-    /// Bytes that crossed the pack lines, both ways.
-    pub pack_bytes: u64,
 }
+
+/// Poller warnings kept at most.
+pub const WARNINGS_MAX: usize = 10_000;
+
+/// A Modbus device's think time, ms.
+pub const MODBUS_REPLY_DELAY_MS: u64 = 20;
 
 impl World {
     /// A world for `config` (its pack count must match the plant's) on `plant`.
     pub fn new(plant: PlantConfig, config: &Config) -> Self {
         let seed = plant.seed;
         let plant = Plant::new(plant);
-        let lines = Self::lines(config, &plant, seed);
-        Self {
-            readings: vec![PackReadings::default(); lines.len()],
-            lines,
+        let mut w = Self {
+            packs: Vec::new(),
+            coil: None,
+            inverter: None,
+            readings: vec![PackReadings::default(); config.packs.len()],
             plant,
             controller: Controller::new(config, Default::default()),
             overrides: Overrides::default(),
@@ -114,48 +222,66 @@ impl World {
             events: Vec::new(),
             told: Vec::new(),
             answer_off_since: Some(0),
-            coil: None,
+            lines: LineLog::default(),
             stale_ms: (config.safety.stale_after_s * 1000.0) as u64,
             emulation: emulation_settings(config),
             config: config.clone(),
             snapshot: translator::respond::Snapshot::default(),
             next_controller_ms: 0,
-            next_inverter_ms: 500,
-            inverter_wire: Wire::new(baud(&config.pylon.link), 0, seed ^ 0x1417),
+            next_bms_poll_ms: 500,
+            bms_wire: Wire::new(baud(&config.pylon.link), 0, seed ^ 0x1417),
             inverter_lost_at: None,
-            pack_bytes: 0,
-        }
+        };
+        w.open_lines(seed);
+        w
     }
 
-    fn lines(config: &Config, plant: &Plant, seed: u64) -> Vec<PackLine> {
+    /// The daemon's pollers on fresh lines (at the start and after a restart).
+    fn open_lines(&mut self, seed: u64) {
+        let config = &self.config;
         let timing = Timing::of(&config.poll);
-        config
+        let ascii = AsciiDeframer::new;
+        let rtu = || RtuDeframer::new(modbus_rtu::Side::Response);
+        self.packs = config
             .packs
             .iter()
-            .zip(&plant.packs)
+            .zip(&self.plant.packs)
             .enumerate()
-            .map(|(k, (pack, sim))| PackLine {
+            .map(|(k, (pack, sim))| {
                 // The plant's pack answers at its own address; the poller asks that one.
-                poller: PackPoller::new(k + 1, sim.adr, pack.link.clone(), timing),
-                deframer: AsciiDeframer::new(),
-                wire: Wire::new(baud(&pack.link), PACK_REPLY_DELAY_MS, seed ^ (0xC0FFEE + k as u64)),
+                let poller = PackPoller::new(k + 1, sim.adr, pack.link.clone(), timing);
+                let wire = Wire::new(baud(&pack.link), PACK_REPLY_DELAY_MS, seed ^ (0xC0FFEE + k as u64));
+                Line::new(poller, ascii(), false, wire)
             })
-            .collect()
+            .collect();
+        self.coil = config.coil.as_ref().map(|c| {
+            let timeout = Duration::from_secs_f64(config.poll.timeout_s.max(0.5));
+            let poller = CoilPoller::new(
+                c.slave,
+                c.link.clone(),
+                Duration::from_secs_f64(config.poll.period_s),
+                timeout,
+            );
+            Line::new(poller, rtu(), true, Wire::new(baud(&c.link), MODBUS_REPLY_DELAY_MS, seed ^ 0xC011))
+        });
+        self.inverter = config.inverter.as_ref().map(|i| {
+            let poller = InverterPoller::new(i.slave, i.link.clone());
+            Line::new(poller, rtu(), true, Wire::new(baud(&i.link), MODBUS_REPLY_DELAY_MS, seed ^ 0x1117))
+        });
     }
 
     /// The daemon restarts: a new controller from the persisted rebalance state, new pollers,
     /// nothing read yet, whatever was on the lines lost.
     pub fn restart(&mut self) {
         self.controller = Controller::new(&self.config, self.controller.rebalance().clone());
-        let noise: Vec<Option<Noise>> = self.lines.iter().map(|l| l.wire.noise).collect();
-        self.lines = Self::lines(&self.config, &self.plant, self.plant.config.seed ^ self.t);
-        for (line, noise) in self.lines.iter_mut().zip(noise) {
+        let noise: Vec<Option<Noise>> = self.packs.iter().map(|l| l.wire.noise).collect();
+        self.open_lines(self.plant.config.seed ^ self.t);
+        for (line, noise) in self.packs.iter_mut().zip(noise) {
             line.wire.noise = noise;
         }
         self.readings = vec![PackReadings::default(); self.readings.len()];
-        self.coil = None;
         self.snapshot = translator::respond::Snapshot::default();
-        self.inverter_wire.clear();
+        self.bms_wire.clear();
     }
 
     /// A fault command: `restart daemon`, `lose inverter`, `restore inverter`, `noise pack N`,
@@ -180,13 +306,13 @@ impl World {
                 Ok("the inverter polls again".into())
             }
             [verb @ ("noise" | "quiet"), "pack", n] => {
-                let packs = self.lines.len();
+                let packs = self.packs.len();
                 let k = n
                     .parse::<usize>()
                     .ok()
                     .filter(|k| (1..=packs).contains(k))
                     .ok_or_else(|| format!("no pack {n}: packs are numbered 1 to {packs}"))?;
-                self.lines[k - 1].wire.noise = (*verb == "noise").then_some(Noise::NOISY);
+                self.packs[k - 1].wire.noise = (*verb == "noise").then_some(Noise::NOISY);
                 Ok(format!("pack {k}: line {}", if *verb == "noise" { "noisy" } else { "quiet" }))
             }
             _ => self.plant.command(line),
@@ -236,76 +362,66 @@ impl World {
         }
     }
 
-    /// The end of a plant second: what the inverter obeys is sampled, the physics advance, the
-    /// counter is read (as its poller would, once a second).
+    /// The end of a plant second: what the inverter obeys is sampled, the physics advance.
     fn end_second(&mut self) {
         let flags = self.obeyed();
         self.told.push((self.t, flags.0, flags.1));
         self.plant.step(1.0);
         self.t += 1;
-        if !self.plant.coil.silent {
-            self.coil = Some((self.plant.coil.registers.reading, Millis(self.t_ms)));
-        }
     }
 
     /// The earliest thing due.
     fn next_event(&self) -> u64 {
-        let lines = self.lines.iter().flat_map(|l| {
-            let deadline = l.poller.poll_timeout().as_millis() as u64;
-            [Some(deadline), l.wire.next_at()]
-        });
-        lines
-            .chain([Some(self.next_controller_ms), Some(self.next_inverter_ms), self.inverter_wire.next_at()])
-            .flatten()
-            .min()
-            .unwrap_or(u64::MAX)
+        let lines = self.packs.iter().map(Line::next_at);
+        let coil = self.coil.iter().map(Line::next_at);
+        let inverter = self.inverter.iter().map(Line::next_at);
+        let bms = [Some(self.next_controller_ms), Some(self.next_bms_poll_ms), self.bms_wire.next_at()];
+        lines.chain(coil).chain(inverter).chain(bms.into_iter().flatten()).min().unwrap_or(u64::MAX)
     }
 
-    /// Everything due at `t_ms`: transfers first (a reply at its deadline still counts), then the
-    /// pollers, the controller and the inverter.
+    /// Everything due at `t_ms`: each line's transfers (a reply at its deadline still counts) and
+    /// its poller, the controller, the inverter's BMS port.
     fn run_events(&mut self) {
         let now = self.t_ms;
         let date = self.plant.date_time();
-        for k in 0..self.lines.len() {
-            let line = &self.lines[k];
-            let due = line.wire.next_at().is_some_and(|at| at <= now)
-                || line.poller.poll_timeout() <= Duration::from_millis(now);
-            if !due {
-                continue;
+        let t = self.t;
+        for (k, line) in self.packs.iter_mut().enumerate() {
+            if line.due(now) {
+                let plant = &mut self.plant;
+                line.service(
+                    now,
+                    |request| pack_reply(plant, k, request, date),
+                    &mut self.events,
+                    &mut self.lines,
+                    t,
+                );
+                self.readings[k].clone_from(line.machine.readings());
             }
-            while let Some(transfer) = self.lines[k].wire.arrived(now) {
-                self.pack_bytes += transfer.bytes.len() as u64;
-                match transfer.dir {
-                    Dir::ToDevice => {
-                        if let Some(reply) = pack_reply(&mut self.plant, k, &transfer.bytes, date) {
-                            self.lines[k].wire.reply(now, reply);
-                        }
-                    }
-                    Dir::ToDaemon => {
-                        let line = &mut self.lines[k];
-                        let mut bytes = transfer.bytes.as_slice();
-                        while !bytes.is_empty() {
-                            let n = line.deframer.push(bytes);
-                            bytes = &bytes[n..];
-                            while let Some(frame) = line.deframer.next_frame() {
-                                line.poller.handle_frame(Duration::from_millis(now), &frame);
-                            }
-                        }
-                    }
-                }
-            }
-            self.service_poller(k, now);
+        }
+        if let Some(line) = self.coil.as_mut().filter(|l| l.due(now)) {
+            let coil = &mut self.plant.coil;
+            line.service(now, |request| coil_reply(coil, request), &mut self.events, &mut self.lines, t);
+        }
+        if let Some(line) = self.inverter.as_mut().filter(|l| l.due(now)) {
+            let registers = &mut self.plant.inverter.registers;
+            line.service(
+                now,
+                |request| inverter_reply(registers, request),
+                &mut self.events,
+                &mut self.lines,
+                t,
+            );
         }
         if now >= self.next_controller_ms {
             self.step_controller();
             self.next_controller_ms = now + CONTROLLER_EVERY_MS;
         }
-        while let Some(transfer) = self.inverter_wire.arrived(now) {
+        while let Some(transfer) = self.bms_wire.arrived(now) {
             match transfer.dir {
                 // The responder answers at once, from the snapshot of the moment.
                 Dir::ToDevice => {
                     if let Some(reply) = respond(&self.snapshot, &transfer.bytes, &self.emulation, now) {
-                        self.inverter_wire.reply(now, reply);
+                        self.bms_wire.reply(now, reply);
                     }
                 }
                 Dir::ToDaemon => {
@@ -318,55 +434,25 @@ impl World {
                 }
             }
         }
-        if now >= self.next_inverter_ms {
+        if now >= self.next_bms_poll_ms {
             match self.inverter_lost_at {
-                None => self.inverter_wire.send(now, REQUEST_0X63.to_vec()),
+                None => self.bms_wire.send(now, REQUEST_0X63.to_vec()),
                 // It keeps the last answer for 30 s, then runs on its no-comm settings.
                 Some(at) if self.t.saturating_sub(at) >= 30 => self.plant.inverter.bms = None,
                 Some(_) => {}
             }
-            self.next_inverter_ms = now + INVERTER_EVERY_MS;
+            self.next_bms_poll_ms = now + INVERTER_EVERY_MS;
         }
-    }
-
-    /// The poller's timeouts, its next request, its notes, its readings.
-    fn service_poller(&mut self, k: usize, now: u64) {
-        let line = &mut self.lines[k];
-        let at = Duration::from_millis(now);
-        // A cycle that ends at its next one's start begins the next at once: at most twice.
-        for _ in 0..2 {
-            match line.poller.poll_transmit(at) {
-                Some(frame) => {
-                    line.wire.send(now, frame);
-                    break;
-                }
-                None if line.poller.poll_timeout() > at => break,
-                None => {}
-            }
-        }
-        while let Some(note) = line.poller.poll_note() {
-            if let Note::Event(text) = note {
-                self.events.push(format!("{:>7} s {text}", self.t));
-            } else if let (Note::Warn(text), true) = (note, std::env::var_os("SIM_WARN").is_some()) {
-                self.events.push(format!("{:>7} s warn {text}", self.t));
-            }
-        }
-        self.readings[k].clone_from(line.poller.readings());
     }
 
     fn step_controller(&mut self) {
         let now = self.now();
-        let r = &self.plant.inverter.registers;
-        let inverter = InverterReadings {
-            output_priority: Some(r.get(301)),
-            charging_priority: Some(r.get(331)),
-            ..InverterReadings::default()
-        };
+        let no_inverter = InverterReadings::default();
         let inputs = Inputs {
             packs: &self.readings,
-            coil: self.coil,
-            coil_settings: Some(self.plant.coil.registers.settings),
-            inverter: &inverter,
+            coil: self.coil.as_ref().and_then(|l| l.machine.readings().reading),
+            coil_settings: self.coil.as_ref().and_then(|l| l.machine.settings()),
+            inverter: self.inverter.as_ref().map_or(&no_inverter, |l| l.machine.readings()),
             overrides: &self.overrides,
             order: self.orders.pop(),
         };
@@ -387,27 +473,20 @@ impl World {
             (false, Some(_)) => self.answer_off_since = None,
             _ => {}
         }
-        // A perfect keeper: the targets take effect at once.
+        // The targets and commands go to the pollers, which carry them out over their lines.
         let t = out.targets;
-        if let Some(v) = t.output_priority {
-            self.plant.inverter.registers.set(301, v);
+        if let Some(line) = self.inverter.as_mut() {
+            line.machine.set_targets(t.output_priority, t.charging_priority);
         }
-        if let Some(v) = t.charging_priority {
-            self.plant.inverter.registers.set(331, v);
-        }
-        if let Some(coil) = t.coil {
-            self.set_coil(coil);
-        }
-        for action in out.coil_actions {
-            if let Action::CalibrateCoilFull { capacity_mah, full_voltage_cv } = action {
-                self.set_coil((capacity_mah, full_voltage_cv));
-                self.plant.coil.apply(coil_modbus::Effect::SetLevel(coil_modbus::Level::Full));
+        if let Some(line) = self.coil.as_mut() {
+            line.machine.set_target(t.coil);
+            for action in out.coil_actions {
+                line.machine.act(action);
             }
         }
-        // Pack commands go over the pack's line, after its next 0x44.
         for (k, command) in out.pack_commands {
-            if let Some(line) = self.lines.get_mut(k) {
-                line.poller.command(command);
+            if let Some(line) = self.packs.get_mut(k) {
+                line.machine.command(command);
             }
         }
         self.events.extend(out.events.into_iter().map(|(text, why)| {
@@ -431,14 +510,6 @@ impl World {
         }
     }
 
-    fn set_coil(&mut self, (capacity_mah, full_voltage_cv): (u32, u16)) {
-        let s = &mut self.plant.coil.registers.settings;
-        if (s.capacity_mah, s.full_voltage_cv) != (capacity_mah, full_voltage_cv) {
-            (s.capacity_mah, s.full_voltage_cv) = (capacity_mah, full_voltage_cv);
-            self.plant.coil.apply(coil_modbus::Effect::SettingsChanged);
-        }
-    }
-
     /// Whether the inverter polls (no `lose inverter` in force).
     pub fn inverter_polling(&self) -> bool {
         self.inverter_lost_at.is_none()
@@ -455,6 +526,34 @@ impl World {
             .iter()
             .all(|r| r.analog.as_ref().is_some_and(|(_, at)| self.t_ms.saturating_sub(at.0) <= self.stale_ms))
     }
+}
+
+/// The plant's counter answers a deframed Modbus request (slave, PDU) as the simulator's server
+/// does: not when silent or asked at another address.
+fn coil_reply(coil: &mut sim::plant::Coil, frame: &[u8]) -> Option<Vec<u8>> {
+    let (slave, pdu) = frame.split_first()?;
+    if coil.silent || *slave != coil_modbus::DEFAULT_SLAVE {
+        return None;
+    }
+    let request = modbus_rtu::Request::parse(pdu).ok()?;
+    let (response, effect) = coil.registers.serve(&request);
+    coil.apply(effect);
+    let mut out = Vec::with_capacity(40);
+    response.encode(*slave, &mut out).ok()?;
+    Some(out)
+}
+
+/// The plant's inverter answers a deframed Modbus request on its Modbus port.
+fn inverter_reply(registers: &mut vevor_modbus::Registers, frame: &[u8]) -> Option<Vec<u8>> {
+    let (slave, pdu) = frame.split_first()?;
+    if *slave != vevor_modbus::DEFAULT_SLAVE {
+        return None;
+    }
+    let request = modbus_rtu::Request::parse(pdu).ok()?;
+    let (response, _) = registers.serve(&request);
+    let mut out = Vec::with_capacity(80);
+    response.encode(*slave, &mut out).ok()?;
+    Some(out)
 }
 
 /// The plant's pack `k` answers a request's bytes as the simulator's server does: not at all when
@@ -494,8 +593,10 @@ fn baud(url: &str) -> u32 {
 /// # Errors
 /// A configuration error naming its key.
 pub fn config_with(packs: usize, extra: &str) -> Result<Config, daemon::config::Error> {
-    let mut toml =
-        String::from("[pylon]\nlink = \"tcp://127.0.0.1:1\"\n\n[coil]\nlink = \"tcp://127.0.0.1:2\"\n\n");
+    let mut toml = String::from(
+        "[pylon]\nlink = \"tcp://127.0.0.1:1\"\n\n[coil]\nlink = \"tcp://127.0.0.1:2\"\n\n\
+         [inverter]\nlink = \"tcp://127.0.0.1:3\"\n\n",
+    );
     for k in 0..packs {
         toml += &format!("[[pack]]\nlink = \"tcp://127.0.0.1:{}\"\n\n", 10 + k);
     }

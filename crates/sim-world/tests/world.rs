@@ -1,7 +1,8 @@
-//! The daemon's controller against the simulated plant in simulated time: no thread, no
-//! socket, no clock. The plant's packs are "read" each second as the pollers would read them, the
-//! inverter "polls" 0x63 through the real responder and obeys it, the controller's targets and
-//! commands are carried out at once. A day of plant time runs in well under a second, the
+//! The daemon's machines against the simulated plant in simulated time: no thread, no socket, no
+//! clock. The pack, counter and inverter pollers talk to the plant's devices over simulated wires
+//! (baud-rate wire time, the real codecs on every byte), the inverter polls 0x63 through the real
+//! responder and obeys it, the controller's targets reach the devices as confirmed Modbus writes.
+//! A day of plant time runs in about a second, the
 //! rebalance's hours-long bounds (the 4 h top hold, 36 h settling, the 3-day re-trigger guard)
 //! included — which the real-time end-to-end tests cannot reach.
 
@@ -60,6 +61,16 @@ fn a_whole_rebalance_with_the_default_bounds_in_plant_time() {
     let settled =
         run_until(&mut w, 48 * 3600, "settling ends", |w| w.controller().rebalance().step != Step::Settling);
     eprintln!("settled {settled} plant s after completion");
+    // The procedure's settings went over the Modbus lines and were confirmed by reading back.
+    for needle in [
+        "inverter output priority set to 0 (confirmed)",
+        "inverter charging priority set to 2 (confirmed)",
+        "coil capacity 44000 mAh",
+        "coil calibrated to full",
+        "inverter output priority set to 2 (confirmed)",
+    ] {
+        assert!(w.logged(needle), "{needle}\n{}", w.events.join("\n"));
+    }
     assert!(settled <= 36 * 3600, "settle_max_s bounds settling: {settled} s");
     // The cell that drifted falls low again as the stack empties: within 3 days of the completion
     // that is pack_imbalance, not a new run.
@@ -224,7 +235,10 @@ fn a_noisy_line_is_counted_and_never_taken_for_data() {
         assert!(a.cells.iter().all(|c| (2500..=3700).contains(&c.raw())), "{:?}", a.cells);
     }
     let failed = w.events.iter().filter(|e| e.contains("pack 1 answers again")).count();
-    eprintln!("600 s of a noisy line: {failed} recoveries, {stale_s} s stale, {} bytes", w.pack_bytes);
+    eprintln!(
+        "600 s of a noisy line: {failed} recoveries, {stale_s} s stale, {} bytes, {} bad frames",
+        w.lines.bytes, w.lines.bad_frames
+    );
     assert!(failed > 10, "the injector was on: {failed}");
     assert!(stale_s <= 30, "{stale_s} s without a fresh 0x42");
 }

@@ -34,9 +34,10 @@ use daemon::poller::{Machine, Note, PackPoller, Timing};
 use daemon::runtime::{InverterReadings, Order, PackReadings, emulation_settings};
 use daemon::state::Overrides;
 use link::{AsciiDeframer, Deframer, RtuDeframer};
-use maestro_core::Millis;
+use maestro_core::{Decision, Millis, Reason, RebalanceState};
 use pylon_proto::{Dialect, ManagementFlags, Reply, Response};
 use sim::{Plant, PlantConfig};
+use translator::limits::Limits;
 use translator::respond::{EmulationSettings, respond};
 
 pub use schedule::{DEFAULT_SCHEDULE, Schedule};
@@ -181,6 +182,11 @@ pub struct World {
     pub answer_off_since: Option<u64>,
     /// What the lines did beyond the event log.
     pub lines: LineLog,
+    /// Times the responder's 0x63 answer turned to both enable bits clear (exact: the answer
+    /// only changes at a controller step).
+    pub both_off_answers: u64,
+    decision: Option<Decision>,
+    limits: Option<Limits>,
     packs: Vec<Line<PackPoller, AsciiDeframer>>,
     coil: Option<Line<CoilPoller, RtuDeframer>>,
     inverter: Option<Line<InverterPoller, RtuDeframer>>,
@@ -205,7 +211,15 @@ pub const MODBUS_REPLY_DELAY_MS: u64 = 20;
 impl World {
     /// A world for `config` (its pack count must match the plant's) on `plant`.
     pub fn new(plant: PlantConfig, config: &Config) -> Self {
+        Self::with_state(plant, config, RebalanceState::default())
+    }
+
+    /// As [`World::new`], the daemon starting from a persisted rebalance `state` (its times are on
+    /// the world's wall clock: see [`World::epoch`]).
+    pub fn with_state(plant: PlantConfig, config: &Config, state: RebalanceState) -> Self {
         let seed = plant.seed;
+        let epoch = jiff::Timestamp::from_second(1_764_547_200 + plant.start_of_day_s as i64)
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         let plant = Plant::new(plant);
         let mut w = Self {
             packs: Vec::new(),
@@ -213,11 +227,14 @@ impl World {
             inverter: None,
             readings: vec![PackReadings::default(); config.packs.len()],
             plant,
-            controller: Controller::new(config, Default::default()),
+            controller: Controller::new(config, state),
             overrides: Overrides::default(),
             t: 0,
             t_ms: 0,
-            epoch: jiff::Timestamp::from_second(1_764_583_200).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+            epoch,
+            decision: None,
+            limits: None,
+            both_off_answers: 0,
             orders: Vec::new(),
             events: Vec::new(),
             told: Vec::new(),
@@ -282,6 +299,7 @@ impl World {
         self.readings = vec![PackReadings::default(); self.readings.len()];
         self.snapshot = translator::respond::Snapshot::default();
         self.bms_wire.clear();
+        self.events.push(format!("{:>7} s daemon restarted from its persisted state", self.t));
     }
 
     /// A fault command: `restart daemon`, `lose inverter`, `restore inverter`, `noise pack N`,
@@ -322,6 +340,27 @@ impl World {
     /// The controller.
     pub fn controller(&self) -> &Controller {
         &self.controller
+    }
+
+    /// The wall clock at plant time 0: 2025-12-01 in UTC, at the plant's time of day (so the
+    /// tariff windows and the sun agree).
+    pub fn epoch(&self) -> jiff::Timestamp {
+        self.epoch
+    }
+
+    /// The controller's last decision.
+    pub fn decision(&self) -> Option<&Decision> {
+        self.decision.as_ref()
+    }
+
+    /// The reason codes of the last decision (as the status API names them).
+    pub fn reason_codes(&self) -> Vec<&'static str> {
+        self.decision.iter().flat_map(|d| d.reasons.iter().map(Reason::code)).collect()
+    }
+
+    /// The current limits of the last controller step.
+    pub fn limits(&self) -> Option<&Limits> {
+        self.limits.as_ref()
     }
 
     /// What the daemon has read from each pack.
@@ -468,8 +507,13 @@ impl World {
                 }
                 _ => true,
             });
+        self.decision = Some(out.decision);
+        self.limits = Some(out.limits);
         match (off, self.answer_off_since) {
-            (true, None) => self.answer_off_since = Some(self.t_ms),
+            (true, None) => {
+                self.answer_off_since = Some(self.t_ms);
+                self.both_off_answers += 1;
+            }
             (false, Some(_)) => self.answer_off_since = None,
             _ => {}
         }

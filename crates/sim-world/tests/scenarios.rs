@@ -1,0 +1,226 @@
+//! The end-to-end scenarios that used to run in real time against a sped-up plant (each fault
+//! kind and its rule, an empty stack's recovery, settling's bound, a rebalance across a restart),
+//! now in plant time over the simulated wires: the same daemon machines, the exact bounds, no
+//! dependence on the hour CI runs them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+use maestro_core::{RebalanceState, Step};
+use sim::PlantConfig;
+use sim_world::{World, config_with, default_config};
+
+fn run_until(w: &mut World, limit_s: u64, what: &str, f: impl Fn(&World) -> bool) -> u64 {
+    let start = w.t;
+    while !f(w) {
+        assert!(w.t - start < limit_s, "not within {limit_s} plant s: {what}\n{}", w.events.join("\n"));
+        w.step();
+    }
+    w.t - start
+}
+
+/// Runs in steps of 50 plant ms until `f` holds; returns the plant seconds it took.
+fn fine_until(w: &mut World, limit_s: f64, what: &str, f: impl Fn(&World) -> bool) -> f64 {
+    let start = w.t_ms;
+    while !f(w) {
+        assert!(
+            ((w.t_ms - start) as f64) < limit_s * 1000.0,
+            "not within {limit_s} plant s: {what}\n{}",
+            w.events.join("\n")
+        );
+        w.advance_to(w.t_ms + 50);
+    }
+    (w.t_ms - start) as f64 / 1000.0
+}
+
+/// What the inverter was last answered: (charge, discharge, charge current 0.1 A, charge voltage mV).
+fn told(w: &World) -> Option<(bool, bool, i16, u16)> {
+    use pylon_proto::ManagementFlags as F;
+    w.plant.inverter.bms.map(|m| {
+        (
+            m.flags.contains(F::CHARGE_ENABLE),
+            m.flags.contains(F::DISCHARGE_ENABLE),
+            m.charge_current.raw(),
+            m.charge_voltage.raw(),
+        )
+    })
+}
+
+fn both_on(w: &World) -> bool {
+    told(w).is_some_and(|(c, d, ..)| c && d)
+}
+
+fn started(packs: usize) -> World {
+    let config = default_config(packs).unwrap();
+    let mut w =
+        World::new(PlantConfig { packs, start_of_day_s: 10.0 * 3600.0, ..PlantConfig::default() }, &config);
+    run_until(&mut w, 30, "both enabled", both_on);
+    w
+}
+
+/// Each fault kind of the simulator's BMS: both directions off with the rule's reason within the
+/// time-to-safe bound, then, where the BMS lets go when cleared, both on again.
+#[test]
+fn each_bms_fault_kind_disables_with_its_rule() {
+    for (kind, expected, recovers) in [
+        ("cell-ov", &["bms_over_voltage"][..], false),
+        ("overtemp", &["cell_over_temperature"][..], true),
+        ("undertemp", &["cell_too_cold", "too_cold_to_charge"][..], true),
+        ("overcurrent", &["bms_protection"][..], false),
+        ("short-circuit", &["bms_protection"][..], false),
+        ("mosfet-fault", &["bms_fault"][..], true),
+        ("cell-fault", &["bms_fault"][..], true),
+    ] {
+        let mut w = started(2);
+        w.command(&format!("fault pack 1 {kind}")).unwrap();
+        // The plant's BMS takes up to a plant second to show it; then one poll period + 0.5 s.
+        let t = fine_until(&mut w, 2.5, kind, |w| w.answer_off_since.is_some());
+        let codes = w.reason_codes();
+        assert!(expected.iter().all(|c| codes.contains(c)), "{kind}: {expected:?} not all in {codes:?}");
+        eprintln!("{kind}: both off in the 0x63 answer after {t:.2} plant s, reasons {codes:?}");
+        // The inverter hears it at its next 0x63.
+        run_until(&mut w, 2, "the inverter told both off", |w| told(w).is_some_and(|t| !t.0 && !t.1));
+        w.command("clear pack 1").unwrap();
+        if recovers {
+            let t = run_until(&mut w, 15, "both on again", both_on);
+            eprintln!("{kind}: both on again {t} plant s after clearing");
+        }
+    }
+}
+
+/// SAFETY.md rule 15 (v2): a BMS under-voltage protection blocks discharge only; the inverter may
+/// charge at the recovery current (2 A per pack that can take charge).
+#[test]
+fn a_bms_under_voltage_is_rule_15_and_charging_goes_on_at_the_recovery_current() {
+    let mut w = started(2);
+    w.command("fault pack 1 cell-uv").unwrap();
+    fine_until(&mut w, 2.5, "discharge off, charge on", |w| told(w).is_some_and(|(c, d, ..)| c && !d));
+    // Both packs can still take charge (pack 1's charge MOSFET stays on): 2 × 2 A.
+    run_until(&mut w, 5, "charging at 4 A", |w| told(w).is_some_and(|t| t.2 == 40));
+    let codes = w.reason_codes();
+    assert!(codes.contains(&"bms_under_voltage") && !codes.contains(&"bms_protection"), "{codes:?}");
+    let limits = w.limits().unwrap();
+    assert_eq!((limits.charge.recovery_ma, limits.charge.packs), (Some(4000), 2));
+    assert_eq!(limits.discharge.packs, 1, "pack 1 cannot give discharge");
+}
+
+/// Rule 15 on an empty stack: v1 blocked both directions for good; now the sun recharges it at
+/// the recovery current until the cells leave the BMS's protection, and both come on again.
+#[test]
+fn an_empty_stack_in_bms_under_voltage_protection_is_recharged_at_the_recovery_current() {
+    let config = default_config(3).unwrap();
+    let plant = PlantConfig { packs: 3, start_of_day_s: 7.0 * 3600.0, soc: 0.0, ..PlantConfig::default() };
+    let mut w = World::new(plant, &config);
+    run_until(&mut w, 20, "discharge off, charge on at 3 × 2 A", |w| {
+        told(w).is_some_and(|t| (t.0, t.1, t.2) == (true, false, 60))
+    });
+    let codes = w.reason_codes();
+    assert!(codes.contains(&"bms_under_voltage"), "{codes:?}");
+    run_until(&mut w, 600, "the sun charging at the recovery current", |w| {
+        (w.plant.current_a - 6.0).abs() < 0.6
+    });
+    let t = run_until(&mut w, 3 * 3600, "both on again", both_on);
+    eprintln!("uv-recovery: both on {t} plant s later");
+    assert!(!w.reason_codes().contains(&"bms_under_voltage"));
+}
+
+/// SAFETY.md §4 step 4 (v2): settling ends after `settle_max_s` even when the coil never comes
+/// down to the regular capacity, so charging cannot stay blocked.
+#[test]
+fn settling_ends_after_settle_max_s() {
+    let config = config_with(
+        2,
+        "[rebalance]\ncapacity_mah = 44000\nregular_capacity_mah = 10000\nsettle_max_s = 3600\n",
+    )
+    .unwrap();
+    let plant = PlantConfig { packs: 2, start_of_day_s: 11.0 * 3600.0, ..PlantConfig::default() };
+    // Completed 3597 s before the daemon starts; the coil (about 24 Ah left) stays above 10 Ah.
+    let epoch = World::new(plant.clone(), &config).epoch().as_second() as u64;
+    let state = RebalanceState {
+        step: Step::Settling,
+        last_completed_s: Some(epoch - 3597),
+        ..RebalanceState::default()
+    };
+    let mut w = World::with_state(plant, &config, state);
+    run_until(&mut w, 15, "settling: charge off, discharge on", |w| {
+        told(w).is_some_and(|t| (t.0, t.1) == (false, true))
+    });
+    let t = run_until(&mut w, 15, "charge on again", both_on);
+    eprintln!("settle_max: charge on {t} plant s after settling was told");
+    assert!(w.logged("rebalance: SettleTimedOut"), "{}", w.events.join("\n"));
+    assert_eq!(w.controller().rebalance().step, Step::Idle);
+}
+
+/// The whole rebalance with a daemon restart in the middle of the run: the persisted step
+/// resumes, the inverter is never answered both off from the top of the charge through the
+/// completion, the devices are set over their lines and put back, the coil is calibrated, settling
+/// ends, and the weak cell's return raises `pack_imbalance` instead of a second run.
+#[test]
+fn a_rebalance_resumes_across_a_daemon_restart_and_settles() {
+    let config = config_with(2, "[rebalance]\ncapacity_mah = 44000\nregular_capacity_mah = 39000\n").unwrap();
+    let plant = PlantConfig { packs: 2, start_of_day_s: 10.0 * 3600.0, ..PlantConfig::default() };
+    let mut w = World::new(plant, &config);
+    run_until(&mut w, 30, "both enabled", both_on);
+    // Cell 1 of pack 1 drifts to 2.72 V open-circuit: below rule 14's 2.85 V, above the BMS's 2.5 V.
+    w.command("drift pack 1 -580").unwrap();
+    run_until(&mut w, 60, "rule 14 starts a rebalance", |w| w.logged("rebalance: Started(CellUnderVoltage)"));
+    run_until(&mut w, 30, "the raised charge voltage", |w| told(w).is_some_and(|t| t.3 == 27950));
+    run_until(&mut w, 30, "output priority utility first", |w| w.plant.inverter.registers.get(301) == 0);
+    run_until(&mut w, 30, "the coil at the rebalance capacity and voltage", |w| {
+        let s = w.plant.coil.registers.settings;
+        (s.capacity_mah, s.full_voltage_cv) == (44_000, 2795)
+    });
+    w.command("restart daemon").unwrap();
+    assert_eq!(w.controller().rebalance().step, Step::Running, "resumed from the persisted state");
+    run_until(&mut w, 30, "the raised voltage again after the restart", |w| {
+        told(w).is_some_and(|t| t.0 && t.3 == 27950)
+    });
+    run_until(&mut w, 12 * 3600, "the threshold", |w| w.logged("rebalance: ThresholdHit"));
+    let off_before = w.both_off_answers;
+    run_until(&mut w, 12 * 3600, "completion", |w| w.logged("rebalance: Completed"));
+    for _ in 0..60 {
+        w.step();
+    }
+    assert_eq!(
+        w.both_off_answers, off_before,
+        "answered both off between the threshold and completion + 60 s"
+    );
+    assert!(w.logged("rebalance: Unlocking"));
+    run_until(&mut w, 30, "output priority back to sbu", |w| w.plant.inverter.registers.get(301) == 2);
+    run_until(&mut w, 30, "charging priority pv only", |w| w.plant.inverter.registers.get(331) == 3);
+    run_until(&mut w, 30, "settling: charge off, discharge on, regular voltage", |w| {
+        told(w).is_some_and(|t| (t.0, t.1, t.3) == (false, true, 27350))
+    });
+    assert!(w.logged("coil calibrated to full"), "{}", w.events.join("\n"));
+    assert!(w.reason_codes().contains(&"rebalance_settling"));
+    run_until(&mut w, 40 * 3600, "settled", |w| w.controller().rebalance().step != Step::Settling);
+    run_until(&mut w, 60, "the coil back at its regular capacity", |w| {
+        w.logged("coil capacity 39000 mAh, full voltage 2735 cV (confirmed)")
+    });
+    run_until(&mut w, 3 * 86400, "pack_imbalance", |w| w.logged("pack_imbalance: pack 1 cell 1"));
+    assert_eq!(w.events.iter().filter(|e| e.contains("rebalance: Started")).count(), 1, "no second run");
+    let order: Vec<usize> = [
+        "Started(CellUnderVoltage)",
+        "daemon restarted from its persisted state",
+        "ThresholdHit",
+        "Completed",
+        "coil calibrated to full",
+    ]
+    .iter()
+    .map(|needle| w.events.iter().position(|e| e.contains(needle)).unwrap_or(usize::MAX))
+    .collect();
+    assert!(order.windows(2).all(|p| p[0] < p[1]), "{order:?}\n{}", w.events.join("\n"));
+}
+
+/// A silent counter (rule 3): both off within `stale_after` (+ a controller tick), back on when it
+/// answers again.
+#[test]
+fn a_silent_coil_disables_within_stale_after_and_recovers() {
+    let mut w = started(1);
+    w.command("silence coil").unwrap();
+    let t = fine_until(&mut w, 8.0, "both off", |w| w.answer_off_since.is_some());
+    eprintln!("time to safe for a silent coil: {t:.2} plant s");
+    assert!((4.0..=5.5).contains(&t), "{t}");
+    assert!(w.reason_codes().contains(&"coil_stale"));
+    w.command("restore coil").unwrap();
+    run_until(&mut w, 10, "both on again", both_on);
+}

@@ -14,6 +14,11 @@ commands:
   test            install what the tests need, then fmt, clippy, every test (what CI runs)
   bench           codec benches, probe throughput and the daemon's figures (latency, poll
                   cycle, time-to-safe, memory and CPU of `run` with 12 packs), printed as tables
+  footprint       memory and CPU of `run` with 12 simulated packs at steady state, bare and
+                  with the web page, Prometheus and MQTT (part of bench)
+  soak DAYS [N]   `pace2pylon simulate` for N seeds (default 4 per core) of DAYS plant days with
+                  the default faults, 1 to 12 packs, on all cores; a table, and the replay
+                  command of every seed that violated an invariant
   fuzz [SECONDS]  run every fuzz target for SECONDS each (default 30; needs nightly and cargo-fuzz)
   screenshots     run the browser test and keep its screenshots of the web UI in docs/screenshots/";
 
@@ -25,6 +30,19 @@ fn main() -> Result<()> {
         Some("test") => test(),
         Some("bench") => bench(&root),
         Some("screenshots") => screenshots(&root),
+        Some("footprint") => {
+            let rows = [footprint(&root, false)?, footprint(&root, true)?];
+            println!("\n| what | samples | result | target |\n|---|---:|---|---|\n{}", rows.join("\n"));
+            Ok(())
+        }
+        Some("soak") => soak(
+            &root,
+            args.get(1)
+                .context("soak DAYS [N]: how many plant days?")?
+                .parse()
+                .context("DAYS must be a number")?,
+            args.get(2).map(|s| s.parse()).transpose().context("N must be a number")?,
+        ),
         Some("fuzz") => fuzz(args.get(1).map(|s| s.parse()).transpose().context("SECONDS must be a number")?),
         _ => {
             eprintln!("{USAGE}");
@@ -233,7 +251,7 @@ fn daemon_table(root: &Path) -> Result<()> {
             v["goal"].as_str().unwrap_or("")
         ));
     }
-    let footprint = footprint(root)?;
+    let footprint = format!("{}\n{}", footprint(root, false)?, footprint(root, true)?);
     let simulated = simulate_speed(root)?;
     println!("\n| daemon benchmark | samples | measured | goal |\n|---|---:|---|---|");
     for l in &lines {
@@ -306,7 +324,7 @@ fn http_latency(port: u16, path: &str, n: usize) -> Result<String> {
 /// web page open (status every 2 s), Prometheus scraping (every 15 s) and MQTT publishing to a
 /// local mosquitto when there is one: 10 s to settle, then 30 s measured from /proc. Then the
 /// latency of the status and metrics endpoints.
-fn footprint(root: &Path) -> Result<String> {
+fn footprint(root: &Path, extras: bool) -> Result<String> {
     use std::io::{BufRead, BufReader};
     run("cargo", &["build", "--release", "-p", "pace2pylon"])?;
     let exe = root.join("target/release/pace2pylon");
@@ -341,7 +359,9 @@ fn footprint(root: &Path) -> Result<String> {
     );
     let http_port = free_port()?;
     config += &format!("\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n");
-    let broker = if on_path("mosquitto") {
+    let broker = if !extras {
+        None
+    } else if on_path("mosquitto") {
         let port = free_port()?;
         let child = Command::new("mosquitto")
             .args(["-p", &port.to_string()])
@@ -370,7 +390,7 @@ fn footprint(root: &Path) -> Result<String> {
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut k = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while extras && !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let _ = http_get(http_port, "/api/v1/status");
                 if k % 15 == 0 {
                     let _ = http_get(http_port, "/metrics");
@@ -396,6 +416,13 @@ fn footprint(root: &Path) -> Result<String> {
         let _ = b.wait();
     }
     let (rss_kb, cpu) = measured?;
+    if !extras {
+        return Ok(format!(
+            "| `pace2pylon run`, 12 packs, steady state, nobody looking | 30 s | max RSS {:.1} MB, CPU {:.2} % of one core | ≤ 0.3 % |",
+            rss_kb as f64 / 1024.0,
+            cpu * 100.0
+        ));
+    }
     let mut rows = vec![format!(
         "| `pace2pylon run`, 12 packs, steady state, web page open, Prometheus scraping{} | 30 s | max RSS {:.1} MB, CPU {:.2} % of one core | < 20 MB, < 2 % |",
         if with_mqtt { ", MQTT publishing" } else { "" },
@@ -503,6 +530,90 @@ fn seed_corpus(corpus: &Path) -> Result<()> {
                 fs::copy(&path, corpus.join(name))?;
             }
         }
+    }
+    Ok(())
+}
+
+/// `cargo xtask soak DAYS [N]`: N seeds of `pace2pylon simulate` (release) on all cores.
+fn soak(root: &Path, days: f64, seeds: Option<u64>) -> Result<()> {
+    run("cargo", &["build", "--release", "-p", "pace2pylon"])?;
+    let exe = root.join("target/release/pace2pylon");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let seeds = seeds.unwrap_or(4 * cores as u64);
+    let next = std::sync::atomic::AtomicU64::new(1);
+    let rows = std::sync::Mutex::new(Vec::new());
+    let started = Instant::now();
+    eprintln!("soak: {seeds} seeds of {days} plant days with the default faults on {cores} cores");
+    std::thread::scope(|scope| {
+        for _ in 0..cores {
+            scope.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if seed > seeds {
+                        return;
+                    }
+                    let packs = 1 + (seed * 7) % 12;
+                    let t = Instant::now();
+                    let out = Command::new(&exe)
+                        .args(["simulate", "--json", "--faults", "default"])
+                        .args([
+                            "--days",
+                            &days.to_string(),
+                            "--seed",
+                            &seed.to_string(),
+                            "--packs",
+                            &packs.to_string(),
+                        ])
+                        .output();
+                    let took = t.elapsed().as_secs_f64();
+                    let row = out
+                        .map_err(anyhow::Error::from)
+                        .and_then(|o| Ok(serde_json::from_slice::<serde_json::Value>(&o.stdout)?))
+                        .map(|card| (seed, packs, took, card));
+                    if let Ok(mut rows) = rows.lock() {
+                        rows.push(row);
+                    }
+                }
+            });
+        }
+    });
+    let mut rows: Vec<_> = rows.into_inner().map_err(|_| anyhow::anyhow!("a soak thread panicked"))?;
+    rows.sort_by_key(|r| r.as_ref().map_or(0, |r| r.0));
+    println!(
+        "\n| seed | packs | violations | lock-out h | time-to-safe reported / silent s | rebalances | events | took s |\n|---:|---:|---:|---:|---|---:|---:|---:|"
+    );
+    let mut failed = Vec::new();
+    let mut plant_s = 0.0;
+    for row in rows {
+        let (seed, packs, took, card) = row?;
+        let v = card["safety_violations"]["total"].as_u64().context("not a scorecard")?;
+        let lockout = card["availability"]["lockout_hours"].as_f64().unwrap_or(0.0);
+        plant_s += days * 86400.0;
+        println!(
+            "| {seed} | {packs} | {v} | {lockout} | {} / {} | {} | {} | {took:.1} |",
+            card["time_to_safe_s"]["reported_fault_max"],
+            card["time_to_safe_s"]["silent_pack_max"],
+            card["rebalances"]["started"],
+            card["events"]
+        );
+        if v > 0 || lockout > 0.0 {
+            failed.push(format!(
+                "pace2pylon simulate --days {days} --seed {seed} --packs {packs} --faults default --trace"
+            ));
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "\n{seeds} seeds, {:.0} plant days in {wall:.0} s ({:.0}× real time on {cores} cores)",
+        plant_s / 86400.0,
+        plant_s / wall
+    );
+    if !failed.is_empty() {
+        bail!(
+            "{} seeds violated an invariant or locked out; replay each with:\n  {}",
+            failed.len(),
+            failed.join("\n  ")
+        );
     }
     Ok(())
 }

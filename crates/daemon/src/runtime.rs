@@ -3,6 +3,7 @@
 //! responder answers from the last immutable snapshot.
 
 use std::collections::VecDeque;
+use std::sync::Condvar;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -324,7 +325,7 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Daemon {
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -339,7 +340,7 @@ fn secs(s: f64) -> Duration {
 /// [`StartError::Thread`] naming it when the thread cannot be spawned.
 pub fn supervise(
     name: String,
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     body: impl Fn() + Send + 'static,
 ) -> Result<JoinHandle<()>, StartError> {
     let thread_name = name.clone();
@@ -349,7 +350,7 @@ pub fn supervise(
             let mut backoff = Duration::from_secs(1);
             loop {
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&body));
-                if result.is_ok() || stop.load(Ordering::Relaxed) {
+                if result.is_ok() || stop.is_stopped() {
                     return;
                 }
                 log::error!("thread {name} panicked; restarting it in {} s", backoff.as_secs());
@@ -360,16 +361,45 @@ pub fn supervise(
         .map_err(|source| StartError::Thread { name: thread_name, source })
 }
 
-/// Sleeps up to `d`, waking early when asked to stop.
-fn nap(stop: &AtomicBool, d: Duration) {
-    let until = Instant::now() + d;
-    while !stop.load(Ordering::Relaxed) {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        thread::sleep(left.min(Duration::from_millis(50)));
+/// The daemon's stop signal. Threads sleep on it until their next deadline and wake at once
+/// when it is given: no thread wakes up just to look at a flag.
+#[derive(Debug, Default)]
+pub struct Stop {
+    stopped: Mutex<bool>,
+    given: Condvar,
+}
+
+impl Stop {
+    /// A signal not yet given.
+    pub fn new() -> Self {
+        Self::default()
     }
+
+    /// Gives it: every sleeper wakes.
+    pub fn stop(&self) {
+        *lock(&self.stopped) = true;
+        self.given.notify_all();
+    }
+
+    /// Whether it was given.
+    pub fn is_stopped(&self) -> bool {
+        *lock(&self.stopped)
+    }
+
+    /// Sleeps up to `d`; true when the signal was given (before or while sleeping).
+    pub fn sleep(&self, d: Duration) -> bool {
+        let guard = lock(&self.stopped);
+        let (guard, _) = self
+            .given
+            .wait_timeout_while(guard, d, |stopped| !*stopped)
+            .unwrap_or_else(PoisonError::into_inner);
+        *guard
+    }
+}
+
+/// Sleeps up to `d`, waking early when asked to stop.
+fn nap(stop: &Stop, d: Duration) {
+    stop.sleep(d);
 }
 
 impl Daemon {
@@ -430,7 +460,7 @@ impl Daemon {
             env!("CARGO_PKG_VERSION"),
             config.packs.len()
         ));
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(Stop::new());
         let mut started = Started { stop: stop.clone(), threads: Vec::new() };
         let threads = &mut started.threads;
         // Every worker opens its link itself, so a restarted worker starts clean.
@@ -539,7 +569,7 @@ impl Daemon {
 
     /// Stops every thread and waits for them.
     pub fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
         for t in self.threads {
             let _ = t.join();
         }
@@ -551,7 +581,7 @@ impl Daemon {
 /// The threads started so far: stopped and joined if start-up fails half-way, so a failed start
 /// leaves nothing running.
 struct Started {
-    stop: Arc<AtomicBool>,
+    stop: Arc<Stop>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -560,7 +590,7 @@ impl Drop for Started {
         if self.threads.is_empty() {
             return;
         }
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -610,11 +640,11 @@ fn drive<M: Machine>(
     link: &mut Link,
     deframer: &dyn Fn() -> Box<dyn Deframer>,
     shared: &Shared,
-    stop: &AtomicBool,
+    stop: &Stop,
     mut before: impl FnMut(&mut M),
     mut publish: impl FnMut(&M),
 ) {
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_stopped() {
         before(machine);
         let now = shared.mono();
         match machine.poll_transmit(now) {
@@ -645,7 +675,7 @@ fn drive<M: Machine>(
     }
 }
 
-fn poll_pack(k: usize, adr: u8, mut link: Link, shared: &Shared, stop: &AtomicBool, poll: &config::Poll) {
+fn poll_pack(k: usize, adr: u8, mut link: Link, shared: &Shared, stop: &Stop, poll: &config::Poll) {
     let mut poller = PackPoller::new(k + 1, adr, link.name(), Timing::of(poll));
     let ascii = || Box::new(AsciiDeframer::new()) as Box<dyn Deframer>;
     drive(
@@ -668,7 +698,7 @@ fn rtu() -> Box<dyn Deframer> {
     Box::new(RtuDeframer::new(modbus_rtu::Side::Response))
 }
 
-fn poll_coil(slave: u8, mut link: Link, shared: &Shared, stop: &AtomicBool, poll: &config::Poll) {
+fn poll_coil(slave: u8, mut link: Link, shared: &Shared, stop: &Stop, poll: &config::Poll) {
     let timeout = secs(poll.timeout_s.max(0.5));
     let mut poller = CoilPoller::new(slave, link.name(), secs(poll.period_s), timeout);
     drive(
@@ -695,7 +725,7 @@ fn poll_coil(slave: u8, mut link: Link, shared: &Shared, stop: &AtomicBool, poll
 
 /// The inverter: reads 301 and 331 every 2 s and keeps them at the rebalance targets, writing only
 /// when they differ and confirming by reading back; a failed write is reported and retried.
-fn poll_inverter(slave: u8, mut link: Link, shared: &Shared, stop: &AtomicBool) {
+fn poll_inverter(slave: u8, mut link: Link, shared: &Shared, stop: &Stop) {
     let mut poller = InverterPoller::new(slave, link.name());
     drive(
         &mut poller,
@@ -714,9 +744,9 @@ fn poll_inverter(slave: u8, mut link: Link, shared: &Shared, stop: &AtomicBool) 
 /// The safety loop's driver: it gathers what the pollers and the operator left, hands it to the
 /// [`Controller`] with the clocks, and carries out what comes back. Every decision is the
 /// controller's; this only moves data.
-fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
+fn safety_loop(config: &Config, shared: &Shared, stop: &Stop) {
     let mut controller = Controller::new(config, lock(&shared.persisted).rebalance.clone());
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_stopped() {
         if shared.freeze_safety_loop.load(Ordering::Relaxed) {
             nap(stop, Duration::from_millis(250));
             continue;
@@ -762,10 +792,11 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &AtomicBool) {
     }
 }
 
-fn respond_loop(mut link: Link, settings: &EmulationSettings, shared: &Shared, stop: &AtomicBool) {
+fn respond_loop(mut link: Link, settings: &EmulationSettings, shared: &Shared, stop: &Stop) {
     let mut deframer = AsciiDeframer::new();
-    while !stop.load(Ordering::Relaxed) {
-        let received = link.receive(&mut deframer, Instant::now() + Duration::from_millis(200));
+    while !stop.is_stopped() {
+        // Woken by a frame or, twice a second, to see whether the daemon stops.
+        let received = link.receive(&mut deframer, Instant::now() + Duration::from_millis(500));
         *lock(&shared.pylon_link) = link.stats();
         match received {
             Ok(Some(frame)) => {

@@ -154,9 +154,9 @@ fn a_stalled_safety_loop_stops_enabled_replies() {
 #[test]
 fn a_panicking_worker_is_restarted() {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::atomic::{AtomicU32, Ordering};
     let runs = Arc::new(AtomicU32::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(daemon::runtime::Stop::new());
     let r = runs.clone();
     let handle = daemon::runtime::supervise("flaky".into(), stop, move || {
         if r.fetch_add(1, Ordering::Relaxed) < 2 {

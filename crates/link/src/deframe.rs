@@ -19,6 +19,11 @@ pub trait Deframer: Send {
     fn gap(&mut self) -> Option<Vec<u8>> {
         None
     }
+    /// Whether this framing needs to hear of quiet lines ([`Deframer::gap`]); a reader that waits
+    /// for it wakes every inter-frame gap, one that does not sleeps until its deadline.
+    fn needs_gap(&self) -> bool {
+        false
+    }
 }
 
 /// `~ … CR` frames (Pace v25, Pylontech) whose envelope passes [`Frame::parse`]. The frame is
@@ -100,6 +105,10 @@ impl Deframer for RtuDeframer {
 
     fn gap(&mut self) -> Option<Vec<u8>> {
         self.decoder.gap().map(to_bytes)
+    }
+
+    fn needs_gap(&self) -> bool {
+        true
     }
 
     fn next_frame(&mut self) -> Option<Vec<u8>> {

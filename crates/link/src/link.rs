@@ -42,6 +42,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Silence on the line this long counts as an inter-frame gap (Modbus RTU's 3.5 characters are
 /// 4 ms at 9600 baud; console servers forward in chunks, so the gap is generous).
 const GAP: Duration = Duration::from_millis(50);
+/// How often a listening link with a peer looks for a newer one.
+const LISTEN_POLL: Duration = Duration::from_millis(200);
+/// How often a listening link without a peer looks for one (an inverter that connects waits at
+/// most this long before it is read).
+const NO_PEER_POLL: Duration = Duration::from_millis(50);
 /// Shortest read timeout handed to the OS (zero means "block forever" to it).
 const MIN_READ: Duration = Duration::from_millis(1);
 
@@ -257,7 +262,16 @@ impl Link {
                 return Ok(None);
             }
             let mut buf = [0u8; 1024];
-            let n = self.read_into(&mut buf, (deadline - now).min(GAP))?;
+            // A framing that needs gaps hears of every one; a listener looks for a new peer (an
+            // inverter that reconnected) every LISTEN_POLL; anything else sleeps to the deadline.
+            let wait = if deframer.needs_gap() {
+                (deadline - now).min(GAP)
+            } else if matches!(self.endpoint, Endpoint::TcpListen { .. }) {
+                (deadline - now).min(LISTEN_POLL)
+            } else {
+                deadline - now
+            };
+            let n = self.read_into(&mut buf, wait)?;
             if n == 0 {
                 // A quiet line: an inter-frame gap for the framings that need one.
                 if let Some(frame) = deframer.gap() {
@@ -311,7 +325,7 @@ impl Link {
                     if Instant::now() >= deadline {
                         return Ok(0);
                     }
-                    std::thread::sleep(Duration::from_millis(5).min(remaining));
+                    std::thread::sleep(NO_PEER_POLL.min(remaining));
                     continue;
                 }
                 None => {

@@ -567,7 +567,7 @@ fn start_mqtt(
         mqtt.discovery_prefix
     );
     Ok(Some(ha_mqtt::Publisher::start(
-        daemon.shared().clone(),
+        daemon.handle(),
         ha_mqtt::Options {
             host,
             port,
@@ -595,7 +595,7 @@ fn start_web(
     if token.is_none() {
         log::warn!("no [http] token: the web UI shows everything but refuses control");
     }
-    let web = web::Web::start(daemon.shared().clone(), web::Options { listen: http.listen.clone(), token })?;
+    let web = web::Web::start(daemon.handle(), web::Options { listen: http.listen.clone(), token })?;
     Ok(Some(web))
 }
 
@@ -835,19 +835,19 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
 
 fn print_status(sim: &Sim, daemon: &daemon::runtime::Daemon) {
     let snapshot = daemon.snapshot();
-    let decision = daemon.shared().decision.lock().map(|d| d.clone()).unwrap_or(None);
+    let decision = daemon.handle().published().decision.clone();
     let plant = sim::server::lock(&sim.plant()).clone();
     let onoff = |b: bool| if b { "on" } else { "OFF" };
     let (charge, discharge, reasons) =
         decision.map_or((false, false, Vec::new()), |d| (d.charge, d.discharge, d.reasons));
     let view = snapshot.view;
-    let step = daemon.shared().status().rebalance;
+    let step = daemon.handle().status().rebalance;
     let rebalance = match step.step {
         daemon::status::Step::Idle => String::new(),
         _ => format!(" | rebalance {}", step.progress),
     };
     // What the inverter is told (SAFETY.md §2a), and the plant's worst pack against its 30 A fuse.
-    let limits = daemon.shared().status().limits.map_or(String::new(), |l| {
+    let limits = daemon.handle().status().limits.map_or(String::new(), |l| {
         let a = |ma: Option<i32>| ma.map_or("-".into(), |v| format!("{:.1}", f64::from(v) / 1000.0));
         let guard = |d: &daemon::status::DirectionLimit| {
             d.guard.as_ref().map_or(String::new(), |g| format!(" (guard: pack {})", g.pack))

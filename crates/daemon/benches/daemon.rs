@@ -90,8 +90,8 @@ fn poll_cycle() {
     for _ in 0..20 {
         std::thread::sleep(Duration::from_secs(1));
         let mut cycle = Duration::ZERO;
-        for pack in &daemon.shared().packs {
-            let c = pack.lock().unwrap().cycle.expect("every pack polled");
+        for pack in &daemon.handle().published().packs {
+            let c = pack.cycle.expect("every pack polled");
             cycle = cycle.max(c.took);
             wire = wire.max(c.wire_time(BAUD));
         }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use maestro_core::Step;
 
-use crate::runtime::{Order, Orders, Shared, lock};
+use crate::shared::{Order, Orders, Shared, lock};
 
 /// One order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,7 +128,7 @@ impl Shared {
     /// procedure's step once those are carried out; checked and queued under one lock, so two
     /// orders at once are judged in the order they are queued.
     fn order(&self, order: Order, refuse: impl FnOnce(Step) -> Option<Refused>) -> Result<(), Refused> {
-        let step_now = lock(&self.rebalance).step;
+        let step_now = self.published().rebalance.step;
         let mut orders = lock(&self.orders);
         let refused = refuse(orders.step_after(step_now));
         let queued = refused.is_none() && orders.push(order);

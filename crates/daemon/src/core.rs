@@ -19,7 +19,7 @@ use translator::respond::{Enable, PackSnapshot, Protections, Snapshot};
 use translator::{Input, PackInput, Settings};
 
 use crate::config::{self, Config};
-use crate::runtime::{InverterReadings, Order, PackReadings};
+use crate::shared::{InverterReadings, Order, PackReadings};
 use crate::state::Overrides;
 
 /// The one time type: the monotonic instant the readings are stamped with, and the wall clock
@@ -73,6 +73,8 @@ pub struct Output {
     pub rebalance: RebalanceState,
     /// The rebalance state changed: write the state file.
     pub persist: bool,
+    /// Whether each pack counted for charging and for discharging (SAFETY.md §2a).
+    pub can_carry: Vec<(bool, bool)>,
 }
 
 /// Maestro, the limiter and the rebalance procedure, with their settings.
@@ -235,6 +237,7 @@ impl Controller {
             events: out_events,
             rebalance: self.rebalance.state().clone(),
             persist,
+            can_carry: flows.iter().map(|f| (f.can_charge, f.can_discharge)).collect(),
         }
     }
 

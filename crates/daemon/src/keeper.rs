@@ -12,7 +12,7 @@ use maestro_core::{Action, Millis};
 use modbus_rtu::{Request, Response};
 
 use crate::poller::{Machine, Note, Problem};
-use crate::runtime::{CoilReadings, INVERTER_LIVE_COUNT, INVERTER_LIVE_FIRST, InverterReadings};
+use crate::shared::{CoilReadings, INVERTER_LIVE_COUNT, INVERTER_LIVE_FIRST, InverterReadings};
 
 /// One Modbus exchange at a time on a line: its queue of requests and the one in flight.
 #[derive(Clone, Debug)]

@@ -16,11 +16,14 @@
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod handle;
 pub mod keeper;
 pub mod poller;
 pub mod runtime;
+mod shared;
 pub mod state;
 pub mod status;
 mod writer;
 
 pub use config::Config;
+pub use handle::Handle;

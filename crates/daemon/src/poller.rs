@@ -24,7 +24,7 @@ use pace_proto::{
 };
 use translator::PackLimits;
 
-use crate::runtime::{Cycle, PackReadings};
+use crate::shared::{Cycle, PackReadings};
 
 /// A device's poller as its driver sees it: bytes to write, a deadline, replies and failures
 /// in, notes out. The daemon's line threads and the simulated world drive every poller through

@@ -8,10 +8,8 @@ pub use maestro_core::Step;
 use maestro_core::{Blocks, Reason};
 use pace_proto::flags::flag_names;
 
-use translator::limits::{Direction, can_carry};
-
 use crate::control::charging_priority_name;
-use crate::runtime::{INVERTER_LIVE_FIRST, LATENCY_BUCKETS_US, Shared, lock};
+use crate::shared::{INVERTER_LIVE_FIRST, LATENCY_BUCKETS_US, Shared, lock};
 
 /// The whole status.
 #[derive(Clone, Debug, Serialize)]
@@ -508,10 +506,12 @@ impl Shared {
         let config = &self.config;
         let stale_ms = (config.safety.stale_after_s * 1000.0) as u64;
         let age = |t: maestro_core::Millis| now.since(t);
-        let decision = lock(&self.decision).clone();
-        let snapshot = lock(&self.snapshot).clone();
-        let limits = lock(&self.limits).as_ref().map(CurrentLimits::from);
-        let imbalance = lock(&self.rebalance).imbalance;
+        // One cycle's view: the readings, the decision and the limits it was made from.
+        let published = self.published();
+        let decision = published.decision.clone();
+        let snapshot = published.snapshot.clone();
+        let limits = published.limits.as_ref().map(CurrentLimits::from);
+        let imbalance = published.rebalance.imbalance;
         let mut reasons: Vec<ReasonStatus> = decision
             .as_ref()
             .map(|d| {
@@ -546,12 +546,12 @@ impl Shared {
                 ),
             });
         }
-        let packs: Vec<Pack> = self
+        let packs: Vec<Pack> = published
             .packs
             .iter()
             .enumerate()
-            .map(|(k, slot)| {
-                let r = lock(slot).clone();
+            .map(|(k, r)| {
+                let (can_charge, can_discharge) = published.can_carry.get(k).copied().unwrap_or_default();
                 let analog = r.analog.as_ref().map(|(a, _)| a);
                 let status = r.status.as_ref().map(|(s, _)| s);
                 let age_ms = r.analog.as_ref().map(|(_, t)| age(*t));
@@ -598,10 +598,8 @@ impl Shared {
                     pack_uv_alarm_mv: r.limits.pack_uv_alarm.map(|v| v.raw()),
                     charge_alarm_a: r.limits.charge_oc_alarm_a,
                     discharge_alarm_a: r.limits.discharge_oc_alarm_a,
-                    can_charge: status.is_some_and(|s| can_carry(s, Direction::Charge))
-                        && age_ms.is_some_and(|a| a <= stale_ms),
-                    can_discharge: status.is_some_and(|s| can_carry(s, Direction::Discharge))
-                        && age_ms.is_some_and(|a| a <= stale_ms),
+                    can_charge,
+                    can_discharge,
                     share_charge_ma: snapshot.packs.get(k).map(|p| p.share_ma.0),
                     share_discharge_ma: snapshot.packs.get(k).map(|p| p.share_ma.1),
                     serial: r.serial.as_ref().map(|t| t.trimmed().into_owned()),
@@ -613,8 +611,8 @@ impl Shared {
             })
             .collect();
         let coil = {
-            let c = lock(&self.coil).clone();
-            let settings = *lock(&self.coil_settings);
+            let c = published.coil.clone();
+            let settings = published.coil_settings;
             let reading = c.reading.map(|(r, _)| r);
             let age_ms = c.reading.map(|(_, t)| age(t));
             let configured = config.coil.is_some();
@@ -636,7 +634,7 @@ impl Shared {
             }
         };
         let inverter = {
-            let i = lock(&self.inverter).clone();
+            let i = published.inverter.clone();
             let configured = config.inverter.is_some();
             let age_ms = i.live.map(|(_, t)| age(t));
             let reg = |address: u16| -> Option<u16> {
@@ -668,7 +666,7 @@ impl Shared {
             }
         };
         let rebalance = {
-            let r = lock(&self.rebalance).clone();
+            let r = &published.rebalance;
             let every_s = (config.rebalance.every_days * 86400.0) as u64;
             let progress = match r.step {
                 Step::Idle if r.needed => "needed: a cell fell below the under-voltage threshold".to_owned(),
@@ -712,10 +710,8 @@ impl Shared {
         let overrides = {
             // One lock at a time: never hold one mutex while taking another.
             let o = lock(&self.persisted).overrides.clone();
-            let (forced, active) = {
-                let r = lock(&self.rebalance);
-                (r.forced_charging_priority, r.active())
-            };
+            let (forced, active) =
+                (published.rebalance.forced_charging_priority, published.rebalance.active());
             Overrides {
                 forced_disable: o.forced_disable,
                 charge_voltage_mv: o.charge_voltage_mv,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::runtime::lock;
+use crate::shared::lock;
 use crate::state::{self, EventLine, EventLog, Persisted};
 
 /// Jobs waiting at most; beyond that an event line is dropped (and counted), never waited for.

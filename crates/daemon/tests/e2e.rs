@@ -53,8 +53,8 @@ fn the_inverter_is_enabled_then_disabled_by_a_reported_fault() {
     assert!(lock(&sim.plant()).inverter.limits().from_bms);
     // Each pack's last 0x42 + 0x44 cycle is recorded; the simulator paces it like a 9600 baud wire
     // plus 15 ms of think time per reply, so it can be no shorter than that.
-    for pack in &daemon.shared().packs {
-        let cycle = pack.lock().unwrap().cycle.expect("a complete poll cycle");
+    for pack in &daemon.handle().published().packs {
+        let cycle = pack.cycle.expect("a complete poll cycle");
         let wire = cycle.wire_time(9600);
         assert!(cycle.bytes > 200, "0x42 and 0x44 move a few hundred bytes, not {}", cycle.bytes);
         assert!(cycle.took >= wire + Duration::from_millis(30), "{cycle:?} is shorter than the wire allows");
@@ -67,7 +67,7 @@ fn the_inverter_is_enabled_then_disabled_by_a_reported_fault() {
     eprintln!("time to safe for a reported fault, as the inverter saw it: {t:?}");
     // One poll period (1 s) for the daemon, one for the inverter's own poll, plus the loop.
     assert!(t < Duration::from_millis(2800), "{t:?}");
-    let reasons = daemon.shared().decision.lock().unwrap().clone().unwrap().reasons;
+    let reasons = daemon.handle().published().decision.clone().unwrap().reasons;
     assert!(
         reasons.iter().any(|r| matches!(r, maestro_core::Reason::BmsProtection { pack: 1, .. })),
         "{reasons:?}"
@@ -87,7 +87,7 @@ fn a_silent_pack_disables_within_stale_after() {
     eprintln!("time to safe for a silent pack, as the inverter saw it: {t:?}");
     // stale_after 5 s + the inverter's poll.
     assert!(t >= Duration::from_secs(4) && t < Duration::from_millis(7500), "{t:?}");
-    let events = daemon.shared().events.lock().unwrap().clone();
+    let events = daemon.handle().recent_events(1000);
     assert!(
         events.iter().any(|e| e.reasons.iter().any(|r| r.contains("pack 2 has not answered recently"))),
         "{events:?}"
@@ -110,7 +110,7 @@ fn a_forced_disable_survives_a_restart() {
     std::thread::sleep(Duration::from_secs(4));
     let told = lock(&sim.plant()).inverter.bms;
     assert!(told.is_some_and(|m| m.flags.is_empty()), "{told:?}");
-    let reasons = daemon.shared().decision.lock().unwrap().clone().unwrap().reasons;
+    let reasons = daemon.handle().published().decision.clone().unwrap().reasons;
     assert!(reasons.contains(&maestro_core::Reason::ForcedDisable), "{reasons:?}");
     let log = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
     assert!(
@@ -140,12 +140,12 @@ fn a_corrupt_state_file_stops_start_up() {
 fn a_stalled_safety_loop_stops_enabled_replies() {
     let (sim, daemon) = start(1);
     until(&sim, Duration::from_secs(15), enabled);
-    daemon.shared().freeze_safety_loop.store(true, std::sync::atomic::Ordering::Relaxed);
+    daemon.handle().freeze_safety_loop(true);
     let t = until(&sim, Duration::from_secs(8), |f| f.is_empty());
     eprintln!("a stalled safety loop reached the inverter as disabled after {t:?}");
     // decision_max_age 3 s + the inverter's 1 s poll.
     assert!(t < Duration::from_millis(4600), "{t:?}");
-    daemon.shared().freeze_safety_loop.store(false, std::sync::atomic::Ordering::Relaxed);
+    daemon.handle().freeze_safety_loop(false);
     until(&sim, Duration::from_secs(5), enabled);
     daemon.stop();
     sim.stop();
@@ -189,15 +189,15 @@ fn a_charge_voltage_override_is_suspended_while_a_rebalance_runs() {
     until(&sim, Duration::from_secs(15), enabled);
     let told = |mv: u16| move |p: &sim::Plant| p.inverter.bms.is_some_and(|m| m.charge_voltage.raw() == mv);
     let set = daemon::control::Control::SetChargeVoltage { charge_voltage_mv: Some(27_500) };
-    daemon.shared().control(&set).unwrap();
+    daemon.handle().control(&set).unwrap();
     until_plant(&sim, Duration::from_secs(5), "the override in 0x63", told(27_500));
     daemon.rebalance_start().unwrap();
     until_plant(&sim, Duration::from_secs(8), "the rebalance voltage, not the override", told(27_950));
-    let o = daemon.shared().status().overrides;
+    let o = daemon.handle().status().overrides;
     assert_eq!((o.charge_voltage_mv, o.charge_voltage_suspended), (Some(27_500), true));
     daemon.rebalance_cancel().unwrap();
     until_plant(&sim, Duration::from_secs(8), "the override again after the cancel", told(27_500));
-    assert!(!daemon.shared().status().overrides.charge_voltage_suspended);
+    assert!(!daemon.handle().status().overrides.charge_voltage_suspended);
     daemon.stop();
     sim.stop();
 }

@@ -21,7 +21,7 @@ fn daemon(name: &str) -> Daemon {
 }
 
 fn events(d: &Daemon) -> Vec<String> {
-    d.shared().recent_events(1000).into_iter().map(|e| e.event).collect()
+    d.handle().recent_events(1000).into_iter().map(|e| e.event).collect()
 }
 
 #[test]
@@ -44,7 +44,7 @@ fn a_rebalance_start_then_cancel_sent_at_once_ends_cancelled() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(600));
-    assert_eq!(d.shared().status().rebalance.step, daemon::status::Step::Idle);
+    assert_eq!(d.handle().status().rebalance.step, daemon::status::Step::Idle);
     d.stop();
 }
 

@@ -35,12 +35,12 @@ fn a_stalled_safety_loop_stops_feeding_the_watchdog() {
     };
     let d = Daemon::start_with(daemon::Config::parse(&toml, "t").unwrap(), hooks).unwrap();
     wait_for("a first decision", Duration::from_secs(5), || fed.load(Ordering::Relaxed) > 0);
-    d.shared().freeze_safety_loop.store(true, Ordering::Relaxed);
+    d.handle().freeze_safety_loop(true);
     std::thread::sleep(Duration::from_millis(500)); // a cycle under way finishes
     let frozen = fed.load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(fed.load(Ordering::Relaxed), frozen, "fed while the loop was not deciding");
-    d.shared().freeze_safety_loop.store(false, Ordering::Relaxed);
+    d.handle().freeze_safety_loop(false);
     wait_for("feeding again", Duration::from_secs(5), || fed.load(Ordering::Relaxed) > frozen);
     d.stop();
 }

@@ -27,8 +27,8 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use daemon::Handle;
 use daemon::control::Control;
-use daemon::runtime::Shared;
 use rumqttc::{Client, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 
 pub use entities::{Entity, entities, states};
@@ -101,7 +101,7 @@ pub struct Publisher {
 
 impl Publisher {
     /// Starts both threads. It never fails: an unreachable broker is retried with backoff.
-    pub fn start(shared: Arc<Shared>, options: Options) -> Self {
+    pub fn start(shared: Handle, options: Options) -> Self {
         let mut mqtt = MqttOptions::new(options.client_id.clone(), options.host.clone(), options.port);
         mqtt.set_keep_alive(Duration::from_secs(15))
             .set_clean_session(true)
@@ -293,7 +293,7 @@ fn publish_discovery(client: &Client, status: &daemon::status::Status, options: 
 
 fn publish_loop(
     client: &Client,
-    shared: &Shared,
+    shared: &Handle,
     options: &Options,
     notes: &Receiver<Note>,
     stop: &AtomicBool,
@@ -363,7 +363,7 @@ fn publish_loop(
 }
 
 /// Carries out a command from Home Assistant (only with `allow_control`).
-fn command(shared: &Shared, options: &Options, topic: &str, payload: &str) {
+fn command(shared: &Handle, options: &Options, topic: &str, payload: &str) {
     if !options.allow_control {
         return;
     }

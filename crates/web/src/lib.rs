@@ -25,8 +25,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use daemon::Handle;
 use daemon::control::{Control, Refused};
-use daemon::runtime::Shared;
 
 pub use metrics::render as render_metrics;
 
@@ -78,7 +78,7 @@ impl Web {
     /// # Errors
     /// [`Error::Bind`] when the address cannot be listened on, [`Error::Start`] when the thread
     /// or its runtime cannot be made.
-    pub fn start(shared: Arc<Shared>, options: Options) -> Result<Self, Error> {
+    pub fn start(shared: Handle, options: Options) -> Result<Self, Error> {
         let bind = |why: String| Error::Bind { addr: options.listen.clone(), why };
         let listener = std::net::TcpListener::bind(&options.listen).map_err(|e| bind(e.to_string()))?;
         listener.set_nonblocking(true).map_err(|e| bind(e.to_string()))?;
@@ -162,7 +162,7 @@ pub struct Incoming<'a> {
 /// The routes.
 #[derive(Debug)]
 pub struct Api {
-    shared: Arc<Shared>,
+    shared: Handle,
     token: Option<String>,
 }
 
@@ -178,7 +178,7 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 
 impl Api {
     /// The router over `shared`, with control allowed by `token`.
-    pub fn new(shared: Arc<Shared>, token: Option<String>) -> Self {
+    pub fn new(shared: Handle, token: Option<String>) -> Self {
         Self { shared, token }
     }
 
@@ -234,7 +234,7 @@ impl Api {
 
     fn health(&self) -> Reply {
         let status = self.shared.status();
-        let max_age = (self.shared.config.safety.decision_max_age_s * 1000.0) as u64;
+        let max_age = (self.shared.config().safety.decision_max_age_s * 1000.0) as u64;
         let deciding = status.decision_age_ms.is_some_and(|a| a <= max_age);
         let body = serde_json::json!({
             "status": if deciding { "ok" } else { "not_deciding" },

@@ -90,7 +90,7 @@ fn every_endpoint_over_real_http() {
         &dir,
     );
     let web = web::Web::start(
-        daemon.shared().clone(),
+        daemon.handle(),
         web::Options { listen: "127.0.0.1:0".into(), token: Some(TOKEN.into()) },
     )
     .unwrap();
@@ -299,12 +299,11 @@ fn without_a_token_control_is_refused_and_says_how_to_enable_it() {
     let dir = plant::state_dir("web-no-token");
     let (sim, daemon) = plant::start_with(1, None, SimOptions::default(), &dir);
     let web =
-        web::Web::start(daemon.shared().clone(), web::Options { listen: "127.0.0.1:0".into(), token: None })
-            .unwrap();
+        web::Web::start(daemon.handle(), web::Options { listen: "127.0.0.1:0".into(), token: None }).unwrap();
     let a = post(web.local_addr(), Some("anything-at-all"), r#"{"action":"force_disable"}"#);
     assert_eq!(a.status, 403);
     assert!(a.json()["error"].as_str().unwrap().contains("[http] token"));
-    assert!(!daemon.shared().status().overrides.forced_disable);
+    assert!(!daemon.handle().status().overrides.forced_disable);
     web.stop();
     daemon.stop();
     sim.stop();
@@ -315,11 +314,10 @@ fn a_busy_port_is_a_clear_error() {
     let dir = plant::state_dir("web-busy");
     let (sim, daemon) = plant::start_with(1, None, SimOptions::default(), &dir);
     let first =
-        web::Web::start(daemon.shared().clone(), web::Options { listen: "127.0.0.1:0".into(), token: None })
-            .unwrap();
+        web::Web::start(daemon.handle(), web::Options { listen: "127.0.0.1:0".into(), token: None }).unwrap();
     let taken = first.local_addr().to_string();
-    let e = web::Web::start(daemon.shared().clone(), web::Options { listen: taken.clone(), token: None })
-        .unwrap_err();
+    let e =
+        web::Web::start(daemon.handle(), web::Options { listen: taken.clone(), token: None }).unwrap_err();
     assert!(e.to_string().contains(&taken), "{e}");
     first.stop();
     daemon.stop();

@@ -3,14 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
-use std::sync::Arc;
-
+use daemon::Handle;
 use daemon::control::Control;
-use daemon::runtime::{Daemon, Shared};
+use daemon::runtime::Daemon;
 use proptest::prelude::*;
 
 /// A daemon whose devices are all unreachable: the router still has a full shared state.
-fn shared() -> (Daemon, Arc<Shared>) {
+fn shared() -> (Daemon, Handle) {
     let dir = std::env::temp_dir().join(format!("p2p-web-arb-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let toml = format!(
@@ -18,7 +17,7 @@ fn shared() -> (Daemon, Arc<Shared>) {
         dir.display()
     );
     let daemon = Daemon::start(daemon::Config::parse(&toml, "t").unwrap()).unwrap();
-    let shared = daemon.shared().clone();
+    let shared = daemon.handle();
     (daemon, shared)
 }
 

@@ -1,0 +1,324 @@
+//! The state the daemon's threads share: the pollers' mailboxes, the operator's orders, what the
+//! last safety-loop cycle published, the event log's recent lines and the writer thread. Every
+//! other module reads it; it depends on none of them.
+
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use maestro_core::{Action, Decision, Millis, Step, Targets};
+use pace_proto::{Command, PackAnalog, PackStatus, Text};
+use translator::PackLimits;
+use translator::respond::Snapshot;
+
+use crate::config::Config;
+use crate::state::{self, EventLine, Persisted};
+use crate::writer::Writer;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the pollers last read from one pack.
+#[derive(Clone, Debug, Default)]
+pub struct PackReadings {
+    /// Last 0x42 block and when it arrived (shared: copying the readings copies no cells).
+    pub analog: Option<(Arc<PackAnalog>, Millis)>,
+    /// Last 0x44 block and when it arrived.
+    pub status: Option<(Arc<PackStatus>, Millis)>,
+    /// Limits read from its configuration.
+    pub limits: PackLimits,
+    /// Whether all limit reads succeeded once.
+    pub limits_read: bool,
+    /// C2 serial.
+    pub serial: Option<Text>,
+    /// C1 version.
+    pub version: Option<Text>,
+    /// The last problem on its line.
+    pub last_error: Option<String>,
+    /// The last complete 0x42 + 0x44 exchange.
+    pub cycle: Option<Cycle>,
+    /// Its line's counters.
+    pub link: link::Stats,
+}
+
+/// One poll cycle of a pack: how long the 0x42 and 0x44 exchanges took and how many bytes they
+/// moved, from which the time the wire alone needs follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cycle {
+    /// From the first request written to the last reply parsed.
+    pub took: Duration,
+    /// Request and reply bytes of both exchanges.
+    pub bytes: usize,
+}
+
+impl Cycle {
+    /// The time `bytes` take at `baud` with 8N1 framing (10 bits a byte).
+    pub fn wire_time(&self, baud: u32) -> Duration {
+        Duration::from_secs_f64(self.bytes as f64 * 10.0 / f64::from(baud.max(1)))
+    }
+}
+
+/// The counter's last reading.
+#[derive(Clone, Debug, Default)]
+pub struct CoilReadings {
+    /// Reading and when it arrived.
+    pub reading: Option<(coil_modbus::Reading, Millis)>,
+    /// Its line's counters.
+    pub link: link::Stats,
+    /// The last problem on its line.
+    pub last_error: Option<String>,
+}
+
+/// What the inverter reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InverterReadings {
+    /// Register 301.
+    pub output_priority: Option<u16>,
+    /// Register 331.
+    pub charging_priority: Option<u16>,
+    /// Live registers from [`INVERTER_LIVE_FIRST`] on, and when they arrived.
+    pub live: Option<([u16; INVERTER_LIVE_COUNT as usize], Millis)>,
+    /// When 300..=331 were last read.
+    pub settings_at: Option<Millis>,
+    /// Its line's counters.
+    pub link: link::Stats,
+    /// The last problem on its line.
+    pub last_error: Option<String>,
+}
+
+/// First live register the inverter poller reads (working mode).
+pub const INVERTER_LIVE_FIRST: u16 = 201;
+/// Live registers read, 201..=234.
+pub const INVERTER_LIVE_COUNT: u16 = 34;
+
+/// The responder's counters and its reply latency (frame received to reply written).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplyStats {
+    /// Replies sent.
+    pub replies: u64,
+    /// Frames not answered (another address, before the first snapshot, `silent` policy).
+    pub unanswered: u64,
+    /// Sum of the latencies, µs.
+    pub latency_sum_us: u64,
+    /// Longest latency, µs.
+    pub latency_max_us: u64,
+    /// Replies per latency bucket ([`LATENCY_BUCKETS_US`], then the rest).
+    pub latency_buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
+}
+
+/// Upper bounds of the reply-latency buckets, µs.
+pub const LATENCY_BUCKETS_US: [u64; 8] = [100, 250, 500, 1000, 2000, 5000, 10_000, 50_000];
+
+impl ReplyStats {
+    pub(crate) fn record(&mut self, latency: Duration) {
+        let us = latency.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.replies += 1;
+        self.latency_sum_us = self.latency_sum_us.saturating_add(us);
+        self.latency_max_us = self.latency_max_us.max(us);
+        let k = LATENCY_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(LATENCY_BUCKETS_US.len());
+        self.latency_buckets[k] += 1;
+    }
+}
+
+/// An operator's order for the procedure, waiting for the safety loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Start a rebalance.
+    Start,
+    /// Cancel the rebalance.
+    Cancel,
+    /// Force a charging priority (`None` releases it).
+    ChargingPriority(Option<u16>),
+}
+
+/// Orders in the order they were given; the safety loop takes one per cycle, so a start and a
+/// cancel sent at once end cancelled. Bounded: an order beyond [`Orders::MAX`] is refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Orders {
+    queue: VecDeque<Order>,
+}
+
+impl Orders {
+    /// Orders waiting at most.
+    pub const MAX: usize = 32;
+
+    /// Queues `order`; false when the queue is full.
+    pub fn push(&mut self, order: Order) -> bool {
+        if self.queue.len() >= Self::MAX {
+            return false;
+        }
+        self.queue.push_back(order);
+        true
+    }
+
+    /// The procedure's step once the waiting orders are carried out, given its step now (a
+    /// start makes it run, a cancel makes it idle).
+    pub fn step_after(&self, now: Step) -> Step {
+        self.queue.iter().fold(now, |step, order| match order {
+            Order::Start => Step::Running,
+            Order::Cancel => Step::Idle,
+            Order::ChargingPriority(_) => step,
+        })
+    }
+
+    /// The next order, oldest first.
+    pub fn pop(&mut self) -> Option<Order> {
+        self.queue.pop_front()
+    }
+}
+
+/// State shared between the threads.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) epoch: Instant,
+    /// One per pack.
+    pub packs: Vec<Mutex<PackReadings>>,
+    /// The counter.
+    pub coil: Mutex<CoilReadings>,
+    /// What the last safety-loop cycle saw and decided, swapped whole: the responder, the
+    /// status, the web and MQTT read one cycle, never a mix of two.
+    pub published: Mutex<Arc<Published>>,
+    /// Recent events, newest last (the last 1000).
+    pub events: Mutex<VecDeque<EventLine>>,
+    /// What survives a restart.
+    pub persisted: Arc<Mutex<Persisted>>,
+    /// Fault injection: while set, the safety loop stops deciding, as a hung loop would (rule 10).
+    pub freeze_safety_loop: AtomicBool,
+    /// What the inverter reports (registers 301 and 331).
+    pub inverter: Mutex<InverterReadings>,
+    /// The counter's settings as last read.
+    pub coil_settings: Mutex<Option<coil_modbus::Settings>>,
+    /// The values the rebalance procedure wants the devices at.
+    pub targets: Mutex<Targets>,
+    /// One-shot commands for each pack's poller (e.g. 0x9A to unlock it).
+    pub pack_commands: Vec<Mutex<Vec<Command>>>,
+    /// One-shot actions for the counter.
+    pub coil_actions: Mutex<Vec<Action>>,
+    /// Operator orders for the procedure, taken by the safety loop in order.
+    pub orders: Mutex<Orders>,
+    /// The responder's counters and latencies.
+    pub replies: Mutex<ReplyStats>,
+    /// The Pylontech line's counters.
+    pub pylon_link: Mutex<link::Stats>,
+    /// The configuration the daemon runs with.
+    pub config: Config,
+    /// When the daemon started (wall clock).
+    pub started: jiff::Timestamp,
+    /// The one thread writing the state file and the event log.
+    pub(crate) writer: Writer,
+    pub(crate) hooks: Hooks,
+}
+
+/// What one cycle of the safety loop saw and decided: the readings it decided on, the snapshot
+/// the responder answers from, the decision, the limits and the procedure's state. Built whole and
+/// swapped as one `Arc`.
+#[derive(Clone, Debug, Default)]
+pub struct Published {
+    /// The packs' readings as the controller saw them, pack 1 first.
+    pub packs: Vec<PackReadings>,
+    /// Whether each pack counted for charging and for discharging (SAFETY.md §2a), as the
+    /// controller judged it.
+    pub can_carry: Vec<(bool, bool)>,
+    /// The counter.
+    pub coil: CoilReadings,
+    /// The counter's settings as last read or confirmed.
+    pub coil_settings: Option<coil_modbus::Settings>,
+    /// The inverter.
+    pub inverter: InverterReadings,
+    /// What the responder answers from.
+    pub snapshot: Arc<Snapshot>,
+    /// The decision (`None` before the first cycle).
+    pub decision: Option<Decision>,
+    /// The current limits (`None` before the first cycle).
+    pub limits: Option<translator::limits::Limits>,
+    /// The rebalance procedure's state.
+    pub rebalance: maestro_core::RebalanceState,
+}
+
+impl Shared {
+    /// The last cycle's view.
+    pub fn published(&self) -> Arc<Published> {
+        lock(&self.published).clone()
+    }
+}
+
+/// What the daemon's embedder wants called.
+#[derive(Default)]
+pub struct Hooks {
+    /// After each decision of the safety loop, on its thread (e.g. to feed systemd's watchdog).
+    /// It must return at once.
+    pub decided: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks").field("decided", &self.decided.is_some()).finish()
+    }
+}
+
+impl Shared {
+    /// Monotonic now, since the daemon started.
+    pub fn mono(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// Monotonic now.
+    pub fn now(&self) -> Millis {
+        Millis(self.epoch.elapsed().as_millis() as u64)
+    }
+
+    pub(crate) fn event(&self, text: String) {
+        self.event_with(text, Vec::new());
+    }
+
+    /// Changes the operator's orders and writes the state file at once.
+    ///
+    /// # Errors
+    /// The state file cannot be written (the change still applies in memory).
+    pub fn set_overrides(&self, overrides: state::Overrides) -> Result<(), String> {
+        self.event(format!("operator: {overrides:?}"));
+        self.persist_confirmed(|p| p.overrides = overrides)
+    }
+
+    /// Changes what survives a restart and asks the writer thread to write the state file; never
+    /// waits for the disk (the safety loop calls it).
+    pub(crate) fn persist(&self, change: impl FnOnce(&mut Persisted)) {
+        Self::change(&self.persisted, change);
+        self.writer.state();
+    }
+
+    /// As [`Shared::persist`], and waits for the state file to be written (an operator's order
+    /// is told whether it was saved).
+    pub(crate) fn persist_confirmed(&self, change: impl FnOnce(&mut Persisted)) -> Result<(), String> {
+        Self::change(&self.persisted, change);
+        self.writer.state_confirmed()
+    }
+
+    fn change(persisted: &Mutex<Persisted>, change: impl FnOnce(&mut Persisted)) {
+        let mut p = lock(persisted);
+        change(&mut p);
+        p.version = 1;
+    }
+
+    pub(crate) fn event_with(&self, text: String, reasons: Vec<String>) {
+        if reasons.is_empty() {
+            log::info!("{text}");
+        } else {
+            log::info!("{text}: {}", reasons.join("; "));
+        }
+        let line = EventLine { time: wall_clock(), event: text, reasons };
+        self.writer.event(line.clone());
+        let mut e = lock(&self.events);
+        if e.len() >= 1000 {
+            e.pop_front();
+        }
+        e.push_back(line);
+    }
+}
+
+/// The wall clock as RFC 3339 UTC, for the event log.
+fn wall_clock() -> String {
+    jiff::Timestamp::now().round(jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default()
+}

@@ -72,8 +72,17 @@ fn run_serves_the_web_ui_and_publishes_to_mqtt_as_its_config_says() {
         assert!(started.elapsed() < Duration::from_secs(20), "run never became healthy");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let status = http(http_port, "GET", "/api/v1/status", "", "");
-    assert!(status.contains("\"number\":2") && status.contains("\"cells_mv\":[3"), "{status}");
+    // The status is the last safety-loop cycle's view: the packs' cells appear with the first
+    // cycle after their first poll.
+    let status = loop {
+        let status = http(http_port, "GET", "/api/v1/status", "", "");
+        if status.contains("\"number\":2") && status.contains("\"cells_mv\":[3") {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no cells in the status: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.contains("\"charge_alarm_a\""), "{status}");
     let refused = http(http_port, "POST", "/api/v1/control", "", r#"{"action":"force_disable"}"#);
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
     let done = http(

@@ -79,15 +79,20 @@ pub struct Timing {
     pub timeout: Duration,
     /// How often the configuration blocks are read again.
     pub limits_every: Duration,
+    /// A pack that gave no clean cycle for longer than this went stale (`safety.stale_after_s`):
+    /// its return is an event; a shorter gap is only a warning.
+    pub stale_after: Duration,
 }
 
 impl Timing {
-    /// The timing of `[poll]`.
-    pub fn of(poll: &crate::config::Poll) -> Self {
+    /// The timing of `[poll]` and `safety.stale_after_s`.
+    pub fn of(config: &crate::config::Config) -> Self {
+        let poll = &config.poll;
         Self {
             period: Duration::from_secs_f64(poll.period_s),
             timeout: Duration::from_secs_f64(poll.timeout_s),
             limits_every: Duration::from_secs_f64(poll.limits_every_s),
+            stale_after: Duration::from_secs_f64(config.safety.stale_after_s),
         }
     }
 }
@@ -272,6 +277,8 @@ pub struct PackPoller {
     layout: Option<Shape>,
     last_limits: Option<Duration>,
     last_error: String,
+    /// The data went stale: since the older of its last 0x42 and 0x44.
+    stale_since: Option<Duration>,
     next_cycle: Duration,
     cycle: Option<CycleState>,
     in_flight: Option<InFlight>,
@@ -296,6 +303,7 @@ impl PackPoller {
             layout: None,
             last_limits: None,
             last_error: String::new(),
+            stale_since: None,
             next_cycle: Duration::ZERO,
             cycle: None,
             in_flight: None,
@@ -555,14 +563,29 @@ impl PackPoller {
     fn finish_cycle(&mut self, now: Duration) {
         let Some(c) = self.cycle.take() else { return };
         let error = c.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-        if error != self.last_error {
-            if error.is_empty() {
-                self.notes_push(Note::Event(format!("pack {} answers again", self.number)));
-            } else {
-                self.notes_push(Note::Warn(format!("pack {}: {error}", self.number)));
-            }
-            self.last_error.clone_from(&error);
+        if error != self.last_error && !error.is_empty() {
+            self.notes_push(Note::Warn(format!("pack {}: {error}", self.number)));
         }
+        // A line that loses an exchange now and then is a warning in the process log, not an
+        // event: the event log gets the return of a pack whose data had gone stale (as the
+        // controller judges it: 0x42 or 0x44 older than stale_after).
+        let oldest = match (&self.readings.analog, &self.readings.status) {
+            (Some((_, a)), Some((_, s))) => Some(Duration::from_millis(a.0.min(s.0))),
+            _ => None,
+        };
+        if error.is_empty() {
+            if let Some(since) = self.stale_since.take() {
+                let gap = now.saturating_sub(since);
+                let text = format!("pack {} answers again after {:.0} s", self.number, gap.as_secs_f64());
+                self.notes_push(Note::Event(text));
+            }
+        } else if self.stale_since.is_none()
+            && oldest.is_some_and(|t| now.saturating_sub(t) > self.timing.stale_after)
+        {
+            // Since its last complete reading.
+            self.stale_since = oldest;
+        }
+        self.last_error.clone_from(&error);
         self.readings.last_error = (!error.is_empty()).then_some(error);
         self.next_cycle = c.started + self.timing.period;
         if self.next_cycle <= now {

@@ -199,11 +199,11 @@ impl Daemon {
             link::Endpoint::parse(url)?;
         }
         for (k, pack) in config.packs.iter().enumerate() {
-            let (shared, stop2, poll, adr, url) =
-                (shared.clone(), stop.clone(), config.poll.clone(), pack.adr, pack.link.clone());
+            let (shared, stop2, timing, adr, url) =
+                (shared.clone(), stop.clone(), Timing::of(&config), pack.adr, pack.link.clone());
             threads.push(supervise(format!("pack {}", k + 1), stop.clone(), move || {
                 if let Ok(link) = Link::open(&url) {
-                    poll_pack(k, adr, link, &shared, &stop2, &poll);
+                    poll_pack(k, adr, link, &shared, &stop2, timing);
                 }
             })?);
         }
@@ -400,8 +400,8 @@ fn drive<M: Machine>(
     }
 }
 
-fn poll_pack(k: usize, adr: u8, mut link: Link, shared: &Shared, stop: &Stop, poll: &config::Poll) {
-    let mut poller = PackPoller::new(k + 1, adr, link.name(), Timing::of(poll));
+fn poll_pack(k: usize, adr: u8, mut link: Link, shared: &Shared, stop: &Stop, timing: Timing) {
+    let mut poller = PackPoller::new(k + 1, adr, link.name(), timing);
     let ascii = || Box::new(AsciiDeframer::new()) as Box<dyn Deframer>;
     drive(
         &mut poller,

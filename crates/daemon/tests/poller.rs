@@ -12,6 +12,7 @@ const TIMING: Timing = Timing {
     period: Duration::from_secs(1),
     timeout: Duration::from_millis(500),
     limits_every: Duration::from_secs(600),
+    stale_after: Duration::from_secs(5),
 };
 
 fn ms(n: u64) -> Duration {
@@ -90,7 +91,7 @@ fn a_silent_pack_is_a_timeout_named_once_and_its_return_is_an_event() {
     let mut poller = PackPoller::new(2, plant.packs[0].adr, "tcp://pack2", TIMING);
     run_cycle(&mut poller, &mut plant, ms(0));
     plant.packs[0].silent = true;
-    for second in 1..4 {
+    for second in 1..7 {
         let (asked, _) = run_cycle(&mut poller, &mut plant, ms(1000 * second));
         assert_eq!(asked, vec![0x42, 0x44], "both are asked even when the first failed");
     }
@@ -101,9 +102,25 @@ fn a_silent_pack_is_a_timeout_named_once_and_its_return_is_an_event() {
     // Warned once, not every cycle.
     assert_eq!(notes(&mut poller), vec![Note::Warn(format!("pack 2: {error}"))]);
     plant.packs[0].silent = false;
-    run_cycle(&mut poller, &mut plant, ms(4000));
-    assert_eq!(notes(&mut poller), vec![Note::Event("pack 2 answers again".into())]);
+    run_cycle(&mut poller, &mut plant, ms(7000));
+    // Gone longer than stale_after (5 s): its return is an event.
+    assert_eq!(notes(&mut poller), vec![Note::Event("pack 2 answers again after 7 s".into())]);
     assert_eq!(poller.readings().last_error, None);
+}
+
+/// A noisy line that loses a cycle now and then must not flood the event log: a warning in the
+/// process log, no event.
+#[test]
+fn a_lost_cycle_now_and_then_is_a_warning_not_an_event() {
+    let mut plant = plant();
+    let mut poller = PackPoller::new(1, plant.packs[0].adr, "line", TIMING);
+    run_cycle(&mut poller, &mut plant, ms(0));
+    for second in 1..=6 {
+        plant.packs[0].silent = second % 2 == 1;
+        run_cycle(&mut poller, &mut plant, ms(1000 * second));
+    }
+    let n = notes(&mut poller);
+    assert!(!n.is_empty() && n.iter().all(|n| matches!(n, Note::Warn(_))), "{n:?}");
 }
 
 #[test]

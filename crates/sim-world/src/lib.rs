@@ -256,7 +256,7 @@ impl World {
     /// The daemon's pollers on fresh lines (at the start and after a restart).
     fn open_lines(&mut self, seed: u64) {
         let config = &self.config;
-        let timing = Timing::of(&config.poll);
+        let timing = Timing::of(config);
         let ascii = AsciiDeframer::new;
         let rtu = || RtuDeframer::new(modbus_rtu::Side::Response);
         self.packs = config

@@ -88,6 +88,7 @@ pub struct Controller {
     coil_configured: bool,
     stale_ms: u64,
     last: Option<(bool, bool)>,
+    observed: Vec<PackObservation>,
 }
 
 impl Controller {
@@ -144,6 +145,7 @@ impl Controller {
             coil_configured: config.coil.is_some(),
             stale_ms,
             last: None,
+            observed: Vec::new(),
         }
     }
 
@@ -159,8 +161,13 @@ impl Controller {
         let stale_ms = self.stale_ms;
         let mono = now.mono;
         let flows: Vec<PackFlow> = readings.iter().map(|r| pack_flow(r, mono, stale_ms)).collect();
-        let observed: Vec<PackObservation> =
-            readings.iter().zip(&flows).map(|(r, f)| observe(r, f)).collect();
+        // Refilled in place: the observations keep their cell and temperature buffers from one
+        // step to the next.
+        let mut observed = std::mem::take(&mut self.observed);
+        observed.resize_with(readings.len(), PackObservation::default);
+        for ((o, r), f) in observed.iter_mut().zip(readings).zip(&flows) {
+            observe(o, r, f);
+        }
         let packs: Vec<PackInput<'_>> = readings
             .iter()
             .map(|r| PackInput { analog: r.analog.as_ref().map(|(a, _)| &**a), limits: r.limits })
@@ -190,6 +197,7 @@ impl Controller {
             rebalance_settling: matches!(step, Step::Completing | Step::Settling),
         };
         let decision = self.maestro.decide(&obs);
+        self.observed = observed;
         let mut out_events = Vec::new();
         let (targets, pack_commands, coil_actions, persist) =
             self.run_rebalance(now, &decision, inputs, &mut out_events);
@@ -314,29 +322,24 @@ fn over_voltage(s: &pace_proto::PackStatus) -> bool {
     s.protect1.intersects(pace_proto::Protect1::HIGH_CELL_VOLTAGE | pace_proto::Protect1::HIGH_TOTAL_VOLTAGE)
 }
 
-fn observe(r: &PackReadings, f: &PackFlow) -> PackObservation {
-    PackObservation {
-        analog_at: r.analog.as_ref().map(|(_, t)| *t),
-        status_at: r.status.as_ref().map(|(_, t)| *t),
-        cells_mv: r
-            .analog
-            .as_ref()
-            .map(|(a, _)| a.cells.iter().map(|c| c.raw()).collect())
-            .unwrap_or_default(),
-        temps_dc: r
-            .analog
-            .as_ref()
-            .map(|(a, _)| a.temps.iter().map(|t| t.to_deci_celsius()).collect())
-            .unwrap_or_default(),
-        protect1: r.status.as_ref().map(|(s, _)| s.protect1).unwrap_or_default(),
-        protect2: r.status.as_ref().map(|(s, _)| s.protect2).unwrap_or_default(),
-        fault: r.status.as_ref().map(|(s, _)| s.fault).unwrap_or_default(),
-        current_ma: r.analog.as_ref().map(|(a, _)| a.current.to_milliamps()),
-        charge_alarm_a: f.charge_alarm_a,
-        discharge_alarm_a: f.discharge_alarm_a,
-        can_charge: f.can_charge,
-        can_discharge: f.can_discharge,
-    }
+/// Fills `o` with what `r` and `f` say, reusing its buffers.
+fn observe(o: &mut PackObservation, r: &PackReadings, f: &PackFlow) {
+    let analog = r.analog.as_ref().map(|(a, _)| a);
+    let status = r.status.as_ref().map(|(s, _)| s);
+    o.analog_at = r.analog.as_ref().map(|(_, t)| *t);
+    o.status_at = r.status.as_ref().map(|(_, t)| *t);
+    o.cells_mv.clear();
+    o.cells_mv.extend(analog.into_iter().flat_map(|a| a.cells.iter().map(|c| c.raw())));
+    o.temps_dc.clear();
+    o.temps_dc.extend(analog.into_iter().flat_map(|a| a.temps.iter().map(|t| t.to_deci_celsius())));
+    o.protect1 = status.map(|s| s.protect1).unwrap_or_default();
+    o.protect2 = status.map(|s| s.protect2).unwrap_or_default();
+    o.fault = status.map(|s| s.fault).unwrap_or_default();
+    o.current_ma = analog.map(|a| a.current.to_milliamps());
+    o.charge_alarm_a = f.charge_alarm_a;
+    o.discharge_alarm_a = f.discharge_alarm_a;
+    o.can_charge = f.can_charge;
+    o.can_discharge = f.can_discharge;
 }
 
 /// A pack as SAFETY.md §2a sees it: it counts in a direction only with fresh data and

@@ -88,8 +88,11 @@ impl<M: Machine, D: Deframer> Line<M, D> {
         events: &mut Vec<String>,
         log: &mut LineLog,
         t: u64,
-    ) {
+    ) -> bool {
         let at = Duration::from_millis(now);
+        // The machine's state changes with a reply or a passed deadline, not with a request
+        // reaching the device.
+        let mut changed = self.machine.poll_timeout() <= at;
         while let Some(transfer) = self.wire.arrived(now) {
             log.bytes += transfer.bytes.len() as u64;
             match transfer.dir {
@@ -112,12 +115,14 @@ impl<M: Machine, D: Deframer> Line<M, D> {
                         bytes = &bytes[n..];
                         while let Some(frame) = self.deframer.next_frame() {
                             self.machine.handle_frame(at, &frame);
+                            changed = true;
                         }
                     }
                     // The line goes quiet after the last piece: a framing that waits resynchronises.
                     if self.wire.next_at().is_none() {
                         if let Some(frame) = self.deframer.gap() {
                             self.machine.handle_frame(at, &frame);
+                            changed = true;
                         }
                     }
                 }
@@ -145,6 +150,7 @@ impl<M: Machine, D: Deframer> Line<M, D> {
                 Note::BadFrame => log.bad_frames += 1,
             }
         }
+        changed
     }
 }
 
@@ -187,6 +193,8 @@ pub struct World {
     pub both_off_answers: u64,
     decision: Option<Decision>,
     limits: Option<Limits>,
+    /// The snapshot's enable flags and view when the 0x63 answer was last probed.
+    probed: Option<(bool, bool, bool, bool)>,
     packs: Vec<Line<PackPoller, AsciiDeframer>>,
     coil: Option<Line<CoilPoller, RtuDeframer>>,
     inverter: Option<Line<InverterPoller, RtuDeframer>>,
@@ -234,6 +242,7 @@ impl World {
             epoch,
             decision: None,
             limits: None,
+            probed: None,
             both_off_answers: 0,
             orders: Vec::new(),
             events: Vec::new(),
@@ -298,6 +307,7 @@ impl World {
         }
         self.readings = vec![PackReadings::default(); self.readings.len()];
         self.snapshot = translator::respond::Snapshot::default();
+        self.probed = None;
         self.bms_wire.clear();
         self.events.push(format!("{:>7} s daemon restarted from its persisted state", self.t));
     }
@@ -427,14 +437,10 @@ impl World {
         for (k, line) in self.packs.iter_mut().enumerate() {
             if line.due(now) {
                 let plant = &mut self.plant;
-                line.service(
-                    now,
-                    |request| pack_reply(plant, k, request, date),
-                    &mut self.events,
-                    &mut self.lines,
-                    t,
-                );
-                self.readings[k].clone_from(line.machine.readings());
+                let device = |request: &[u8]| pack_reply(plant, k, request, date);
+                if line.service(now, device, &mut self.events, &mut self.lines, t) {
+                    self.readings[k].clone_from(line.machine.readings());
+                }
             }
         }
         if let Some(line) = self.coil.as_mut().filter(|l| l.due(now)) {
@@ -497,7 +503,18 @@ impl World {
         };
         let out = self.controller.step(now, &inputs);
         self.snapshot = out.snapshot;
-        // What a 0x63 would be answered now, as an inverter asking all the time would see it.
+        self.decision = Some(out.decision);
+        self.limits = Some(out.limits);
+        // What a 0x63 would be answered now, as an inverter asking all the time would see it. The
+        // answer's bits follow from the snapshot's enable flags and whether it has a view (the
+        // decision is fresh here): asked again only when those changed.
+        let e = self.snapshot.enable;
+        let key = (e.charge, e.discharge, e.comm_lost, self.snapshot.view.is_some());
+        if self.probed == Some(key) {
+            self.after_step(out.targets, out.coil_actions, out.pack_commands, out.events);
+            return;
+        }
+        self.probed = Some(key);
         let off = respond(&self.snapshot, REQUEST_0X63, &self.emulation, now.mono.0)
             .and_then(|bytes| Reply::parse(0x63, &bytes, Dialect::default()).ok())
             .and_then(|r| r.outcome.ok())
@@ -507,8 +524,6 @@ impl World {
                 }
                 _ => true,
             });
-        self.decision = Some(out.decision);
-        self.limits = Some(out.limits);
         match (off, self.answer_off_since) {
             (true, None) => {
                 self.answer_off_since = Some(self.t_ms);
@@ -517,23 +532,33 @@ impl World {
             (false, Some(_)) => self.answer_off_since = None,
             _ => {}
         }
-        // The targets and commands go to the pollers, which carry them out over their lines.
-        let t = out.targets;
+        self.after_step(out.targets, out.coil_actions, out.pack_commands, out.events);
+    }
+
+    /// The targets and commands go to the pollers, which carry them out over their lines; the
+    /// events to the trace.
+    fn after_step(
+        &mut self,
+        t: maestro_core::Targets,
+        coil_actions: Vec<maestro_core::Action>,
+        pack_commands: Vec<(usize, pace_proto::Command)>,
+        events: Vec<daemon::core::EventText>,
+    ) {
         if let Some(line) = self.inverter.as_mut() {
             line.machine.set_targets(t.output_priority, t.charging_priority);
         }
         if let Some(line) = self.coil.as_mut() {
             line.machine.set_target(t.coil);
-            for action in out.coil_actions {
+            for action in coil_actions {
                 line.machine.act(action);
             }
         }
-        for (k, command) in out.pack_commands {
+        for (k, command) in pack_commands {
             if let Some(line) = self.packs.get_mut(k) {
                 line.machine.command(command);
             }
         }
-        self.events.extend(out.events.into_iter().map(|(text, why)| {
+        self.events.extend(events.into_iter().map(|(text, why)| {
             if why.is_empty() {
                 format!("{:>7} s {text}", self.t)
             } else {

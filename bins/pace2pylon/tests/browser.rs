@@ -9,9 +9,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-mod support;
 use std::time::{Duration, Instant};
-use support::Guard;
+use test_support::process::Guard;
 
 fn chromium() -> String {
     for name in ["chromium", "chromium-browser", "google-chrome"] {
@@ -121,7 +120,7 @@ fn the_page_follows_the_event_stream_in_a_real_browser() {
     let (_demo, url) = demo("2");
     let profile = std::env::temp_dir().join(format!("p2p-chromium-sse-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&profile);
-    let devtools = support::free_port();
+    let devtools = test_support::process::free_port();
     let _browser = Guard(
         Command::new(chromium())
             .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])

@@ -14,8 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-mod support;
-use support::{Guard, free_port, sim_printing_config};
+use test_support::process::{Guard, free_port, sim_printing_config};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pace2pylon");
 /// `GET 0x63` at ADR 2, as a Vevor sends it.
@@ -106,7 +105,7 @@ impl Master {
 }
 
 fn start(nofile: Option<u32>) -> Target {
-    let (sim, printed, sim_out) = sim_printing_config(2);
+    let (sim, printed, sim_out) = sim_printing_config(env!("CARGO_BIN_EXE_pace2pylon"), 2);
     let (http, pylon) = (free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("p2p-hardening-{}-{http}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-mod support;
-use support::{Guard, broker, free_port, mosquitto_on, tool, wait_for_port};
+use test_support::process::{Guard, broker, free_port, mosquitto_on, tool, wait_for_port};
 
 /// Every message mosquitto_sub printed (`-v`: topic, space, payload), in order.
 #[derive(Clone, Default)]

@@ -7,8 +7,7 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod support;
-use support::{Guard, broker, free_port, sim_printing_config, tool};
+use test_support::process::{Guard, broker, free_port, sim_printing_config, tool};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pace2pylon");
 
@@ -35,7 +34,7 @@ fn retained(port: u16, topic: &str) -> String {
 
 #[test]
 fn run_serves_the_web_ui_and_publishes_to_mqtt_as_its_config_says() {
-    let (_sim, mut config, _out) = sim_printing_config(2);
+    let (_sim, mut config, _out) = sim_printing_config(env!("CARGO_BIN_EXE_pace2pylon"), 2);
     let (_broker, mqtt_port) = broker();
     let http_port = free_port();
     let dir = std::env::temp_dir().join(format!("p2p-run-cli-{}", std::process::id()));

@@ -6,8 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 
-mod support;
-use support::{printed_config, sim_printing_config, wait_for_port};
+use test_support::process::{printed_config, sim_printing_config, wait_for_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pace2pylon");
 
@@ -72,7 +71,7 @@ fn sim_serves_prints_its_config_answers_commands_and_stops_on_sigterm() {
 
 #[test]
 fn base_port_zero_gives_every_line_its_own_free_port_and_prints_it() {
-    let (_sim, config, _out) = sim_printing_config(2);
+    let (_sim, config, _out) = sim_printing_config(env!("CARGO_BIN_EXE_pace2pylon"), 2);
     let ports: Vec<u16> = config
         .lines()
         .filter_map(|l| l.strip_prefix("link = \"tcp://127.0.0.1:"))

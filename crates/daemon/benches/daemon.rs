@@ -18,8 +18,7 @@ use sim::server::{Options, Sim, lock};
 
 const BAUD: u32 = 9600;
 
-#[path = "../tests/support/plant.rs"]
-mod plant;
+use test_support::plant;
 
 /// The plant paced at 9600 baud with no think time, the simulated inverter polling every
 /// `inverter_polls`, and the daemon; `pylon` is the daemon's responder link when not the sim's port.

@@ -11,9 +11,8 @@ use link::Link;
 use pylon_proto::ManagementFlags;
 use sim::server::{Options, Sim, lock};
 
-#[path = "support/plant.rs"]
-mod plant;
 use plant::{start_with, state_dir};
+use test_support::plant;
 
 fn start(packs: usize) -> (Sim, Daemon) {
     start_in(packs, &state_dir(&format!("{packs}-{:?}", std::thread::current().id())))

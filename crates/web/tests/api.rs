@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
-#[path = "../../daemon/tests/support/plant.rs"]
-mod plant;
+use test_support::plant;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -77,6 +77,9 @@ pub struct Output {
     pub can_carry: Vec<(bool, bool)>,
 }
 
+/// How long the controller lets new readings wait at most: while data flows it steps this often.
+pub const STEP_EVERY_MS: u64 = 250;
+
 /// Maestro, the limiter and the rebalance procedure, with their settings.
 #[derive(Clone, Debug)]
 pub struct Controller {
@@ -89,6 +92,7 @@ pub struct Controller {
     stale_ms: u64,
     last: Option<(bool, bool)>,
     observed: Vec<PackObservation>,
+    next: Millis,
 }
 
 impl Controller {
@@ -146,7 +150,15 @@ impl Controller {
             stale_ms,
             last: None,
             observed: Vec::new(),
+            next: Millis(0),
         }
+    }
+
+    /// When the controller next needs a step: [`STEP_EVERY_MS`] after the last one, or earlier,
+    /// the instant a reading it holds goes stale (rules 2 and 3 then hold at once, not up to a
+    /// step later).
+    pub fn poll_timeout(&self) -> Millis {
+        self.next
     }
 
     /// The rebalance state.
@@ -226,6 +238,16 @@ impl Controller {
             },
             protections: protections(&decision),
         };
+        // The next deadline: the cadence, or the first reading to go stale before it.
+        let stale_at = |at: Millis| Millis(at.0 + stale_ms + 1);
+        let expiries = readings
+            .iter()
+            .flat_map(|r| [r.analog.as_ref().map(|(_, t)| *t), r.status.as_ref().map(|(_, t)| *t)])
+            .chain([coil.map(|(_, t)| t)])
+            .flatten()
+            .map(stale_at)
+            .filter(|e| e.0 > mono.0);
+        self.next = expiries.fold(Millis(mono.0 + STEP_EVERY_MS), |a, b| if b.0 < a.0 { b } else { a });
         let state = (decision.charge, decision.discharge);
         if self.last != Some(state) {
             let onoff = |b: bool| if b { "enabled" } else { "disabled" };

@@ -522,7 +522,8 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &Stop) {
         if let Some(alive) = &shared.hooks.decided {
             alive();
         }
-        nap(stop, Duration::from_millis(250));
+        // Until the controller's next deadline: its cadence, or a reading going stale.
+        nap(stop, Duration::from_millis(controller.poll_timeout().since(shared.now())));
     }
 }
 

@@ -240,6 +240,9 @@ pub enum Event {
     SettleTimedOut,
     /// Settling ended because a new rebalance starts.
     SettleEndedByStart,
+    /// Settling ended because a cell under voltage blocks discharging: the extra capacity cannot
+    /// be given back, and charging must not stay blocked as well.
+    SettleEndedByUnderVoltage,
     /// A cell drifted low again less than `retrigger_min_s` after the last completion: no new
     /// rebalance; the alarm `pack_imbalance`.
     PackImbalance {
@@ -396,10 +399,20 @@ impl Rebalance {
             Step::Settling => {
                 let since = self.state.last_completed_s.map_or(0, |t| input.now_s.saturating_sub(t));
                 let given_back = input.coil_remaining_mah.is_some_and(|r| r <= c.regular_capacity_mah);
-                if given_back || since >= c.settle_max_s {
+                // A cell under voltage blocks discharging (rule 14 or 15): the stack cannot give
+                // the extra capacity back, so settling would only keep charging blocked too — both
+                // directions off until settle_max_s (found by `simulate`, seed 7, 2 packs, 30 days).
+                let stuck = input.cell_under_voltage;
+                if given_back || stuck || since >= c.settle_max_s {
                     self.state.step = Step::Idle;
                     self.state.restore_coil = Some((c.regular_capacity_mah, c.regular_full_voltage_cv));
-                    out.events.push(if given_back { Event::Settled } else { Event::SettleTimedOut });
+                    out.events.push(if given_back {
+                        Event::Settled
+                    } else if stuck {
+                        Event::SettleEndedByUnderVoltage
+                    } else {
+                        Event::SettleTimedOut
+                    });
                 } else {
                     out.targets.settling = true;
                 }

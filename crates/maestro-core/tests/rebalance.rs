@@ -298,3 +298,28 @@ fn a_state_file_with_unknown_fields_is_refused() {
         serde_json::from_str::<RebalanceState>(r#"{"step":"running","needed":true,"bogus":1}"#).unwrap_err();
     assert!(e.to_string().contains("unknown field `bogus`"), "{e}");
 }
+
+/// Found by `pace2pylon simulate --days 30 --seed 7 --packs 2`: a weak cell falls below 2.85 V
+/// while the stack settles. Rule 14 blocks discharging, so the extra capacity can never be given
+/// back, and settling kept charging blocked as well: both directions off for up to `settle_max_s`
+/// (three times in that month, 88.6 h in all). Settling now ends there.
+#[test]
+fn settling_ends_when_a_cell_under_voltage_blocks_discharge() {
+    let mut r = at_the_top();
+    let done = RebalanceInput { coil_current_ma: Some(1000), ..input(200, 600) };
+    r.step(&done);
+    r.step(&RebalanceInput { now_s: 201, ..done });
+    assert_eq!(r.state().step, Step::Settling);
+    let low = RebalanceInput {
+        cell_under_voltage: true,
+        lowest_cell: Some((1, 1)),
+        coil_remaining_mah: Some(239_000),
+        ..input(3600, 600)
+    };
+    let out = r.step(&low);
+    assert!(out.events.contains(&Event::SettleEndedByUnderVoltage), "{:?}", out.events);
+    assert!(out.events.contains(&Event::PackImbalance { pack: 1, cell: 1 }), "{:?}", out.events);
+    assert!(!out.targets.settling);
+    assert_eq!(out.targets.coil, Some((205_000, 2735)), "the coil back to its regular capacity");
+    assert_eq!(r.state().step, Step::Idle);
+}

@@ -44,8 +44,6 @@ pub use schedule::{DEFAULT_SCHEDULE, Schedule};
 pub use score::{Availability, Rebalances, Run, Scorecard, TimeToSafe, Violations, check, simulate};
 use wire::{Dir, Noise, Wire};
 
-/// How often the controller steps, ms (the production safety loop's cadence).
-pub const CONTROLLER_EVERY_MS: u64 = 250;
 /// How often the simulated inverter asks 0x63, ms.
 pub const INVERTER_EVERY_MS: u64 = 1000;
 /// A Pace BMS's think time before it answers, ms.
@@ -459,7 +457,8 @@ impl World {
         }
         if now >= self.next_controller_ms {
             self.step_controller();
-            self.next_controller_ms = now + CONTROLLER_EVERY_MS;
+            // At the controller's own deadline, as the safety loop sleeps until it.
+            self.next_controller_ms = self.controller.poll_timeout().0.max(now + 1);
         }
         while let Some(transfer) = self.bms_wire.arrived(now) {
             match transfer.dir {

@@ -224,3 +224,30 @@ fn a_silent_coil_disables_within_stale_after_and_recovers() {
     w.command("restore coil").unwrap();
     run_until(&mut w, 10, "both on again", both_on);
 }
+
+/// Regression, found by `pace2pylon simulate --days 30 --seed 7 --packs 2`: a weak cell fell below
+/// 2.85 V while the stack settled after a rebalance. Rule 14 blocked discharging and settling
+/// blocked charging, both until `settle_max_s`: 88.6 h of both directions off in that month. Now
+/// settling ends when a cell under voltage blocks discharging, and the stack charges again.
+#[test]
+fn regression_settling_and_a_weak_cell_locked_both_directions_out() {
+    let config = config_with(2, "[rebalance]\ncapacity_mah = 44000\nregular_capacity_mah = 39000\n").unwrap();
+    let plant = PlantConfig { packs: 2, start_of_day_s: 10.0 * 3600.0, ..PlantConfig::default() };
+    let mut w = World::new(plant, &config);
+    run_until(&mut w, 30, "both enabled", both_on);
+    w.command("drift pack 1 -580").unwrap();
+    run_until(&mut w, 12 * 3600, "completion", |w| w.logged("rebalance: Completed"));
+    run_until(&mut w, 120, "settling", |w| w.controller().rebalance().step == Step::Settling);
+    // The top cells relax below rule 11's release (3.40 V) as the evening draws on the stack.
+    run_until(&mut w, 3600, "rule 11 released", |w| !w.reason_codes().contains(&"cell_over_voltage"));
+    assert_eq!(w.controller().rebalance().step, Step::Settling, "{}", w.events.join("\n"));
+    // The weak cell sinks below rule 14's 2.85 V while the stack settles.
+    w.command("drift pack 1 -900").unwrap();
+    let t = run_until(&mut w, 60, "settling ended by the low cell", |w| {
+        w.logged("rebalance: SettleEndedByUnderVoltage")
+    });
+    let t2 = run_until(&mut w, 30, "charging allowed again", |w| told(w).is_some_and(|t| t.0));
+    eprintln!("settling ended {t} plant s after the drift; charge on {t2} s later");
+    assert!(w.reason_codes().contains(&"cell_under_voltage"), "{:?}", w.reason_codes());
+    assert_eq!(w.controller().rebalance().step, Step::Idle);
+}

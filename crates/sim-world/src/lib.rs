@@ -6,7 +6,7 @@
 //!   PackPoller ──request bytes──► Wire (baud, think time, injector) ──► plant pack answers
 //!       ▲                                                                      │
 //!       └──────── AsciiDeframer ◄── reply bytes (maybe lost, corrupted, split) ◄┘
-//!   readings ──► Controller::step(now) every 250 ms ──► snapshot ──► responder ◄── 0x63 bytes
+//!   readings ──► Controller::step(now) at its deadlines ──► snapshot ──► responder ◄── 0x63 bytes
 //!                     │ targets, commands (0x9A over the pack's wire)          plant inverter
 //! ```
 //!

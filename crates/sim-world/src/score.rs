@@ -180,6 +180,7 @@ pub fn simulate(config: &Config, days: f64, seed: u64, schedule: &Schedule) -> R
     let mut a = Availability::default();
     let mut tts = TimeToSafe::default();
     let mut active: Vec<Active> = Vec::new();
+    let mut unfresh_until = 0u64;
     let (mut over_since, mut over_counted) = (vec![None::<u64>; packs], vec![false; packs]);
     let mut cell_over = false;
     let (mut enabled_wrong_since, mut enabled_wrong_counted) = (None::<u64>, false);
@@ -239,7 +240,12 @@ pub fn simulate(config: &Config, days: f64, seed: u64, schedule: &Schedule) -> R
         w.step();
         let (t, charge, discharge) = w.told.last().copied().unwrap_or((w.t, false, false));
         let rebalancing = w.controller().rebalance().active();
-        let in_fault = active.iter().any(|f| t < f.until + 10) || !w.all_fresh();
+        // A pack whose data went stale (injected or from a noisy line) is a fault until the
+        // inverter has heard its return: its next 0x63 after the controller's next step.
+        if !w.all_fresh() {
+            unfresh_until = t + detect_s;
+        }
+        let in_fault = active.iter().any(|f| t < f.until + 10) || t <= unfresh_until;
         // Time-to-safe.
         for f in active.iter_mut() {
             let slot = match f.kind {

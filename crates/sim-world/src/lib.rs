@@ -430,12 +430,11 @@ impl World {
     /// its poller, the controller, the inverter's BMS port.
     fn run_events(&mut self) {
         let now = self.t_ms;
-        let date = self.plant.date_time();
         let t = self.t;
         for (k, line) in self.packs.iter_mut().enumerate() {
             if line.due(now) {
                 let plant = &mut self.plant;
-                let device = |request: &[u8]| pack_reply(plant, k, request, date);
+                let device = |request: &[u8]| sim::answer::pack(plant, k, request);
                 if line.service(now, device, &mut self.events, &mut self.lines, t) {
                     self.readings[k].clone_from(line.machine.readings());
                 }
@@ -443,13 +442,19 @@ impl World {
         }
         if let Some(line) = self.coil.as_mut().filter(|l| l.due(now)) {
             let coil = &mut self.plant.coil;
-            line.service(now, |request| coil_reply(coil, request), &mut self.events, &mut self.lines, t);
+            line.service(
+                now,
+                |request| sim::answer::coil(coil, request),
+                &mut self.events,
+                &mut self.lines,
+                t,
+            );
         }
         if let Some(line) = self.inverter.as_mut().filter(|l| l.due(now)) {
             let registers = &mut self.plant.inverter.registers;
             line.service(
                 now,
-                |request| inverter_reply(registers, request),
+                |request| sim::answer::inverter(registers, request),
                 &mut self.events,
                 &mut self.lines,
                 t,
@@ -594,57 +599,6 @@ impl World {
             .iter()
             .all(|r| r.analog.as_ref().is_some_and(|(_, at)| self.t_ms.saturating_sub(at.0) <= self.stale_ms))
     }
-}
-
-/// The plant's counter answers a deframed Modbus request (slave, PDU) as the simulator's server
-/// does: not when silent or asked at another address.
-fn coil_reply(coil: &mut sim::plant::Coil, frame: &[u8]) -> Option<Vec<u8>> {
-    let (slave, pdu) = frame.split_first()?;
-    if coil.silent || *slave != coil_modbus::DEFAULT_SLAVE {
-        return None;
-    }
-    let request = modbus_rtu::Request::parse(pdu).ok()?;
-    let (response, effect) = coil.registers.serve(&request);
-    coil.apply(effect);
-    let mut out = Vec::with_capacity(40);
-    response.encode(*slave, &mut out).ok()?;
-    Some(out)
-}
-
-/// The plant's inverter answers a deframed Modbus request on its Modbus port.
-fn inverter_reply(registers: &mut vevor_modbus::Registers, frame: &[u8]) -> Option<Vec<u8>> {
-    let (slave, pdu) = frame.split_first()?;
-    if *slave != vevor_modbus::DEFAULT_SLAVE {
-        return None;
-    }
-    let request = modbus_rtu::Request::parse(pdu).ok()?;
-    let (response, _) = registers.serve(&request);
-    let mut out = Vec::with_capacity(80);
-    response.encode(*slave, &mut out).ok()?;
-    Some(out)
-}
-
-/// The plant's pack `k` answers a request's bytes as the simulator's server does: not at all when
-/// silent, with noise before the reply (and now and then a broken character) when it is garbling.
-fn pack_reply(plant: &mut Plant, k: usize, request: &[u8], date: pace_proto::DateTime) -> Option<Vec<u8>> {
-    let request = pace_proto::Request::parse(request).ok()?;
-    let pack = plant.packs.get_mut(k)?;
-    if pack.silent {
-        return None;
-    }
-    let garbage = pack.garbage;
-    let reply = pack.answer(&request, date)?;
-    let mut out = Vec::with_capacity(256);
-    reply.emit(&mut out).ok()?;
-    if garbage {
-        let mut noisy: Vec<u8> = (0..8).map(|_| plant.rng.byte()).filter(|b| *b != b'~').collect();
-        if plant.rng.next_f64() < 0.5 && out.len() > 20 {
-            out[15] = if out[15] == b'0' { b'1' } else { b'0' };
-        }
-        noisy.append(&mut out);
-        return Some(noisy);
-    }
-    Some(out)
 }
 
 /// A link URL's baud rate; 9600 for TCP (a console server's line, most likely at 9600).

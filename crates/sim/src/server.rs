@@ -7,7 +7,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use link::{AsciiDeframer, Deframer, Link, RtuDeframer};
-use modbus_rtu::{Request as RtuRequest, Side};
+use modbus_rtu::Side;
 use pylon_proto::{Command, Dialect, Reply, Request, Response};
 
 use crate::Plant;
@@ -202,62 +202,15 @@ fn serve<D: Deframer>(
 }
 
 fn pack_reply(plant: &Mutex<Plant>, k: usize, frame: &[u8]) -> Option<Vec<u8>> {
-    let request = pace_proto::Request::parse(frame).ok()?;
-    let (reply, noise) = {
-        let mut p = lock(plant);
-        let now = p.date_time();
-        let pack = p.packs.get_mut(k)?;
-        if pack.silent {
-            return None;
-        }
-        let reply = pack.answer(&request, now)?;
-        // Noise before the reply, and now and then a reply with a broken character.
-        let noise = pack.garbage.then(|| {
-            let bytes: Vec<u8> = (0..8).map(|_| p.rng.byte()).filter(|b| *b != b'~').collect();
-            (bytes, p.rng.next_f64() < 0.5)
-        });
-        drop(p);
-        (reply, noise)
-    };
-    let mut out = Vec::new();
-    reply.emit(&mut out).ok()?;
-    if let Some((mut noisy, broken)) = noise {
-        if broken && out.len() > 20 {
-            out[15] = if out[15] == b'0' { b'1' } else { b'0' };
-        }
-        noisy.extend_from_slice(&out);
-        return Some(noisy);
-    }
-    Some(out)
+    crate::answer::pack(&mut lock(plant), k, frame)
 }
 
 fn coil_reply(plant: &Mutex<Plant>, frame: &[u8]) -> Option<Vec<u8>> {
-    let (slave, pdu) = frame.split_first()?;
-    let request = RtuRequest::parse(pdu).ok()?;
-    let response = {
-        let mut p = lock(plant);
-        if p.coil.silent || *slave != coil_modbus::DEFAULT_SLAVE {
-            return None;
-        }
-        let (response, effect) = p.coil.registers.serve(&request);
-        p.coil.apply(effect);
-        response
-    };
-    let mut out = Vec::new();
-    response.encode(*slave, &mut out).ok()?;
-    Some(out)
+    crate::answer::coil(&mut lock(plant).coil, frame)
 }
 
 fn inverter_reply(plant: &Mutex<Plant>, frame: &[u8]) -> Option<Vec<u8>> {
-    let (slave, pdu) = frame.split_first()?;
-    if *slave != vevor_modbus::DEFAULT_SLAVE {
-        return None;
-    }
-    let request = RtuRequest::parse(pdu).ok()?;
-    let (response, _) = lock(plant).inverter.registers.serve(&request);
-    let mut out = Vec::new();
-    response.encode(*slave, &mut out).ok()?;
-    Some(out)
+    crate::answer::inverter(&mut lock(plant).inverter.registers, frame)
 }
 
 /// The inverter as a Pylontech master: 0x61 then 0x63 about once a second to whoever is on its BMS

@@ -14,7 +14,8 @@ use modbus_rtu::{Request, Response};
 use crate::poller::{Machine, Note, Problem};
 use crate::shared::{CoilReadings, INVERTER_LIVE_COUNT, INVERTER_LIVE_FIRST, InverterReadings};
 
-/// One Modbus exchange at a time on a line: its queue of requests and the one in flight.
+/// What every Modbus poller has: one exchange at a time on its line (the queue of requests and
+/// the one in flight), its cycle's schedule, and its notes for the driver.
 #[derive(Clone, Debug)]
 struct Exchanges<A> {
     slave: u8,
@@ -22,6 +23,12 @@ struct Exchanges<A> {
     timeout: Duration,
     plan: VecDeque<A>,
     in_flight: Option<(A, Duration)>,
+    /// From one cycle's start to the next's.
+    period: Duration,
+    next_cycle: Duration,
+    cycle_started: Duration,
+    cycling: bool,
+    notes: VecDeque<Note>,
 }
 
 /// What a device's poller asks.
@@ -30,8 +37,26 @@ trait Ask: Clone {
 }
 
 impl<A: Ask> Exchanges<A> {
-    fn new(slave: u8, line: String, timeout: Duration) -> Self {
-        Self { slave, line, timeout, plan: VecDeque::new(), in_flight: None }
+    fn new(slave: u8, line: String, timeout: Duration, period: Duration) -> Self {
+        Self {
+            slave,
+            line,
+            timeout,
+            plan: VecDeque::new(),
+            in_flight: None,
+            period,
+            next_cycle: Duration::ZERO,
+            cycle_started: Duration::ZERO,
+            cycling: false,
+            notes: VecDeque::new(),
+        }
+    }
+
+    /// A note for the driver (at most 64 wait; more are dropped).
+    fn note(&mut self, note: Note) {
+        if self.notes.len() < 64 {
+            self.notes.push_back(note);
+        }
     }
 
     /// The next request's bytes, if one is queued and none is in flight.
@@ -89,6 +114,81 @@ impl<A: Ask> Exchanges<A> {
     }
 }
 
+/// A Modbus device's poller: the requests of its cycle and what their replies mean. The
+/// [`Machine`] around it (timeouts, the cycle's schedule, the exchange in flight) is the same for
+/// every device.
+trait Device {
+    type Ask: Ask;
+    fn exchanges(&self) -> &Exchanges<Self::Ask>;
+    fn exchanges_mut(&mut self) -> &mut Exchanges<Self::Ask>;
+    /// Queues the requests of a cycle starting at `now`.
+    fn start_cycle(&mut self, now: Duration);
+    /// The reply to `ask`, or why there is none.
+    fn handle(&mut self, now: Duration, ask: Self::Ask, result: Result<Response, Problem>);
+    fn link_stats(&mut self) -> &mut link::Stats;
+}
+
+impl<D: Device> Machine for D {
+    fn poll_transmit(&mut self, now: Duration) -> Option<Vec<u8>> {
+        self.handle_timeout(now);
+        let x = self.exchanges_mut();
+        if x.in_flight.is_some() {
+            return None;
+        }
+        if !x.cycling {
+            if now < x.next_cycle {
+                return None;
+            }
+            x.cycling = true;
+            x.cycle_started = now;
+            self.start_cycle(now);
+        }
+        let x = self.exchanges_mut();
+        let frame = x.transmit(now);
+        if frame.is_none() {
+            x.cycling = false;
+            x.next_cycle = (x.cycle_started + x.period).max(now);
+        }
+        frame
+    }
+
+    fn poll_timeout(&self) -> Duration {
+        let x = self.exchanges();
+        match x.deadline() {
+            Some(d) => d,
+            None if x.cycling => Duration::ZERO,
+            None => x.next_cycle,
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Duration) {
+        if let Some((ask, problem)) = self.exchanges_mut().timed_out(now) {
+            self.handle(now, ask, Err(problem));
+        }
+    }
+
+    fn handle_frame(&mut self, now: Duration, frame: &[u8]) {
+        match self.exchanges_mut().reply(frame) {
+            Some((ask, result)) => self.handle(now, ask, result),
+            None => self.exchanges_mut().note(Note::BadFrame),
+        }
+    }
+
+    fn handle_failure(&mut self, now: Duration, problem: Problem) {
+        if let Some(ask) = self.exchanges_mut().failed() {
+            self.handle(now, ask, Err(problem));
+        }
+    }
+
+    fn poll_note(&mut self) -> Option<Note> {
+        self.exchanges_mut().notes.pop_front()
+    }
+
+    fn set_link_stats(&mut self, stats: link::Stats) {
+        *self.link_stats() = stats;
+    }
+}
+
 fn holding(r: Result<Response, Problem>, count: usize, line: &str) -> Result<Vec<u16>, Problem> {
     match r? {
         Response::ReadHolding(v) if v.len() == count => Ok(v),
@@ -131,17 +231,12 @@ fn capacity_registers((capacity_mah, full_cv): (u32, u16)) -> [u16; 3] {
 #[derive(Clone, Debug)]
 pub struct CoilPoller {
     x: Exchanges<CoilAsk>,
-    period: Duration,
-    next_cycle: Duration,
-    cycle_started: Duration,
     last_settings: Option<Duration>,
-    cycling: bool,
     readings: CoilReadings,
     settings: Option<coil_modbus::Settings>,
     target: Option<(u32, u16)>,
     actions: Vec<Action>,
     was_ok: bool,
-    notes: VecDeque<Note>,
 }
 
 /// How often the counter's settings are read.
@@ -151,18 +246,13 @@ impl CoilPoller {
     /// The counter at `slave` on the line named `line`, read every `period`.
     pub fn new(slave: u8, line: impl Into<String>, period: Duration, timeout: Duration) -> Self {
         Self {
-            x: Exchanges::new(slave, line.into(), timeout),
-            period,
-            next_cycle: Duration::ZERO,
-            cycle_started: Duration::ZERO,
+            x: Exchanges::new(slave, line.into(), timeout, period),
             last_settings: None,
-            cycling: false,
             readings: CoilReadings::default(),
             settings: None,
             target: None,
             actions: Vec::new(),
             was_ok: true,
-            notes: VecDeque::new(),
         }
     }
 
@@ -189,14 +279,10 @@ impl CoilPoller {
     }
 
     fn note(&mut self, note: Note) {
-        if self.notes.len() < 64 {
-            self.notes.push_back(note);
-        }
+        self.x.note(note);
     }
 
     fn start_cycle(&mut self, now: Duration) {
-        self.cycling = true;
-        self.cycle_started = now;
         let due = self.last_settings.is_none_or(|t| now.saturating_sub(t) >= COIL_SETTINGS_EVERY);
         if due || !self.actions.is_empty() {
             self.last_settings = Some(now);
@@ -332,67 +418,24 @@ impl CoilPoller {
             }
         }
     }
-
-    fn finish_cycle(&mut self, now: Duration) {
-        self.cycling = false;
-        self.next_cycle = (self.cycle_started + self.period).max(now);
-    }
 }
 
-impl Machine for CoilPoller {
-    fn poll_transmit(&mut self, now: Duration) -> Option<Vec<u8>> {
-        self.handle_timeout(now);
-        if self.x.in_flight.is_some() {
-            return None;
-        }
-        if !self.cycling {
-            if now < self.next_cycle {
-                return None;
-            }
-            self.start_cycle(now);
-        }
-        match self.x.transmit(now) {
-            Some(frame) => Some(frame),
-            None => {
-                self.finish_cycle(now);
-                None
-            }
-        }
+impl Device for CoilPoller {
+    type Ask = CoilAsk;
+    fn exchanges(&self) -> &Exchanges<CoilAsk> {
+        &self.x
     }
-
-    fn poll_timeout(&self) -> Duration {
-        match self.x.deadline() {
-            Some(d) => d,
-            None if self.cycling => Duration::ZERO,
-            None => self.next_cycle,
-        }
+    fn exchanges_mut(&mut self) -> &mut Exchanges<CoilAsk> {
+        &mut self.x
     }
-
-    fn handle_timeout(&mut self, now: Duration) {
-        if let Some((ask, problem)) = self.x.timed_out(now) {
-            self.handle(now, ask, Err(problem));
-        }
+    fn start_cycle(&mut self, now: Duration) {
+        CoilPoller::start_cycle(self, now);
     }
-
-    fn handle_frame(&mut self, now: Duration, frame: &[u8]) {
-        match self.x.reply(frame) {
-            Some((ask, result)) => self.handle(now, ask, result),
-            None => self.note(Note::BadFrame),
-        }
+    fn handle(&mut self, now: Duration, ask: CoilAsk, result: Result<Response, Problem>) {
+        CoilPoller::handle(self, now, ask, result);
     }
-
-    fn handle_failure(&mut self, now: Duration, problem: Problem) {
-        if let Some(ask) = self.x.failed() {
-            self.handle(now, ask, Err(problem));
-        }
-    }
-
-    fn poll_note(&mut self) -> Option<Note> {
-        self.notes.pop_front()
-    }
-
-    fn set_link_stats(&mut self, stats: link::Stats) {
-        self.readings.link = stats;
+    fn link_stats(&mut self) -> &mut link::Stats {
+        &mut self.readings.link
     }
 }
 
@@ -426,14 +469,10 @@ fn register_name(address: u16) -> &'static str {
 #[derive(Clone, Debug)]
 pub struct InverterPoller {
     x: Exchanges<InverterAsk>,
-    next_cycle: Duration,
-    cycle_started: Duration,
-    cycling: bool,
     readings: InverterReadings,
     targets: (Option<u16>, Option<u16>),
     live_error: Option<String>,
     failing: bool,
-    notes: VecDeque<Note>,
 }
 
 /// How often the inverter is read.
@@ -443,15 +482,11 @@ impl InverterPoller {
     /// The inverter at `slave` on the line named `line`.
     pub fn new(slave: u8, line: impl Into<String>) -> Self {
         Self {
-            x: Exchanges::new(slave, line.into(), Duration::from_secs(1)),
-            next_cycle: Duration::ZERO,
-            cycle_started: Duration::ZERO,
-            cycling: false,
+            x: Exchanges::new(slave, line.into(), Duration::from_secs(1), INVERTER_EVERY),
             readings: InverterReadings::default(),
             targets: (None, None),
             live_error: None,
             failing: false,
-            notes: VecDeque::new(),
         }
     }
 
@@ -466,9 +501,7 @@ impl InverterPoller {
     }
 
     fn note(&mut self, note: Note) {
-        if self.notes.len() < 64 {
-            self.notes.push_back(note);
-        }
+        self.x.note(note);
     }
 
     fn slot(&mut self, address: u16) -> &mut Option<u16> {
@@ -548,62 +581,21 @@ impl InverterPoller {
     }
 }
 
-impl Machine for InverterPoller {
-    fn poll_transmit(&mut self, now: Duration) -> Option<Vec<u8>> {
-        self.handle_timeout(now);
-        if self.x.in_flight.is_some() {
-            return None;
-        }
-        if !self.cycling {
-            if now < self.next_cycle {
-                return None;
-            }
-            self.cycling = true;
-            self.cycle_started = now;
-            self.x.plan.extend([InverterAsk::Live, InverterAsk::Settings]);
-        }
-        match self.x.transmit(now) {
-            Some(frame) => Some(frame),
-            None => {
-                self.cycling = false;
-                self.next_cycle = (self.cycle_started + INVERTER_EVERY).max(now);
-                None
-            }
-        }
+impl Device for InverterPoller {
+    type Ask = InverterAsk;
+    fn exchanges(&self) -> &Exchanges<InverterAsk> {
+        &self.x
     }
-
-    fn poll_timeout(&self) -> Duration {
-        match self.x.deadline() {
-            Some(d) => d,
-            None if self.cycling => Duration::ZERO,
-            None => self.next_cycle,
-        }
+    fn exchanges_mut(&mut self) -> &mut Exchanges<InverterAsk> {
+        &mut self.x
     }
-
-    fn handle_timeout(&mut self, now: Duration) {
-        if let Some((ask, problem)) = self.x.timed_out(now) {
-            self.handle(now, ask, Err(problem));
-        }
+    fn start_cycle(&mut self, _now: Duration) {
+        self.x.plan.extend([InverterAsk::Live, InverterAsk::Settings]);
     }
-
-    fn handle_frame(&mut self, now: Duration, frame: &[u8]) {
-        match self.x.reply(frame) {
-            Some((ask, result)) => self.handle(now, ask, result),
-            None => self.note(Note::BadFrame),
-        }
+    fn handle(&mut self, now: Duration, ask: InverterAsk, result: Result<Response, Problem>) {
+        InverterPoller::handle(self, now, ask, result);
     }
-
-    fn handle_failure(&mut self, now: Duration, problem: Problem) {
-        if let Some(ask) = self.x.failed() {
-            self.handle(now, ask, Err(problem));
-        }
-    }
-
-    fn poll_note(&mut self) -> Option<Note> {
-        self.notes.pop_front()
-    }
-
-    fn set_link_stats(&mut self, stats: link::Stats) {
-        self.readings.link = stats;
+    fn link_stats(&mut self) -> &mut link::Stats {
+        &mut self.readings.link
     }
 }

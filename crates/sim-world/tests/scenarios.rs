@@ -5,18 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
+mod common;
+
+use common::run_until;
 use maestro_core::{RebalanceState, Step};
 use sim::PlantConfig;
 use sim_world::{World, config_with, default_config};
-
-fn run_until(w: &mut World, limit_s: u64, what: &str, f: impl Fn(&World) -> bool) -> u64 {
-    let start = w.t;
-    while !f(w) {
-        assert!(w.t - start < limit_s, "not within {limit_s} plant s: {what}\n{}", w.events.join("\n"));
-        w.step();
-    }
-    w.t - start
-}
 
 /// Runs in steps of 50 plant ms until `f` holds; returns the plant seconds it took.
 fn fine_until(w: &mut World, limit_s: f64, what: &str, f: impl Fn(&World) -> bool) -> f64 {

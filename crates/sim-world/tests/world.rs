@@ -8,21 +8,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
+mod common;
+
+use common::run_until;
 use maestro_core::Step;
 use sim::PlantConfig;
 use sim_world::{Schedule, World, default_config, simulate};
 
 fn config(packs: usize, extra: &str) -> daemon::Config {
     sim_world::config_with(packs, extra).unwrap()
-}
-
-fn run_until(w: &mut World, limit_s: u64, what: &str, f: impl Fn(&World) -> bool) -> u64 {
-    let start = w.t;
-    while !f(w) {
-        assert!(w.t - start < limit_s, "not within {limit_s} plant s: {what}\n{}", w.events.join("\n"));
-        w.step();
-    }
-    w.t - start
 }
 
 /// The whole rebalance with the default bounds, in plant time: a cell drifts low, rule 14 starts

@@ -308,8 +308,14 @@ mod tests {
         assert_eq!(items[6], Item::Command("V1013".into()));
         assert_eq!(items[7], Item::Frame(frame(0x305, &[0; 8])));
         assert!(matches!(&items[8], Item::Invalid(Error::Line { reason: "the id is not hex", .. })));
-        assert!(matches!(&items[9], Item::Invalid(Error::Line { reason: "the data does not match the length", .. })));
-        assert!(matches!(&items[10], Item::Invalid(Error::Line { reason: "too short for an id and a length", .. })));
+        assert!(matches!(
+            &items[9],
+            Item::Invalid(Error::Line { reason: "the data does not match the length", .. })
+        ));
+        assert!(matches!(
+            &items[10],
+            Item::Invalid(Error::Line { reason: "too short for an id and a length", .. })
+        ));
         assert_eq!(items.len(), 11);
     }
 
@@ -325,7 +331,10 @@ mod tests {
             }
         }
         d.push(b"\rt1001AA\r");
-        assert!(matches!(d.next_item(), Some(Item::Invalid(Error::Line { reason: "longer than any slcan line", .. }))));
+        assert!(matches!(
+            d.next_item(),
+            Some(Item::Invalid(Error::Line { reason: "longer than any slcan line", .. }))
+        ));
         assert_eq!(d.next_item(), Some(Item::Frame(frame(0x100, &[0xAA]))));
     }
 }

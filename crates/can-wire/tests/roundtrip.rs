@@ -1,6 +1,8 @@
 //! Every frame survives a trip through an slcan line, and no byte stream makes the decoder panic
 //! or grow.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
 use can_wire::slcan::{self, Decoder, Item};
 use can_wire::{CanFrame, CanId};
 use proptest::prelude::*;

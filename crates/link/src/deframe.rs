@@ -134,3 +134,57 @@ impl Deframer for RtuDeframer {
         n
     }
 }
+
+/// slcan (Lawicel ASCII) lines that carry CAN frames, each returned in its canonical form
+/// ([`can_wire::slcan::encode`], CR included), so [`can_wire::slcan::parse_frame`] reads it back.
+/// The other end's set-up lines and acknowledgements are passed over; a line that starts like a
+/// frame but is not one is rejected.
+#[derive(Debug, Default)]
+pub struct SlcanDeframer {
+    decoder: can_wire::slcan::Decoder,
+    rejected: u64,
+    last: Option<String>,
+}
+
+impl SlcanDeframer {
+    /// An empty deframer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Deframer for SlcanDeframer {
+    fn push(&mut self, data: &[u8]) -> usize {
+        self.decoder.push(data)
+    }
+
+    fn next_frame(&mut self) -> Option<Vec<u8>> {
+        use can_wire::slcan::Item;
+        loop {
+            match self.decoder.next_item()? {
+                Item::Frame(frame) => {
+                    let mut line = Vec::with_capacity(32);
+                    can_wire::slcan::encode(&frame, &mut line);
+                    return Some(line);
+                }
+                Item::Invalid(e) => {
+                    self.rejected += 1;
+                    self.last = Some(e.to_string());
+                }
+                Item::Ack | Item::Nak | Item::Command(_) => {}
+            }
+        }
+    }
+
+    fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    fn last_rejection(&self) -> Option<String> {
+        self.last.clone()
+    }
+
+    fn clear(&mut self) -> usize {
+        self.decoder.clear()
+    }
+}

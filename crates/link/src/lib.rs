@@ -22,11 +22,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod can;
 mod deframe;
 mod endpoint;
 mod link;
 
-pub use deframe::{AsciiDeframer, Deframer, RtuDeframer};
+pub use can::{CanBus, CanEndpoint};
+pub use deframe::{AsciiDeframer, Deframer, RtuDeframer, SlcanDeframer};
 pub use endpoint::{DEFAULT_BAUD, Endpoint};
 pub use link::{Link, Stats};
 

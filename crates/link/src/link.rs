@@ -203,6 +203,15 @@ impl Link {
         }
     }
 
+    /// Opens the connection now if it is not open (not during a backoff); for a listening link,
+    /// takes a waiting peer.
+    ///
+    /// # Errors
+    /// As [`Link::request`].
+    pub fn connect(&mut self) -> Result<(), Error> {
+        self.connected().map(|_| ())
+    }
+
     /// Writes `frame` whole.
     ///
     /// # Errors
@@ -419,7 +428,7 @@ impl Link {
                     });
                 }
             }
-            let conn = match self.connect() {
+            let conn = match self.open_conn() {
                 Ok(c) => c,
                 Err(e) => {
                     let msg = e.to_string();
@@ -433,7 +442,7 @@ impl Link {
         self.conn.as_mut().ok_or_else(|| Error::NoPeer { endpoint: self.name.clone() })
     }
 
-    fn connect(&self) -> io::Result<Conn> {
+    fn open_conn(&self) -> io::Result<Conn> {
         match &self.endpoint {
             Endpoint::Serial { path, baud } => {
                 let port = serialport::new(path, *baud)

@@ -478,11 +478,17 @@ fn run(path: &std::path::Path, reset_state: bool) -> anyhow::Result<()> {
     }
     let stop = stop_flag()?;
     let hup = hangup_flag()?;
+    let outputs: Vec<String> = config
+        .pylon
+        .iter()
+        .map(|p| format!("Pylontech RS485 on {}", p.link))
+        .chain(config.can.iter().map(|c| format!("Pylontech CAN on {}", c.link)))
+        .collect();
     log::info!(
-        "pace2pylon {}: {} packs, Pylontech on {}",
+        "pace2pylon {}: {} packs, {}",
         env!("CARGO_PKG_VERSION"),
         config.packs.len(),
-        config.pylon.link
+        outputs.join(", ")
     );
     let (http, mqtt) = (config.http.clone(), config.mqtt.clone());
     let daemon = daemon::runtime::Daemon::start_with(config, systemd_watchdog())?;

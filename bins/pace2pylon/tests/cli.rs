@@ -88,6 +88,58 @@ fn the_v2_keys_are_checked_naming_the_key() {
 }
 
 #[test]
+fn the_inverter_side_keys_are_checked_naming_the_key() {
+    let pack = "[[pack]]\nlink = \"tcp://h:2\"\n";
+    let rs485 = |extra: &str| format!("[pylon]\nlink = \"tcp://h:1\"\n{extra}\n{pack}");
+    let can = |extra: &str| format!("[can]\nlink = \"slcan+tcp://h:3\"\n{extra}\n{pack}");
+    for text in [
+        rs485("profile = \"voltronic\"\nreply_ver = \"echo\"\n"),
+        rs485("profile = \"srne\"\nmanagement_current_unit = \"deci_amp\"\nreply_adr = \"echo\"\n"),
+        can("profile = \"victron\"\npeer_timeout_s = 20\n"),
+        format!("{}\n[can]\nlink = \"slcan:///dev/ttyACM0\"\n", rs485("")),
+    ] {
+        let (code, _, err) = check(&text);
+        assert_eq!(code, 0, "{text}: {err}");
+    }
+    // SocketCAN needs the build to have it.
+    let (code, _, err) = check(&can("").replace("slcan+tcp://h:3", "socketcan://can0"));
+    if cfg!(feature = "socketcan") {
+        assert_eq!(code, 0, "{err}");
+    } else {
+        assert!(
+            code == 1 && err.contains("can.link: socketcan://can0: this build has no SocketCAN support"),
+            "{err}"
+        );
+    }
+    for (text, expected) in [
+        (rs485("profile = \"growatt\"\n"), "unknown variant `growatt`"),
+        (rs485("reply_ver = \"2G\"\n"), "pylon.reply_ver: '2G' is not a hex byte"),
+        (rs485("reply_adr = \"first\"\n"), "unknown variant `first`"),
+        (pack.to_owned(), "pylon: nothing faces the inverter; add [pylon] (RS485) or [can] (CAN)"),
+        (can("profile = \"byd\"\n"), "unknown variant `byd`"),
+        (can("peer_timeout_s = 0.5\n"), "can.peer_timeout_s: 0.5 is outside 1..600"),
+        (can("period_s = 20\n"), "can.period_s: 20 is outside 0.1..10"),
+        (
+            can("manufacturer = \"PYLONTECH\"\n"),
+            "can.manufacturer: 'PYLONTECH' must be at most 8 ASCII characters",
+        ),
+        (can("bitrate = 250000\n"), "unknown field `bitrate`"),
+        (
+            "[can]\nlink = \"slcan:///dev/ttyACM0?bitrate=33\"\n[[pack]]\nlink = \"tcp://h:2\"\n".to_owned(),
+            "can.link: slcan:///dev/ttyACM0?bitrate=33: bitrate 33 has no slcan code",
+        ),
+        (
+            "[can]\nlink = \"tcp://h:2\"\n[[pack]]\nlink = \"tcp://h:2\"\n".to_owned(),
+            "can.link: tcp://h:2: unknown scheme 'tcp'; use slcan://",
+        ),
+    ] {
+        let (code, _, err) = check(&text);
+        assert_eq!(code, 1, "{text}");
+        assert!(err.contains(expected), "{text}: {err}");
+    }
+}
+
+#[test]
 fn the_demo_runs_the_stack_and_reacts_to_an_injected_fault() {
     let mut child = Command::new(BIN)
         .args(["demo", "--packs", "3", "--speed", "30", "--http", "127.0.0.1:0"])

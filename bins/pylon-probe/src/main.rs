@@ -27,6 +27,10 @@ struct Cli {
     /// Unit of the 0x61 system current: centi-amp (10 mA, what the Vevor expects) or deci-amp (0.1 A).
     #[arg(long, global = true, value_enum, default_value_t = CurrentUnit::CentiAmp)]
     system_current_unit: CurrentUnit,
+    /// Unit of the 0x63 current limits: deci-amp (0.1 A, V3.5 and most inverters) or centi-amp
+    /// (10 mA, as the SRNE-tested emulator sends).
+    #[arg(long, global = true, value_enum, default_value_t = CurrentUnit::DeciAmp)]
+    management_current_unit: CurrentUnit,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -42,12 +46,11 @@ enum CurrentUnit {
 }
 
 impl CurrentUnit {
-    fn dialect(self) -> Dialect {
-        let system_current = match self {
+    fn unit(self) -> SystemCurrentUnit {
+        match self {
             Self::CentiAmp => SystemCurrentUnit::CentiAmp,
             Self::DeciAmp => SystemCurrentUnit::DeciAmp,
-        };
-        Dialect { system_current }
+        }
     }
 }
 
@@ -96,7 +99,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let dialect = cli.system_current_unit.dialect();
+    let dialect = Dialect {
+        system_current: cli.system_current_unit.unit(),
+        management_current: cli.management_current_unit.unit(),
+    };
     match &cli.command {
         Cmd::Decode { cmd, frame } => decode(*cmd, frame, cli.link.json, dialect),
         Cmd::Query { cmd, pack } => query(cli, *cmd, *pack, dialect),

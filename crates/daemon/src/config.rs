@@ -6,8 +6,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// The inverter-facing Pylontech side.
-    pub pylon: Pylon,
+    /// The inverter-facing Pylontech RS485 side, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pylon: Option<Pylon>,
+    /// The inverter-facing Pylontech CAN side, if any (beside or instead of `[pylon]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub can: Option<Can>,
     /// The packs, pack 1 first.
     #[serde(rename = "pack")]
     pub packs: Vec<Pack>,
@@ -250,18 +254,37 @@ impl Default for State {
 pub struct Pylon {
     /// The line to the inverter's BMS port.
     pub link: String,
+    /// The inverter family whose dialect sets the defaults of the options below: `vevor`
+    /// (default), `voltronic`, `srne`, `deye` or `generic`.
+    #[serde(default)]
+    pub profile: PylonProfile,
     /// The master's address.
     #[serde(default = "default_address")]
     pub address: u8,
+    /// The VER of replies: a hex byte (`"20"`, `"28"`) or `"echo"` (the request's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_ver: Option<String>,
+    /// The ADR of replies: `echo` (the request's) or `master`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_adr: Option<ReplyAdr>,
     /// Answer system commands at any address (SRNE).
-    #[serde(default)]
-    pub any_address: bool,
-    /// Unit of the 0x61 current: `centi_amp` (10 mA, the Vevor) or `deci_amp`.
-    #[serde(default)]
-    pub system_current_unit: CurrentUnit,
-    /// Send the discharge limit positive.
-    #[serde(default)]
-    pub positive_discharge_limit: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub any_address: Option<bool>,
+    /// Answer 0x4F and 0x51 sent to ADR 0 (python-pylontech).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info_at_adr0: Option<bool>,
+    /// Unit of the 0x61 current: `centi_amp` (10 mA) or `deci_amp` (0.1 A).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_current_unit: Option<CurrentUnit>,
+    /// Unit of the 0x63 current limits: `deci_amp` or `centi_amp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_current_unit: Option<CurrentUnit>,
+    /// Send the 0x63/0x92 discharge limit positive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positive_discharge_limit: Option<bool>,
+    /// 0x42 and 0x92 at the master's own address describe the whole stack (Voltronic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack_at_master: Option<bool>,
     /// Add the trailing byte after 0x44 Status5, as real units do.
     #[serde(default)]
     pub alarm_trailing_byte: bool,
@@ -276,11 +299,134 @@ pub struct Pylon {
     pub manufacturer: String,
 }
 
+/// `pylon.profile`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PylonProfile {
+    /// Vevor EML3500 (0x61/0x63 at ADR 2).
+    #[default]
+    Vevor,
+    /// Voltronic / MPP Solar "PYL" mode (0x4F, 0x42, 0x92).
+    Voltronic,
+    /// SRNE and rebrands.
+    Srne,
+    /// Deye / Sunsynk "Lithium 12".
+    Deye,
+    /// Any other master (python-pylontech).
+    Generic,
+}
+
+/// `pylon.reply_adr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyAdr {
+    /// The request's ADR.
+    Echo,
+    /// The master's address.
+    Master,
+}
+
+/// A `pylon.reply_ver` value: `Some(ver)` for a hex byte, `None` for `echo`.
+///
+/// # Errors
+/// What the value should look like.
+pub fn parse_reply_ver(text: &str) -> Result<Option<u8>, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("echo") {
+        return Ok(None);
+    }
+    let digits = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
+    match u8::from_str_radix(digits, 16) {
+        Ok(v) if !digits.is_empty() && digits.len() <= 2 => Ok(Some(v)),
+        _ => Err(format!("'{text}' is not a hex byte (\"20\", \"28\") or \"echo\"")),
+    }
+}
+
 fn default_address() -> u8 {
     2
 }
 fn default_name() -> String {
     "pace2pylon".into()
+}
+
+/// `[can]`: Pylontech-style CAN toward an inverter or a monitor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Can {
+    /// The bus: `slcan:///dev/ttyACM0`, `slcan+tcp://host:port` or `socketcan://can0`.
+    pub link: String,
+    /// Which frames, in which layout: `pylon` (default), `lux`, `sma`, `solark` or `victron`.
+    #[serde(default)]
+    pub profile: CanProfile,
+    /// Every frame is sent once per this period, s.
+    #[serde(default = "default_can_period")]
+    pub period_s: f64,
+    /// Spread the frames over the period instead of sending them in one burst.
+    #[serde(default)]
+    pub spread: bool,
+    /// Without the inverter's 0x305 heartbeat for this long, the status shows an alarm, s.
+    #[serde(default = "default_peer_timeout")]
+    pub peer_timeout_s: f64,
+    /// A missing heartbeat is also a reason to disable charging and discharging (off by
+    /// default: a monitor, or an inverter that sends no 0x305, would otherwise lock the stack).
+    #[serde(default)]
+    pub peer_timeout_disables: bool,
+    /// The 0x35E manufacturer name (inverters match on it; 8 characters at most).
+    #[serde(default = "default_can_manufacturer")]
+    pub manufacturer: String,
+    /// Carry the discharge voltage limit in 0x351 bytes 6-7 (the profile decides by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discharge_voltage: Option<bool>,
+}
+
+fn default_can_period() -> f64 {
+    1.0
+}
+fn default_peer_timeout() -> f64 {
+    10.0
+}
+fn default_can_manufacturer() -> String {
+    "PYLON".into()
+}
+
+impl Can {
+    fn check(&self) -> Result<(), (String, String)> {
+        for (key, v, lo, hi) in [
+            ("can.period_s", self.period_s, 0.1, 10.0),
+            ("can.peer_timeout_s", self.peer_timeout_s, 1.0, 600.0),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err((key.into(), format!("{v} is outside {lo}..{hi}")));
+            }
+        }
+        if self.peer_timeout_s <= self.period_s {
+            return Err(("can.peer_timeout_s".into(), "must be longer than can.period_s".into()));
+        }
+        if self.manufacturer.len() > 8 || !self.manufacturer.is_ascii() {
+            return Err((
+                "can.manufacturer".into(),
+                format!("'{}' must be at most 8 ASCII characters", self.manufacturer),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `can.profile`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CanProfile {
+    /// Pylontech LV CAN V1.2 (Deye, Sunsynk, Growatt, Solis, GoodWe …).
+    #[default]
+    Pylon,
+    /// EG4 / Luxpower.
+    Lux,
+    /// SMA Sunny Island.
+    Sma,
+    /// Sol-Ark.
+    Solark,
+    /// Victron (GX devices).
+    Victron,
 }
 
 /// The 0x61 current unit.
@@ -534,7 +680,19 @@ impl Config {
         if self.packs.is_empty() {
             return bad("pack", "at least one [[pack]] is needed".into());
         }
-        let mut links = vec![("pylon.link".to_owned(), &self.pylon.link)];
+        if self.pylon.is_none() && self.can.is_none() {
+            return bad(
+                "pylon",
+                "nothing faces the inverter; add [pylon] (RS485) or [can] (CAN), or both".into(),
+            );
+        }
+        if let Some(ver) = self.pylon.as_ref().and_then(|p| p.reply_ver.as_deref()) {
+            if let Err(e) = parse_reply_ver(ver) {
+                return bad("pylon.reply_ver", e);
+            }
+        }
+        let mut links: Vec<(String, &String)> =
+            self.pylon.iter().map(|p| ("pylon.link".to_owned(), &p.link)).collect();
         links.extend(self.packs.iter().enumerate().map(|(k, p)| (format!("pack[{}].link", k + 1), &p.link)));
         if let Some(c) = &self.coil {
             links.push(("coil.link".into(), &c.link));
@@ -546,6 +704,16 @@ impl Config {
             if let Err(e) = link::Endpoint::parse(url) {
                 return bad(key, e.to_string());
             }
+        }
+        if let Some(can) = &self.can {
+            // Opening is lazy: this checks the URL, and that this build has its transport.
+            if let Err(e) = link::CanBus::open(&can.link) {
+                return bad("can.link", e.to_string());
+            }
+            if let Err((key, message)) = can.check() {
+                return bad(&key, message);
+            }
+            links.push(("can.link".into(), &can.link));
         }
         for (k, (key, url)) in links.iter().enumerate() {
             if let Some((other, _)) = links[..k].iter().find(|(_, u)| u == url) {

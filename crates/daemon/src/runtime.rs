@@ -194,7 +194,7 @@ impl Daemon {
             .iter()
             .map(|p| &p.link)
             .chain(config.coil.iter().map(|c| &c.link))
-            .chain([&config.pylon.link])
+            .chain(config.pylon.iter().map(|p| &p.link))
         {
             link::Endpoint::parse(url)?;
         }
@@ -231,9 +231,9 @@ impl Daemon {
                 safety_loop(&config, &shared, &stop2)
             })?);
         }
-        {
+        if let Some(pylon) = &config.pylon {
             let settings = emulation_settings(&config);
-            let (shared, stop2, url) = (shared.clone(), stop.clone(), config.pylon.link.clone());
+            let (shared, stop2, url) = (shared.clone(), stop.clone(), pylon.link.clone());
             // A listening port is bound now: one that cannot be is a start-up error, not a
             // daemon the inverter can never reach.
             let mut first = Link::open(&url)?;
@@ -322,27 +322,13 @@ impl Drop for Started {
     }
 }
 
-/// What the responder is told by `[pylon]` and `[safety]`.
+/// What the responder is told by `[pylon]` and `[safety]` (the CAN side uses the same rule 10
+/// age and thresholds; without `[pylon]` its keys keep their defaults).
 pub fn emulation_settings(config: &Config) -> EmulationSettings {
-    let p = &config.pylon;
     let s = &config.safety;
     let version =
         env!("CARGO_PKG_VERSION").split('.').map(|v| v.parse::<u8>().unwrap_or(0)).collect::<Vec<_>>();
-    EmulationSettings {
-        address: p.address,
-        any_address: p.any_address,
-        system_current_unit: match p.system_current_unit {
-            config::CurrentUnit::CentiAmp => pylon_proto::SystemCurrentUnit::CentiAmp,
-            config::CurrentUnit::DeciAmp => pylon_proto::SystemCurrentUnit::DeciAmp,
-        },
-        positive_discharge_limit: p.positive_discharge_limit,
-        alarm_trailing_byte: p.alarm_trailing_byte,
-        on_comm_loss: match p.on_comm_loss {
-            config::CommLoss::Disable => CommLoss::Disable,
-            config::CommLoss::Silent => CommLoss::Silent,
-        },
-        device_name: p.device_name.clone(),
-        manufacturer: p.manufacturer.clone(),
+    let mut settings = EmulationSettings {
         version: (
             version.first().copied().unwrap_or(0),
             version.get(1).copied().unwrap_or(0),
@@ -354,7 +340,49 @@ pub fn emulation_settings(config: &Config) -> EmulationSettings {
         cell_cold_charge_dc: (s.cell_cold_charge_c * 10.0).round() as i32,
         cell_cold_discharge_dc: (s.cell_cold_discharge_c * 10.0).round() as i32,
         decision_max_age_ms: (s.decision_max_age_s * 1000.0) as u64,
+        ..EmulationSettings::default()
+    };
+    if let Some(p) = &config.pylon {
+        use translator::respond::{Profile, ReplyAdr, ReplyVer};
+        let unit = |u: config::CurrentUnit| match u {
+            config::CurrentUnit::CentiAmp => pylon_proto::SystemCurrentUnit::CentiAmp,
+            config::CurrentUnit::DeciAmp => pylon_proto::SystemCurrentUnit::DeciAmp,
+        };
+        let profile = match p.profile {
+            config::PylonProfile::Vevor => Profile::Vevor,
+            config::PylonProfile::Voltronic => Profile::Voltronic,
+            config::PylonProfile::Srne => Profile::Srne,
+            config::PylonProfile::Deye => Profile::Deye,
+            config::PylonProfile::Generic => Profile::Generic,
+        };
+        let mut o = profile.options();
+        // `check` has refused a reply_ver that does not parse.
+        if let Some(ver) = p.reply_ver.as_deref().and_then(|v| config::parse_reply_ver(v).ok()) {
+            o.reply_ver = ver.map_or(ReplyVer::Echo, ReplyVer::Fixed);
+        }
+        if let Some(adr) = p.reply_adr {
+            o.reply_adr = match adr {
+                config::ReplyAdr::Echo => ReplyAdr::Echo,
+                config::ReplyAdr::Master => ReplyAdr::Master,
+            };
+        }
+        o.any_address = p.any_address.unwrap_or(o.any_address);
+        o.info_at_adr0 = p.info_at_adr0.unwrap_or(o.info_at_adr0);
+        o.system_current_unit = p.system_current_unit.map_or(o.system_current_unit, unit);
+        o.management_current_unit = p.management_current_unit.map_or(o.management_current_unit, unit);
+        o.positive_discharge_limit = p.positive_discharge_limit.unwrap_or(o.positive_discharge_limit);
+        o.stack_at_master = p.stack_at_master.unwrap_or(o.stack_at_master);
+        settings.apply(o);
+        settings.address = p.address;
+        settings.alarm_trailing_byte = p.alarm_trailing_byte;
+        settings.on_comm_loss = match p.on_comm_loss {
+            config::CommLoss::Disable => CommLoss::Disable,
+            config::CommLoss::Silent => CommLoss::Silent,
+        };
+        settings.device_name.clone_from(&p.device_name);
+        settings.manufacturer.clone_from(&p.manufacturer);
     }
+    settings
 }
 
 /// Drives one poller on its line until `stop`: writes what it asks, waits for the reply or its

@@ -44,8 +44,8 @@ pub struct Status {
     pub rebalance: Rebalance,
     /// The operator's standing orders.
     pub overrides: Overrides,
-    /// The Pylontech side: line counters and reply latency.
-    pub pylon: Pylon,
+    /// The Pylontech RS485 side: line counters and reply latency; null without `[pylon]`.
+    pub pylon: Option<Pylon>,
 }
 
 /// One active reason.
@@ -291,8 +291,9 @@ pub struct PackFlags {
 pub struct Pack {
     /// 1-based.
     pub number: usize,
-    /// Its Pylontech address toward the inverter (2 + number - 1).
-    pub pylon_adr: usize,
+    /// Its Pylontech RS485 address toward the inverter (`pylon.address` + number - 1); null
+    /// without `[pylon]`.
+    pub pylon_adr: Option<usize>,
     /// Its line.
     pub link: String,
     /// Age of its last 0x42 reply.
@@ -569,7 +570,7 @@ impl Shared {
                 let mah = |c: units::CentiAmpHours| u32::from(c.raw()) * 10;
                 Pack {
                     number: k + 1,
-                    pylon_adr: usize::from(config.pylon.address) + k,
+                    pylon_adr: config.pylon.as_ref().map(|p| usize::from(p.address) + k),
                     link: config.packs.get(k).map(|p| p.link.clone()).unwrap_or_default(),
                     age_ms,
                     stale: age_ms.is_none_or(|a| a > stale_ms),
@@ -719,10 +720,10 @@ impl Shared {
                 charging_priority: forced,
             }
         };
-        let pylon = {
+        let pylon = config.pylon.as_ref().map(|p| {
             let r = *lock(&self.replies);
             Pylon {
-                link: config.pylon.link.clone(),
+                link: p.link.clone(),
                 replies: r.replies,
                 unanswered: r.unanswered,
                 latency_mean_us: r.latency_sum_us.checked_div(r.replies),
@@ -736,7 +737,7 @@ impl Shared {
                     .collect(),
                 link_stats: (*lock(&self.pylon_link)).into(),
             }
-        };
+        });
         let stack = snapshot.view.map(|v| {
             let temp = |t: Option<translator::TempStats>, max: bool| {
                 t.map(|t| if max { t.max.0 } else { t.min.0 }.to_deci_celsius())

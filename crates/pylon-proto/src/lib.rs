@@ -373,12 +373,15 @@ impl Reply {
             cid2::SYSTEM_INFO => Response::SystemInfo(SystemInfo::parse(info)?),
             cid2::SYSTEM_ANALOG => Response::SystemAnalog(SystemAnalog::parse(info, dialect.system_current)?),
             cid2::SYSTEM_ALARM => Response::SystemAlarm(system::alarm_parse(info)?),
-            cid2::SYSTEM_MANAGEMENT => Response::SystemManagement(Management::parse(info)?),
+            cid2::SYSTEM_MANAGEMENT => {
+                Response::SystemManagement(Management::parse(info, dialect.management_current)?)
+            }
             cid2::SYSTEM_PARAMETERS => Response::SystemParameters(SystemParameters::parse(info)?),
             cid2::ANALOG => Response::Analog(AnalogReply::parse(info)?),
             cid2::ALARM => Response::Alarm(AlarmReply::parse(info)?),
             cid2::MANAGEMENT => {
-                Response::Management { command: info.u8("command value")?, limits: Management::parse(info)? }
+                let command = info.u8("command value")?;
+                Response::Management { command, limits: Management::parse(info, SystemCurrentUnit::DeciAmp)? }
             }
             cid2::SERIAL => Response::Serial {
                 command: info.u8("command value")?,
@@ -395,11 +398,21 @@ impl Reply {
         Ok(Self { ver: header.ver, adr: header.adr, outcome: Ok(response) })
     }
 
-    /// Appends the reply frame to `out` and returns its length (device side).
+    /// Appends the reply frame to `out` and returns its length (device side), in the default
+    /// [`Dialect`].
     ///
     /// # Errors
     /// [`Error::TooMany`], [`Error::CapacityTooLarge`], or an INFO too long for a frame.
     pub fn emit(&self, out: &mut Vec<u8>) -> Result<usize, Error> {
+        self.emit_in(out, Dialect::default())
+    }
+
+    /// As [`Reply::emit`], with the 0x63 currents in `dialect`'s unit (the 0x61 current carries
+    /// its unit in its value).
+    ///
+    /// # Errors
+    /// As [`Reply::emit`].
+    pub fn emit_in(&self, out: &mut Vec<u8>, dialect: Dialect) -> Result<usize, Error> {
         let mut w = FrameWriter::new(
             out,
             Header { ver: self.ver, adr: self.adr, cid1: CID1, cid2: self.rtn().raw() },
@@ -414,13 +427,13 @@ impl Reply {
                 Response::SystemInfo(s) => s.emit(&mut w)?,
                 Response::SystemAnalog(s) => s.emit(&mut w),
                 Response::SystemAlarm(a) => system::alarm_emit(a, &mut w),
-                Response::SystemManagement(m) => m.emit(&mut w),
+                Response::SystemManagement(m) => m.emit(&mut w, dialect.management_current),
                 Response::SystemParameters(p) => p.emit(&mut w),
                 Response::Analog(a) => a.emit(&mut w)?,
                 Response::Alarm(a) => a.emit(&mut w)?,
                 Response::Management { command, limits } => {
                     w.u8(*command);
-                    limits.emit(&mut w);
+                    limits.emit(&mut w, SystemCurrentUnit::DeciAmp);
                 }
                 Response::Serial { command, serial } => {
                     w.u8(*command).bytes(&serial.fixed(16, b' '));

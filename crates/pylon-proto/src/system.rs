@@ -24,19 +24,29 @@ pub struct Management {
 }
 
 impl Management {
-    pub(crate) fn parse(info: &mut Info<'_>) -> Result<Self, Error> {
+    /// Reads the body with its currents in `unit` (a 10 mA value is rounded to 0.1 A).
+    pub(crate) fn parse(info: &mut Info<'_>, unit: SystemCurrentUnit) -> Result<Self, Error> {
+        let current = |raw: i16| match unit {
+            SystemCurrentUnit::DeciAmp => DeciAmps::from_raw(raw),
+            SystemCurrentUnit::CentiAmp => DeciAmps::from_centiamps(CentiAmps::from_raw(raw)),
+        };
         Ok(Self {
             charge_voltage: Millivolts::from_raw(info.u16("charge voltage limit")?),
             discharge_voltage: Millivolts::from_raw(info.u16("discharge voltage limit")?),
-            charge_current: DeciAmps::from_raw(info.i16("charge current limit")?),
-            discharge_current: DeciAmps::from_raw(info.i16("discharge current limit")?),
+            charge_current: current(info.i16("charge current limit")?),
+            discharge_current: current(info.i16("discharge current limit")?),
             flags: ManagementFlags::from_bits_retain(info.u8("status flags")?),
         })
     }
 
-    pub(crate) fn emit(&self, w: &mut FrameWriter<'_>) {
+    /// Writes the body with its currents in `unit` (10 mA saturates at ±327.67 A).
+    pub(crate) fn emit(&self, w: &mut FrameWriter<'_>, unit: SystemCurrentUnit) {
+        let current = |c: DeciAmps| match unit {
+            SystemCurrentUnit::DeciAmp => c.raw(),
+            SystemCurrentUnit::CentiAmp => CentiAmps::from_milliamps(c.to_milliamps()).raw(),
+        };
         w.u16(self.charge_voltage.raw()).u16(self.discharge_voltage.raw());
-        w.i16(self.charge_current.raw()).i16(self.discharge_current.raw()).u8(self.flags.bits());
+        w.i16(current(self.charge_current)).i16(current(self.discharge_current)).u8(self.flags.bits());
     }
 }
 
@@ -69,10 +79,19 @@ pub enum SystemCurrentUnit {
 }
 
 /// Protocol details that differ between inverters and units.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Dialect {
-    /// Unit of the 0x61 system current.
+    /// Unit of the 0x61 system current (10 mA by default).
     pub system_current: SystemCurrentUnit,
+    /// Unit of the 0x63 current limits (0.1 A by default, as V3.5 gives; 10 mA is what the
+    /// SRNE-tested emulator sent). 0x92 always uses 0.1 A.
+    pub management_current: SystemCurrentUnit,
+}
+
+impl Default for Dialect {
+    fn default() -> Self {
+        Self { system_current: SystemCurrentUnit::CentiAmp, management_current: SystemCurrentUnit::DeciAmp }
+    }
 }
 
 /// The 0x61 system current in the dialect's unit.

@@ -229,7 +229,32 @@ proptest! {
         let reply = Reply { ver, adr, outcome: Ok(response) };
         let mut out = Vec::new();
         reply.emit(&mut out).unwrap();
-        prop_assert_eq!(Reply::parse(cid2, &out, Dialect { system_current: unit }).unwrap(), reply);
+        let dialect = Dialect { system_current: unit, ..Dialect::default() };
+        prop_assert_eq!(Reply::parse(cid2, &out, dialect).unwrap(), reply);
+    }
+
+    #[test]
+    fn system_management_round_trips_in_10_ma(
+        voltages in (any::<u16>(), any::<u16>()),
+        currents in (-3276i16..=3276, -3276i16..=3276),
+        flags in any::<u8>(),
+    ) {
+        let limits = Management {
+            charge_voltage: Millivolts::from_raw(voltages.0),
+            discharge_voltage: Millivolts::from_raw(voltages.1),
+            charge_current: DeciAmps::from_raw(currents.0),
+            discharge_current: DeciAmps::from_raw(currents.1),
+            flags: ManagementFlags::from_bits_retain(flags),
+        };
+        let reply = Reply::ok(2, Response::SystemManagement(limits));
+        let centi = Dialect { management_current: SystemCurrentUnit::CentiAmp, ..Dialect::default() };
+        let (mut deci_bytes, mut centi_bytes) = (Vec::new(), Vec::new());
+        reply.emit(&mut deci_bytes).unwrap();
+        reply.emit_in(&mut centi_bytes, centi).unwrap();
+        prop_assert_eq!(Reply::parse(0x63, &centi_bytes, centi).unwrap(), reply.clone());
+        prop_assert_eq!(Reply::parse(0x63, &deci_bytes, Dialect::default()).unwrap(), reply);
+        // The two differ exactly in the current fields whenever a current is not zero.
+        prop_assert_eq!(deci_bytes == centi_bytes, currents == (0, 0));
     }
 
     #[test]

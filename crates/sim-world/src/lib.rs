@@ -253,7 +253,11 @@ impl World {
             snapshot: translator::respond::Snapshot::default(),
             next_controller_ms: 0,
             next_bms_poll_ms: 500,
-            bms_wire: Wire::new(baud(&config.pylon.link), 0, seed ^ 0x1417),
+            bms_wire: Wire::new(
+                config.pylon.as_ref().map_or(link::DEFAULT_BAUD, |p| baud(&p.link)),
+                0,
+                seed ^ 0x1417,
+            ),
             inverter_lost_at: None,
         };
         w.open_lines(seed);

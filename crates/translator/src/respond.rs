@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ascii_envelope::{Frame, Rtn, Text};
 use pace_proto::{PackAnalog, PackStatus};
 use pylon_proto::{
-    AlarmReply, AnalogReply, Command, Management, ManagementFlags, ManufacturerInfo, ModuleAlarm,
+    AlarmReply, AnalogReply, Command, Dialect, Management, ManagementFlags, ManufacturerInfo, ModuleAlarm,
     ModuleAnalog, Reply, Request, Response, Status1, Status2, Status3, SystemAlarm, SystemAlarm1,
     SystemAlarm2, SystemAnalog, SystemCurrent, SystemCurrentUnit, SystemInfo, SystemParameters,
     TempStats as PylonTemps, UD_LARGE_CAPACITY,
@@ -25,17 +25,138 @@ pub enum CommLoss {
     Silent,
 }
 
+/// The VER of every reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyVer {
+    /// This VER (real Pylontech units send 0x20 on every reply; diyBMS sends 0x28 to Voltronic).
+    Fixed(u8),
+    /// The request's VER.
+    Echo,
+}
+
+/// The ADR of every reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyAdr {
+    /// The request's ADR (real units: a module at 03 answers from 03); a system command taken
+    /// at another address under `any_address` is still answered as the master.
+    Echo,
+    /// The master's address whatever was polled (SRNE takes every reply as ADR 2's).
+    Master,
+}
+
+/// An inverter family's RS485 dialect: the defaults `[pylon] profile` picks, each still settable
+/// on its own. README's table gives the source of each and whether it is confirmed or assumed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Profile {
+    /// Vevor EML3500 (polls 0x61 and 0x63 at ADR 2): the original pace2pylon's replies.
+    #[default]
+    Vevor,
+    /// Voltronic / MPP Solar "PYL" mode: 0x4F, 0x42 and 0x92 at ADR 2, never 0x44; the stack is
+    /// the master module, the stop bits are in 0x92, VER 0x28 as diyBMS answers it.
+    Voltronic,
+    /// SRNE (and rebrands): 0x61-0x63 at several addresses, every reply from ADR 2, 0x63 in 10 mA.
+    Srne,
+    /// Deye / Sunsynk "Lithium 12": 0x61-0x63 at ADR 2, 0x63 in 0.1 A.
+    Deye,
+    /// Any other master (python-pylontech): real units' behaviour, 0x4F/0x51 also at ADR 0.
+    Generic,
+}
+
+/// What a [`Profile`] sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProfileOptions {
+    /// The VER of replies.
+    pub reply_ver: ReplyVer,
+    /// The ADR of replies.
+    pub reply_adr: ReplyAdr,
+    /// Answer system commands at any address.
+    pub any_address: bool,
+    /// Answer 0x4F and 0x51 sent to ADR 0.
+    pub info_at_adr0: bool,
+    /// Unit of the 0x61 current.
+    pub system_current_unit: SystemCurrentUnit,
+    /// Unit of the 0x63 current limits.
+    pub management_current_unit: SystemCurrentUnit,
+    /// Send the 0x63/0x92 discharge limit positive.
+    pub positive_discharge_limit: bool,
+    /// 0x42 and 0x92 at the master's own address describe the whole stack.
+    pub stack_at_master: bool,
+}
+
+impl Profile {
+    /// Every profile, in the order the README lists them.
+    pub const ALL: [Self; 5] = [Self::Vevor, Self::Voltronic, Self::Srne, Self::Deye, Self::Generic];
+
+    /// Its name in the configuration.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Vevor => "vevor",
+            Self::Voltronic => "voltronic",
+            Self::Srne => "srne",
+            Self::Deye => "deye",
+            Self::Generic => "generic",
+        }
+    }
+
+    /// Its defaults.
+    pub const fn options(self) -> ProfileOptions {
+        use SystemCurrentUnit::{CentiAmp, DeciAmp};
+        let base = ProfileOptions {
+            reply_ver: ReplyVer::Fixed(pylon_proto::VER),
+            reply_adr: ReplyAdr::Echo,
+            any_address: false,
+            info_at_adr0: false,
+            system_current_unit: CentiAmp,
+            management_current_unit: DeciAmp,
+            positive_discharge_limit: false,
+            stack_at_master: false,
+        };
+        match self {
+            Self::Vevor => base,
+            Self::Voltronic => ProfileOptions {
+                reply_ver: ReplyVer::Fixed(0x28),
+                reply_adr: ReplyAdr::Master,
+                positive_discharge_limit: true,
+                stack_at_master: true,
+                ..base
+            },
+            Self::Srne => ProfileOptions {
+                reply_adr: ReplyAdr::Master,
+                any_address: true,
+                management_current_unit: CentiAmp,
+                positive_discharge_limit: true,
+                ..base
+            },
+            Self::Deye => {
+                ProfileOptions { reply_adr: ReplyAdr::Master, positive_discharge_limit: true, ..base }
+            }
+            Self::Generic => ProfileOptions { info_at_adr0: true, ..base },
+        }
+    }
+}
+
 /// The responder's settings (the `[pylon]` table and the thresholds 0x47 reports).
 #[derive(Clone, Debug, PartialEq)]
 pub struct EmulationSettings {
     /// The master's address.
     pub address: u8,
+    /// The VER of replies.
+    pub reply_ver: ReplyVer,
+    /// The ADR of replies.
+    pub reply_adr: ReplyAdr,
     /// Answer system commands at any address (SRNE behaviour).
     pub any_address: bool,
+    /// Answer 0x4F and 0x51 sent to ADR 0 (python-pylontech asks there).
+    pub info_at_adr0: bool,
     /// Unit of the 0x61 current.
     pub system_current_unit: SystemCurrentUnit,
+    /// Unit of the 0x63 current limits.
+    pub management_current_unit: SystemCurrentUnit,
     /// Send the 0x63/0x92 discharge limit positive (the original sent it negative).
     pub positive_discharge_limit: bool,
+    /// 0x42 and 0x92 at the master's own address describe the whole stack (Voltronic reads the
+    /// pack count from 0x42 and the stack's limits and stop bits from 0x92 there).
+    pub stack_at_master: bool,
     /// Add the trailing byte real Pylontech units send after 0x44 Status5.
     pub alarm_trailing_byte: bool,
     /// Comm-loss policy.
@@ -60,13 +181,47 @@ pub struct EmulationSettings {
     pub decision_max_age_ms: u64,
 }
 
+impl EmulationSettings {
+    /// Takes a profile's options.
+    pub fn apply(&mut self, o: ProfileOptions) {
+        self.reply_ver = o.reply_ver;
+        self.reply_adr = o.reply_adr;
+        self.any_address = o.any_address;
+        self.info_at_adr0 = o.info_at_adr0;
+        self.system_current_unit = o.system_current_unit;
+        self.management_current_unit = o.management_current_unit;
+        self.positive_discharge_limit = o.positive_discharge_limit;
+        self.stack_at_master = o.stack_at_master;
+    }
+
+    /// The options in force, as a profile would give them.
+    pub fn options(&self) -> ProfileOptions {
+        ProfileOptions {
+            reply_ver: self.reply_ver,
+            reply_adr: self.reply_adr,
+            any_address: self.any_address,
+            info_at_adr0: self.info_at_adr0,
+            system_current_unit: self.system_current_unit,
+            management_current_unit: self.management_current_unit,
+            positive_discharge_limit: self.positive_discharge_limit,
+            stack_at_master: self.stack_at_master,
+        }
+    }
+}
+
 impl Default for EmulationSettings {
     fn default() -> Self {
+        let o = Profile::Vevor.options();
         Self {
             address: 2,
-            any_address: false,
-            system_current_unit: SystemCurrentUnit::CentiAmp,
-            positive_discharge_limit: false,
+            reply_ver: o.reply_ver,
+            reply_adr: o.reply_adr,
+            any_address: o.any_address,
+            info_at_adr0: o.info_at_adr0,
+            system_current_unit: o.system_current_unit,
+            management_current_unit: o.management_current_unit,
+            positive_discharge_limit: o.positive_discharge_limit,
+            stack_at_master: o.stack_at_master,
             alarm_trailing_byte: false,
             on_comm_loss: CommLoss::Disable,
             device_name: "pace2pylon".into(),
@@ -295,8 +450,12 @@ pub fn respond(
     let master = settings.address;
     let owns_pack = |adr: u8| adr.checked_sub(master).map(usize::from).filter(|k| *k < n);
     let is_system = matches!(header.cid2, 0x47 | 0x60 | 0x61 | 0x62 | 0x63);
-    let owned =
-        header.adr == master || owns_pack(header.adr).is_some() || (settings.any_address && is_system);
+    let is_info = matches!(header.cid2, 0x4F | 0x51);
+    // System commands are the master's (V3.5: "only respond on master addresses").
+    let owned = header.adr == master
+        || (owns_pack(header.adr).is_some() && !is_system)
+        || (settings.any_address && is_system)
+        || (settings.info_at_adr0 && header.adr == 0 && is_info);
     if !owned {
         return None;
     }
@@ -304,10 +463,22 @@ pub fn respond(
     if settings.on_comm_loss == CommLoss::Silent && disabled(snapshot, settings, now_ms) {
         return None;
     }
-    let reply_adr = if is_system { master } else { header.adr };
+    let reply_adr = match settings.reply_adr {
+        ReplyAdr::Master => master,
+        ReplyAdr::Echo if is_system => master,
+        ReplyAdr::Echo => header.adr,
+    };
+    let reply_ver = match settings.reply_ver {
+        ReplyVer::Fixed(ver) => ver,
+        ReplyVer::Echo => header.ver,
+    };
+    let dialect = Dialect {
+        system_current: settings.system_current_unit,
+        management_current: settings.management_current_unit,
+    };
     let refuse = |rtn: Rtn| {
         let mut out = Vec::new();
-        Reply::refuse(header.adr, rtn).emit(&mut out).ok()?;
+        Reply { ver: reply_ver, ..Reply::refuse(reply_adr, rtn) }.emit_in(&mut out, dialect).ok()?;
         Some(out)
     };
     let request = match Request::parse(frame) {
@@ -315,9 +486,12 @@ pub fn respond(
         Err(pylon_proto::Error::UnknownCid2(_)) => return refuse(Rtn::Cid2Invalid),
         Err(_) => return refuse(Rtn::CommandFormatError),
     };
-    // Per-pack commands: the command byte is our module address or FF at the master.
+    // Per-pack commands: the command byte is our module address or FF at the master (or, when
+    // the stack is the master module, the master's own address).
+    let whole_stack =
+        |value: u8| header.adr == master && (value == 0xFF || (settings.stack_at_master && value == master));
     let per_pack = |value: u8| -> Result<Vec<usize>, Rtn> {
-        if value == 0xFF && header.adr == master {
+        if whole_stack(value) {
             Ok((0..n).collect())
         } else if value == header.adr {
             owns_pack(value).map(|k| vec![k]).ok_or(Rtn::InvalidData)
@@ -363,7 +537,7 @@ pub fn respond(
                 let modules: Option<Vec<_>> =
                     packs.iter().map(|k| snapshot.packs[*k].analog.as_deref().map(module_analog)).collect();
                 let Some(modules) = modules else { return refuse(Rtn::CommunicationError) };
-                let count = if command == 0xFF { modules.len() as u8 } else { command };
+                let count = if whole_stack(command) { modules.len() as u8 } else { command };
                 Response::Analog(AnalogReply { info_flag: 0, command: count, modules })
             }
         },
@@ -380,10 +554,18 @@ pub fn respond(
                     })
                     .collect();
                 let Some(modules) = modules else { return refuse(Rtn::CommunicationError) };
-                let count = if command == 0xFF { modules.len() as u8 } else { command };
+                let count = if whole_stack(command) { modules.len() as u8 } else { command };
                 Response::Alarm(AlarmReply { info_flag: 0, command: count, modules })
             }
         },
+        Command::Management { command } if settings.stack_at_master && whole_stack(command) => {
+            let mut limits = management(snapshot, view, settings, now_ms);
+            if settings.positive_discharge_limit {
+                limits.discharge_current =
+                    DeciAmps::from_raw(limits.discharge_current.raw().saturating_abs());
+            }
+            Response::Management { command, limits }
+        }
         Command::Management { command } | Command::Serial { command } | Command::Firmware { command } => {
             let k = match per_pack(command) {
                 Ok(v) if v.len() == 1 => v[0],
@@ -420,7 +602,7 @@ pub fn respond(
         }
     };
     let mut out = Vec::new();
-    Reply::ok(reply_adr, response).emit(&mut out).ok()?;
+    Reply { ver: reply_ver, adr: reply_adr, outcome: Ok(response) }.emit_in(&mut out, dialect).ok()?;
     Some(out)
 }
 

@@ -168,10 +168,13 @@ fn system_analog_0x61() {
         ..EmulationSettings::default()
     };
     let bytes = respond(&s, &request(2, 0x61, &[]), &deci, 1000).unwrap();
-    let Ok(Response::SystemAnalog(a)) =
-        Reply::parse(0x61, &bytes, Dialect { system_current: pylon_proto::SystemCurrentUnit::DeciAmp })
-            .unwrap()
-            .outcome
+    let Ok(Response::SystemAnalog(a)) = Reply::parse(
+        0x61,
+        &bytes,
+        Dialect { system_current: pylon_proto::SystemCurrentUnit::DeciAmp, ..Dialect::default() },
+    )
+    .unwrap()
+    .outcome
     else {
         panic!()
     };
@@ -293,5 +296,174 @@ fn arbitrary_requests_never_panic() {
                 let _ = respond(&s, &request(adr, cid2, info), &settings, 1000);
             }
         }
+    }
+}
+
+// Each RS485 profile against a scripted master that polls as its inverter does (README's
+// profile table; the requests of real captures where one exists).
+
+fn request_ver(ver: u8, adr: u8, cid2: u8, info: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = FrameWriter::new(&mut out, Header { ver, adr, cid1: 0x46, cid2 });
+    w.bytes(info);
+    w.finish().unwrap();
+    out
+}
+
+fn profile(p: Profile) -> EmulationSettings {
+    let mut settings = EmulationSettings::default();
+    settings.apply(p.options());
+    settings
+}
+
+/// What the master gets back: the reply's VER and ADR and its decoded body.
+fn poll(
+    s: &Snapshot,
+    settings: &EmulationSettings,
+    frame: &[u8],
+    dialect: Dialect,
+) -> Option<(u8, u8, Response)> {
+    let bytes = respond(s, frame, settings, 1000)?;
+    let header = ascii_envelope::Frame::parse(&bytes).unwrap().header();
+    assert_eq!(header.cid2, 0, "RTN 00, never an echoed CID2");
+    let reply =
+        Reply::parse(ascii_envelope::Frame::parse(frame).unwrap().header().cid2, &bytes, dialect).unwrap();
+    Some((header.ver, header.adr, reply.outcome.unwrap()))
+}
+
+#[test]
+fn vevor_polls_0x61_and_0x63_at_adr_2() {
+    let (s, settings) = (snapshot(1000), profile(Profile::Vevor));
+    assert_eq!(settings, EmulationSettings::default(), "vevor is the default");
+    let (ver, adr, Response::SystemAnalog(a)) =
+        poll(&s, &settings, b"~200246610000FDAB\r", Dialect::default()).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((ver, adr, a.current.raw()), (0x20, 2, -450));
+    let (_, _, Response::SystemManagement(m)) =
+        poll(&s, &settings, b"~200246630000FDA9\r", Dialect::default()).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((m.charge_current.raw(), m.discharge_current.raw()), (1664, -840));
+}
+
+#[test]
+fn voltronic_sweeps_0x4f_then_reads_the_stack_from_0x42_and_0x92_at_adr_2() {
+    let (mut s, settings) = (snapshot(1000), profile(Profile::Voltronic));
+    // The VM IV's sweep (fixture R1/R2: VER 00, ADR 02, 12, 22 … 52): only ADR 02 is answered,
+    // with VER 28 as diyBMS answers it.
+    let answered: Vec<u8> = [0x02u8, 0x12, 0x22, 0x32, 0x42, 0x52]
+        .into_iter()
+        .filter(|adr| respond(&s, &request_ver(0x00, *adr, 0x4F, &[]), &settings, 1000).is_some())
+        .collect();
+    assert_eq!(answered, [0x02]);
+    let (ver, adr, body) = poll(&s, &settings, b"~0002464F0000FD9A\r", Dialect::default()).unwrap();
+    assert_eq!((ver, adr, body), (0x28, 2, Response::ProtocolVersion));
+    // 0x42 at the master, for the master: the whole stack, so the pack count is 2.
+    let (ver, _, Response::Analog(a)) =
+        poll(&s, &settings, &request_ver(0x28, 2, 0x42, &[2]), Dialect::default()).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((ver, a.command, a.modules.len()), (0x28, 2, 2));
+    // 0x92 at the master: the stack's limits, discharge positive, and the stop bits.
+    let (_, _, Response::Management { limits, .. }) =
+        poll(&s, &settings, &request_ver(0x28, 2, 0x92, &[2]), Dialect::default()).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((limits.charge_current.raw(), limits.discharge_current.raw()), (1664, 840));
+    assert_eq!(limits.flags, ManagementFlags::CHARGE_ENABLE | ManagementFlags::DISCHARGE_ENABLE);
+    s.enable.charge = false;
+    let (_, _, Response::Management { limits, .. }) =
+        poll(&s, &settings, &request_ver(0x28, 2, 0x92, &[2]), Dialect::default()).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(limits.flags, ManagementFlags::DISCHARGE_ENABLE, "stop charging is in 0x92");
+    assert_eq!(limits.charge_current.raw(), 1664, "the limit itself stays; the bit stops it");
+}
+
+#[test]
+fn srne_polls_several_addresses_and_takes_every_reply_as_adr_2() {
+    let (s, settings) = (snapshot(1000), profile(Profile::Srne));
+    let centi =
+        Dialect { management_current: pylon_proto::SystemCurrentUnit::CentiAmp, ..Dialect::default() };
+    for adr in [2u8, 3, 4, 5, 0x12] {
+        for cid2 in [0x61, 0x62, 0x63] {
+            let (ver, reply_adr, body) = poll(&s, &settings, &request(adr, cid2, &[]), centi).unwrap();
+            assert_eq!((ver, reply_adr), (0x20, 2), "ADR {adr:02X} CID2 {cid2:02X}");
+            if let Response::SystemManagement(m) = body {
+                // Decoded in 10 mA the limits are the same amperes; discharge positive.
+                assert_eq!((m.charge_current.raw(), m.discharge_current.raw()), (1664, 840));
+            }
+        }
+    }
+    // The same 0x63 read as 0.1 A would be ten times too large: the unit is really 10 mA.
+    let (_, _, Response::SystemManagement(m)) =
+        poll(&s, &settings, &request(2, 0x63, &[]), Dialect::default()).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(m.charge_current.raw(), 16640);
+}
+
+#[test]
+fn deye_reads_0x63_in_deci_amps_from_adr_2() {
+    let (s, settings) = (snapshot(1000), profile(Profile::Deye));
+    let (ver, adr, Response::SystemManagement(m)) =
+        poll(&s, &settings, &request(2, 0x63, &[]), Dialect::default()).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((ver, adr, m.charge_current.raw(), m.discharge_current.raw()), (0x20, 2, 1664, 840));
+    assert_eq!(
+        respond(&s, &request(3, 0x63, &[]), &settings, 1000),
+        None,
+        "system commands at the master only"
+    );
+}
+
+#[test]
+fn generic_answers_python_pylontech_as_a_real_stack_does() {
+    let (s, settings) = (snapshot(1000), profile(Profile::Generic));
+    // python-pylontech asks 0x4F and 0x51 at ADR 0 with VER 20.
+    let (ver, adr, body) = poll(&s, &settings, &request(0, 0x4F, &[]), Dialect::default()).unwrap();
+    assert_eq!((ver, adr, body), (0x20, 0, Response::ProtocolVersion));
+    assert!(matches!(
+        poll(&s, &settings, &request(0, 0x51, &[]), Dialect::default()),
+        Some((_, 0, Response::ManufacturerInfo(_)))
+    ));
+    // 0x42 FF at the master: every pack; 0x92 at a pack's address: that pack, ADR echoed.
+    let (_, _, Response::Analog(a)) =
+        poll(&s, &settings, &request(2, 0x42, &[0xFF]), Dialect::default()).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(a.modules.len(), 2);
+    let (_, adr, Response::Management { command, .. }) =
+        poll(&s, &settings, &request(3, 0x92, &[3]), Dialect::default()).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((adr, command), (3, 3));
+    // scan_for_batteries: 0x93 at every ADR with INFO = ADR finds exactly the two packs.
+    let found: Vec<u8> = (0u8..=254)
+        .filter(|adr| respond(&s, &request(*adr, 0x93, &[*adr]), &settings, 1000).is_some())
+        .collect();
+    assert_eq!(found, [2, 3]);
+    // Other profiles do not answer at ADR 0.
+    assert_eq!(respond(&s, &request(0, 0x4F, &[]), &profile(Profile::Vevor), 1000), None);
+}
+
+#[test]
+fn a_reply_ver_of_echo_answers_in_the_requests_ver() {
+    let s = snapshot(1000);
+    let settings = EmulationSettings { reply_ver: ReplyVer::Echo, ..EmulationSettings::default() };
+    for ver in [0x00, 0x20, 0x25, 0x28] {
+        let (got, _, _) = poll(&s, &settings, &request_ver(ver, 2, 0x4F, &[]), Dialect::default()).unwrap();
+        assert_eq!(got, ver);
     }
 }

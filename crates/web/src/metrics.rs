@@ -348,7 +348,9 @@ pub fn render(s: &Status) -> String {
     if i.configured {
         links.push(("inverter".into(), i.link_stats));
     }
-    links.push(("pylon".into(), s.pylon.link_stats));
+    if let Some(pylon) = &s.pylon {
+        links.push(("pylon".into(), pylon.link_stats));
+    }
     type Counter = (&'static str, &'static str, fn(&LinkStats) -> u64);
     let counters: [Counter; 6] = [
         ("link_frames_total", "Valid frames received.", |l| l.frames),
@@ -369,25 +371,32 @@ pub fn render(s: &Status) -> String {
         o.sample("link_connected", &[("link", link)], flag(stats.connected));
     }
 
-    o.single("pylon_replies_total", "counter", "Replies sent to the inverter.", Some(s.pylon.replies as f64));
-    o.single(
-        "pylon_unanswered_total",
-        "counter",
-        "Frames from the inverter not answered (other address, no data yet, silent policy).",
-        Some(s.pylon.unanswered as f64),
-    );
-    o.family(
-        "pylon_reply_latency_seconds",
-        "histogram",
-        "From the request's last byte read to the reply written.",
-    );
-    let mut cumulative = 0;
-    for (bound, count) in &s.pylon.latency_buckets {
-        cumulative += count;
-        let le = bound.map_or("+Inf".to_owned(), |us| (us as f64 / 1e6).to_string());
-        o.sample("pylon_reply_latency_seconds_bucket", &[("le", &le)], cumulative as f64);
+    if let Some(pylon) = &s.pylon {
+        o.single(
+            "pylon_replies_total",
+            "counter",
+            "Replies sent to the inverter.",
+            Some(pylon.replies as f64),
+        );
+        o.single(
+            "pylon_unanswered_total",
+            "counter",
+            "Frames from the inverter not answered (other address, no data yet, silent policy).",
+            Some(pylon.unanswered as f64),
+        );
+        o.family(
+            "pylon_reply_latency_seconds",
+            "histogram",
+            "From the request's last byte read to the reply written.",
+        );
+        let mut cumulative = 0;
+        for (bound, count) in &pylon.latency_buckets {
+            cumulative += count;
+            let le = bound.map_or("+Inf".to_owned(), |us| (us as f64 / 1e6).to_string());
+            o.sample("pylon_reply_latency_seconds_bucket", &[("le", &le)], cumulative as f64);
+        }
+        o.sample("pylon_reply_latency_seconds_sum", &[], pylon.latency_sum_us as f64 / 1e6);
+        o.sample("pylon_reply_latency_seconds_count", &[], pylon.replies as f64);
     }
-    o.sample("pylon_reply_latency_seconds_sum", &[], s.pylon.latency_sum_us as f64 / 1e6);
-    o.sample("pylon_reply_latency_seconds_count", &[], s.pylon.replies as f64);
     o.text
 }

@@ -187,6 +187,41 @@ impl fmt::Debug for CanFrame {
     }
 }
 
+/// Parses candump's notation: `35C#C000` (3 hex digits: a standard id), `1806E5F4#01` (8 digits:
+/// extended), `7FF#R` or `7FF#R8` (a remote frame asking for 0 or 8 bytes). Dots between bytes
+/// (`35C#C0.00`) are allowed.
+impl std::str::FromStr for CanFrame {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self, Error> {
+        let bad = |reason: &'static str| Error::Line { line: text.escape_default().to_string(), reason };
+        let (id, data) = text.trim().split_once('#').ok_or_else(|| bad("no '#' between id and data"))?;
+        let raw = u32::from_str_radix(id, 16).map_err(|_| bad("the id is not hex"))?;
+        let id = match id.len() {
+            3 => CanId::standard(raw as u16).map_err(|_| bad("the id is out of range"))?,
+            8 => CanId::extended(raw).map_err(|_| bad("the id is out of range"))?,
+            _ => return Err(bad("the id needs 3 hex digits (standard) or 8 (extended)")),
+        };
+        if let Some(len) = data.strip_prefix(['R', 'r']) {
+            let len =
+                if len.is_empty() { 0 } else { len.parse().map_err(|_| bad("the length is not 0 to 8"))? };
+            return Self::remote(id, len).map_err(|_| bad("the length is not 0 to 8"));
+        }
+        let digits: Vec<u8> = data.bytes().filter(|b| *b != b'.').collect();
+        if digits.len() % 2 == 1 {
+            return Err(bad("the data has an odd number of hex digits"));
+        }
+        if digits.len() > 16 {
+            return Err(bad("more than 8 data bytes"));
+        }
+        let mut bytes = Vec::with_capacity(8);
+        for pair in digits.chunks_exact(2) {
+            let pair = std::str::from_utf8(pair).map_err(|_| bad("the data is not hex"))?;
+            bytes.push(u8::from_str_radix(pair, 16).map_err(|_| bad("the data is not hex"))?);
+        }
+        Self::new(id, &bytes)
+    }
+}
+
 /// `35C#C000` (candump's notation), `35C#R2` for a remote frame.
 impl fmt::Display for CanFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -21,6 +21,25 @@ fn any_frame() -> impl Strategy<Value = CanFrame> {
     })
 }
 
+#[test]
+fn candump_notation_errors_name_the_problem() {
+    for (text, reason) in [
+        ("351", "no '#'"),
+        ("35G#00", "the id is not hex"),
+        ("3510#00", "3 hex digits"),
+        ("800#", "out of range"),
+        ("351#0", "odd number"),
+        ("351#000000000000000000", "more than 8"),
+        ("351#R9", "0 to 8"),
+        ("351#ZZ", "not hex"),
+    ] {
+        let e = text.parse::<CanFrame>().unwrap_err().to_string();
+        assert!(e.contains(reason), "{text}: {e}");
+    }
+    assert_eq!("35C#C0.00".parse::<CanFrame>().unwrap().data(), [0xC0, 0x00]);
+    assert!("7FF#R".parse::<CanFrame>().unwrap().is_remote());
+}
+
 proptest! {
     #[test]
     fn frames_round_trip_through_lines(frames in proptest::collection::vec(any_frame(), 0..20), split in 1usize..40) {
@@ -38,6 +57,17 @@ proptest! {
         }
         let want: Vec<Item> = frames.into_iter().map(Item::Frame).collect();
         prop_assert_eq!(got, want);
+    }
+
+    #[test]
+    fn frames_round_trip_through_candump_notation(frame in any_frame()) {
+        let text = frame.to_string();
+        prop_assert_eq!(text.parse::<CanFrame>().unwrap(), frame);
+    }
+
+    #[test]
+    fn any_text_parses_or_names_its_problem(text in ".{0,30}") {
+        let _ = text.parse::<CanFrame>();
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub fn start_sim(packs: usize) -> RunningSim {
     let (inverter, inverter_url) = listen();
     let (bms_port, bms_url) = listen();
     let plant = Plant::new(PlantConfig { packs, start_of_day_s: 11.0 * 3600.0, ..PlantConfig::default() });
-    let sim = Sim::start(plant, Lines { packs: links, coil, inverter, bms_port }, Options::default());
+    let sim = Sim::start(
+        plant,
+        Lines { packs: links, coil, inverter, bms_port: sim::server::BmsPort::Rs485(bms_port) },
+        Options::default(),
+    );
     RunningSim { sim, packs: urls, coil: coil_url, inverter: inverter_url, bms: bms_url }
 }

@@ -14,7 +14,7 @@ use sd_notify::NotifyState;
 
 use clap::{Parser, Subcommand};
 use link::Link;
-use sim::server::{Device, Lines, Options, Sim};
+use sim::server::{BmsPort, Device, Lines, Options, Sim};
 use sim::{Plant, PlantConfig};
 
 /// Set once standard output's reader has gone (`pace2pylon demo | head -1`): the program then
@@ -143,6 +143,19 @@ struct SimArgs {
     /// Print a ready `pace2pylon run` configuration for these ports, then serve.
     #[arg(long)]
     print_config: bool,
+    /// How the simulated inverter talks to its BMS: `rs485` (it polls 0x61/0x63) or `can`
+    /// (slcan lines: it reads the Pylontech CAN frames and sends its 0x305 heartbeat).
+    #[arg(long, value_enum, default_value_t = InverterLink::Rs485)]
+    inverter: InverterLink,
+}
+
+/// The simulated inverter's BMS port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum InverterLink {
+    /// Pylontech RS485.
+    Rs485,
+    /// Pylontech CAN over slcan.
+    Can,
 }
 
 #[derive(Debug, clap::Args)]
@@ -174,6 +187,10 @@ struct DemoArgs {
     /// Publish to this MQTT broker with Home Assistant discovery (mqtt://host:port).
     #[arg(long, value_name = "URL")]
     mqtt: Option<String>,
+    /// How the simulated inverter talks to the daemon: `rs485` ([pylon]) or `can` ([can] over
+    /// slcan on loopback).
+    #[arg(long, value_enum, default_value_t = InverterLink::Rs485)]
+    inverter: InverterLink,
 }
 
 fn main() -> ExitCode {
@@ -238,9 +255,17 @@ fn sim(args: &SimArgs) -> anyhow::Result<()> {
     }
     let (coil, coil_url) = open(100)?;
     let (inverter, inverter_url) = open(101)?;
-    let (bms_port, bms_url) = open(102)?;
+    let (bms_link, bms_url) = open(102)?;
+    let (bms_port, bms_url) = match args.inverter {
+        InverterLink::Rs485 => (BmsPort::Rs485(bms_link), bms_url),
+        InverterLink::Can => {
+            let url = bms_url.replacen("tcp://", "slcan+tcp://", 1);
+            let url = if url.starts_with('/') { format!("slcan://{url}") } else { url };
+            (BmsPort::Can(link::CanBus::slcan_over(bms_link, link::can::DEFAULT_SLCAN_BITRATE)), url)
+        }
+    };
     if args.print_config {
-        say!("{}", run_config(&pack_urls, &coil_url, &inverter_url, &bms_url).trim_end());
+        say!("{}", run_config(&pack_urls, &coil_url, &inverter_url, &bms_url, args.inverter).trim_end());
     }
     eprintln!("pace2pylon sim: {} packs at {}x speed (seed {})", args.packs, args.speed, args.seed);
     for (k, url) in pack_urls.iter().enumerate() {
@@ -248,7 +273,16 @@ fn sim(args: &SimArgs) -> anyhow::Result<()> {
     }
     eprintln!("  coil            {coil_url}  (Modbus RTU, slave 1)");
     eprintln!("  inverter        {inverter_url}  (Modbus RTU, slave 1)");
-    eprintln!("  inverter BMS    {bms_url}  (polls 0x61/0x63 at ADR 2 once a second)");
+    match args.inverter {
+        InverterLink::Rs485 => {
+            eprintln!("  inverter BMS    {bms_url}  (polls 0x61/0x63 at ADR 2 once a second)")
+        }
+        InverterLink::Can => {
+            eprintln!(
+                "  inverter BMS    {bms_url}  (CAN over slcan: reads 0x351/0x35C, sends 0x305 each second)"
+            )
+        }
+    }
     eprintln!(
         "  commands on standard input: silence|restore|garbage|clear pack N, fault pack N KIND, drift pack N MV, replace-fuse pack N, soc pack N|all PERCENT, inverter set REG VALUE, silence|restore coil"
     );
@@ -707,14 +741,27 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     }
     let (coil, coil_url) = ephemeral()?;
     let (inverter, inverter_url) = ephemeral()?;
-    let (bms_port, bms_url) = ephemeral()?;
+    let (bms_link, bms_url) = ephemeral()?;
     let pylon_link = match &args.pylon_listen {
         Some(addr) => format!("tcp-listen://{addr}"),
         None => bms_url.clone(),
     };
-    let mut toml = format!(
-        "[pylon]\nlink = \"{pylon_link}\"\n\n[coil]\nlink = \"{coil_url}\"\n\n[inverter]\nlink = \"{inverter_url}\"\n\n"
-    );
+    let (bms_port, bms_url, output) = match args.inverter {
+        InverterLink::Rs485 => {
+            (BmsPort::Rs485(bms_link), bms_url, format!("[pylon]\nlink = \"{pylon_link}\"\n\n"))
+        }
+        InverterLink::Can => {
+            let url = bms_url.replacen("tcp://", "slcan+tcp://", 1);
+            let can_link = match &args.pylon_listen {
+                Some(addr) => format!("slcan+tcp-listen://{addr}"),
+                None => url.clone(),
+            };
+            let bus = link::CanBus::slcan_over(bms_link, link::can::DEFAULT_SLCAN_BITRATE);
+            (BmsPort::Can(bus), url, format!("[can]\nlink = \"{can_link}\"\nprofile = \"pylon\"\n\n"))
+        }
+    };
+    let mut toml =
+        format!("{output}[coil]\nlink = \"{coil_url}\"\n\n[inverter]\nlink = \"{inverter_url}\"\n\n");
     for u in &pack_urls {
         toml += &format!("[[pack]]\nlink = \"{u}\"\nadr = 0\n\n");
     }
@@ -779,6 +826,11 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         Some(addr) => say!(
             "  Pylontech port for an external master: tcp://{addr} (the simulated inverter runs on its no-comm settings)"
         ),
+        None if args.inverter == InverterLink::Can => {
+            say!(
+                "  the simulated inverter reads the daemon's CAN frames on {bms_url} (slcan) and sends 0x305"
+            )
+        }
         None => say!("  the simulated inverter polls the daemon on {bms_url}"),
     }
     say!(
@@ -897,11 +949,16 @@ fn print_status(sim: &Sim, daemon: &daemon::runtime::Daemon) {
 }
 
 /// A `pace2pylon run` configuration for the simulator's lines.
-fn run_config(packs: &[String], coil: &str, inverter: &str, bms: &str) -> String {
+fn run_config(packs: &[String], coil: &str, inverter: &str, bms: &str, kind: InverterLink) -> String {
     let mut s = String::from("# pace2pylon run configuration for `pace2pylon sim`\n\n");
-    s += &format!(
-        "[pylon]\n# The simulated inverter polls whoever connects to its BMS port.\nlink = \"{bms}\"\naddress = 2\n\n"
-    );
+    s += &match kind {
+        InverterLink::Rs485 => format!(
+            "[pylon]\n# The simulated inverter polls whoever connects to its BMS port.\nlink = \"{bms}\"\naddress = 2\n\n"
+        ),
+        InverterLink::Can => format!(
+            "[can]\n# The simulated inverter reads the Pylontech CAN frames on its slcan line.\nlink = \"{bms}\"\nprofile = \"pylon\"\n\n"
+        ),
+    };
     for url in packs {
         s += &format!("[[pack]]\nlink = \"{url}\"\nadr = 0\n\n");
     }

@@ -374,9 +374,10 @@ pub struct Can {
     /// The 0x35E manufacturer name (inverters match on it; 8 characters at most).
     #[serde(default = "default_can_manufacturer")]
     pub manufacturer: String,
-    /// Carry the discharge voltage limit in 0x351 bytes 6-7 (the profile decides by default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub discharge_voltage: Option<bool>,
+    /// `disable` (default: send both off) or `silent` (send nothing, so the inverter falls back to
+    /// its own settings) while data is lost or the safety loop stalls.
+    #[serde(default)]
+    pub on_comm_loss: CommLoss,
 }
 
 fn default_can_period() -> f64 {

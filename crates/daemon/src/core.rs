@@ -47,6 +47,8 @@ pub struct Inputs<'a> {
     pub overrides: &'a Overrides,
     /// The next operator order, if one is waiting.
     pub order: Option<Order>,
+    /// The inverter's CAN heartbeat stopped and that is a reason (`can.peer_timeout_disables`).
+    pub inverter_silent: bool,
 }
 
 /// An event for the log: its text and the reasons it carries.
@@ -207,6 +209,7 @@ impl Controller {
             rebalance_active: active,
             // Rule 13: from the completion's unlock on (SAFETY.md §4 steps 3 and 4).
             rebalance_settling: matches!(step, Step::Completing | Step::Settling),
+            inverter_silent: inputs.inverter_silent,
         };
         let decision = self.maestro.decide(&obs);
         self.observed = observed;

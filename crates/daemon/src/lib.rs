@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod can;
 pub mod config;
 pub mod control;
 pub mod core;

@@ -122,7 +122,7 @@ impl Stop {
 }
 
 /// Sleeps up to `d`, waking early when asked to stop.
-fn nap(stop: &Stop, d: Duration) {
+pub(crate) fn nap(stop: &Stop, d: Duration) {
     stop.sleep(d);
 }
 
@@ -175,6 +175,7 @@ impl Daemon {
             orders: Mutex::new(Orders::default()),
             replies: Mutex::new(ReplyStats::default()),
             pylon_link: Mutex::new(link::Stats::default()),
+            can: Mutex::new(crate::shared::CanReadings::default()),
             config: config.clone(),
             started: jiff::Timestamp::now(),
             writer,
@@ -197,6 +198,9 @@ impl Daemon {
             .chain(config.pylon.iter().map(|p| &p.link))
         {
             link::Endpoint::parse(url)?;
+        }
+        if let Some(can) = &config.can {
+            link::CanBus::open(&can.link)?;
         }
         for (k, pack) in config.packs.iter().enumerate() {
             let (shared, stop2, timing, adr, url) =
@@ -243,6 +247,20 @@ impl Daemon {
                 let link = lock(&first).take().map_or_else(|| Link::open(&url), Ok);
                 if let Ok(link) = link {
                     respond_loop(link, &settings, &shared, &stop2);
+                }
+            })?);
+        }
+        if let Some(can) = &config.can {
+            let settings = can_settings(&config);
+            let (shared, stop2, can) = (shared.clone(), stop.clone(), can.clone());
+            // A listening bus is bound now, as the RS485 port is.
+            let mut first = link::CanBus::open(&can.link)?;
+            first.local_addr()?;
+            let first = Mutex::new(Some(first));
+            threads.push(supervise("can".into(), stop.clone(), move || {
+                let bus = lock(&first).take().map_or_else(|| link::CanBus::open(&can.link), Ok);
+                if let Ok(bus) = bus {
+                    crate::can::drive(bus, &can, &settings, &shared, &stop2);
                 }
             })?);
         }
@@ -385,6 +403,21 @@ pub fn emulation_settings(config: &Config) -> EmulationSettings {
     settings
 }
 
+/// What the CAN side is told by `[can]`, `[pylon]` (the comm-loss policy) and `[safety]`.
+pub fn can_settings(config: &Config) -> translator::can::CanSettings {
+    let e = emulation_settings(config);
+    let on_comm_loss = match config.can.as_ref().map(|c| c.on_comm_loss) {
+        Some(config::CommLoss::Silent) => CommLoss::Silent,
+        _ => CommLoss::Disable,
+    };
+    translator::can::CanSettings {
+        manufacturer: config.can.as_ref().map_or_else(|| "PYLON".into(), |c| c.manufacturer.clone()),
+        version: (e.version.0, e.version.1),
+        decision_max_age_ms: e.decision_max_age_ms,
+        on_comm_loss,
+    }
+}
+
 /// Drives one poller on its line until `stop`: writes what it asks, waits for the reply or its
 /// deadline, passes its notes on, and after every exchange lets `publish` copy out what it read.
 /// The thread sleeps until the machine's next deadline: nothing wakes it in between but a stop.
@@ -519,6 +552,9 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &Stop) {
             inverter: &inverter,
             overrides: &overrides,
             order,
+            inverter_silent: config.can.as_ref().is_some_and(|c| {
+                c.peer_timeout_disables && crate::can::peer_silent(&lock(&shared.can), c, now.mono)
+            }),
         };
         let out = controller.step(now, &inputs);
         *lock(&shared.targets) = out.targets;

@@ -169,6 +169,27 @@ impl Orders {
     }
 }
 
+/// What the CAN driver has seen and sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CanReadings {
+    /// The bus's counters.
+    pub stats: link::Stats,
+    /// Frames sent.
+    pub frames_sent: u64,
+    /// Sets of frames sent at once because the decision or the limits changed.
+    pub urgent_sets: u64,
+    /// The inverter's 0x305 heartbeats received.
+    pub heartbeats: u64,
+    /// When the last one arrived (ms since start).
+    pub heartbeat_at: Option<Millis>,
+    /// When a Lux inverter last asked the battery to shut down (0x300).
+    pub shutdown_request_at: Option<Millis>,
+    /// Frames that did not decode (a known id too short, a remote frame).
+    pub bad_frames: u64,
+    /// The last error of the bus, if it is failing now.
+    pub error: Option<String>,
+}
+
 /// State shared between the threads.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -202,6 +223,8 @@ pub(crate) struct Shared {
     pub replies: Mutex<ReplyStats>,
     /// The Pylontech line's counters.
     pub pylon_link: Mutex<link::Stats>,
+    /// The CAN side's counters and the inverter's heartbeat.
+    pub can: Mutex<CanReadings>,
     /// The configuration the daemon runs with.
     pub config: Config,
     /// When the daemon started (wall clock).

@@ -46,6 +46,37 @@ pub struct Status {
     pub overrides: Overrides,
     /// The Pylontech RS485 side: line counters and reply latency; null without `[pylon]`.
     pub pylon: Option<Pylon>,
+    /// The Pylontech CAN side: frames sent, the inverter's heartbeat; null without `[can]`.
+    pub can: Option<Can>,
+}
+
+/// The CAN side.
+#[derive(Clone, Debug, Serialize)]
+pub struct Can {
+    /// Its bus.
+    pub link: String,
+    /// The profile (`pylon`, `lux`, `sma`, `solark`, `victron`).
+    pub profile: &'static str,
+    /// Frames sent.
+    pub frames_sent: u64,
+    /// Limits and enable bits sent at once because they changed towards safety (a bit cleared, a
+    /// limit fell).
+    pub urgent_sets: u64,
+    /// The inverter's 0x305 heartbeats received.
+    pub heartbeats: u64,
+    /// Seconds since the last heartbeat (`null`: none yet).
+    pub heartbeat_age_s: Option<f64>,
+    /// No heartbeat for `can.peer_timeout_s` (since the start if none came): an alarm, and a
+    /// reason with `can.peer_timeout_disables`.
+    pub peer_alarm: bool,
+    /// Seconds since a Lux inverter last asked the battery to shut down (0x300; not obeyed).
+    pub shutdown_request_age_s: Option<f64>,
+    /// Known frames that did not decode.
+    pub bad_frames: u64,
+    /// The bus's error while it is failing.
+    pub error: Option<String>,
+    /// Its counters (`frames`: frames received).
+    pub link_stats: LinkStats,
 }
 
 /// One active reason.
@@ -65,7 +96,7 @@ pub struct ReasonStatus {
 
 /// Every reason code, in rule order (for MQTT binary sensors and metrics); `pack_imbalance` is an
 /// alarm that blocks nothing.
-pub const REASON_CODES: [&str; 23] = [
+pub const REASON_CODES: [&str; 24] = [
     "forced_disable",
     "pack_stale",
     "coil_stale",
@@ -88,6 +119,7 @@ pub const REASON_CODES: [&str; 23] = [
     "pack_over_current",
     "no_pack_can_charge",
     "no_pack_can_discharge",
+    "inverter_silent",
     "pack_imbalance",
 ];
 
@@ -535,6 +567,34 @@ impl Shared {
                     .collect()
             })
             .unwrap_or_default();
+        let can = config.can.as_ref().map(|c| {
+            let r = lock(&self.can).clone();
+            let seconds = |t: maestro_core::Millis| age(t) as f64 / 1000.0;
+            Can {
+                link: c.link.clone(),
+                profile: crate::can::profile(c.profile).name(),
+                frames_sent: r.frames_sent,
+                urgent_sets: r.urgent_sets,
+                heartbeats: r.heartbeats,
+                heartbeat_age_s: r.heartbeat_at.map(seconds),
+                peer_alarm: crate::can::peer_silent(&r, c, now),
+                shutdown_request_age_s: r.shutdown_request_at.map(seconds),
+                bad_frames: r.bad_frames,
+                error: r.error.clone(),
+                link_stats: r.stats.into(),
+            }
+        });
+        // Without `peer_timeout_disables` the silent inverter is an alarm that blocks nothing.
+        if can.as_ref().is_some_and(|c| c.peer_alarm) && !reasons.iter().any(|r| r.code == "inverter_silent")
+        {
+            reasons.push(ReasonStatus {
+                code: "inverter_silent",
+                rule: 0,
+                blocks: "nothing",
+                pack: None,
+                text: Reason::InverterSilent.describe(),
+            });
+        }
         if let Some(i) = imbalance {
             reasons.push(ReasonStatus {
                 code: "pack_imbalance",
@@ -780,6 +840,7 @@ impl Shared {
             rebalance,
             overrides,
             pylon,
+            can,
         }
     }
 

@@ -17,7 +17,8 @@ use std::fmt;
 use std::time::Instant;
 
 use can_wire::CanFrame;
-use can_wire::slcan::{self, Bitrate};
+use can_wire::slcan;
+pub use can_wire::slcan::Bitrate;
 
 use crate::{Endpoint, Error, Link, SlcanDeframer, Stats};
 
@@ -25,6 +26,8 @@ use crate::{Endpoint, Error, Link, SlcanDeframer, Stats};
 pub const SLCAN_DEFAULT_BAUD: u32 = 115_200;
 /// The CAN bit rate when the URL does not give one: the Pylontech low-voltage bus.
 pub const DEFAULT_BITRATE: u32 = 500_000;
+/// The same as an slcan rate.
+pub const DEFAULT_SLCAN_BITRATE: Bitrate = Bitrate::K500;
 
 /// Where a CAN bus goes, parsed from its URL.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -147,6 +147,9 @@ pub struct Observation<'a> {
     pub rebalance_active: bool,
     /// A completed rebalance is settling: charging stays off.
     pub rebalance_settling: bool,
+    /// The inverter's CAN heartbeat stopped, and the configuration makes that a reason
+    /// (`can.peer_timeout_disables`).
+    pub inverter_silent: bool,
 }
 
 impl Observation<'_> {
@@ -162,6 +165,7 @@ impl Observation<'_> {
             forced_disable: false,
             rebalance_active: false,
             rebalance_settling: false,
+            inverter_silent: false,
         }
     }
 }
@@ -257,6 +261,8 @@ pub enum Reason {
     NoPackCanCharge,
     /// §2a: no pack can give discharge.
     NoPackCanDischarge,
+    /// The inverter's CAN heartbeat (0x305) stopped (only with `can.peer_timeout_disables`).
+    InverterSilent,
 }
 
 impl Reason {
@@ -298,7 +304,10 @@ impl Reason {
             Self::CellUnderVoltage => 14,
             Self::BmsUnderVoltage { .. } => 15,
             Self::BmsChargeTemperature { .. } => 16,
-            Self::PackOverCurrent { .. } | Self::NoPackCanCharge | Self::NoPackCanDischarge => 0,
+            Self::PackOverCurrent { .. }
+            | Self::NoPackCanCharge
+            | Self::NoPackCanDischarge
+            | Self::InverterSilent => 0,
         }
     }
 
@@ -342,6 +351,7 @@ impl Reason {
             ),
             Self::NoPackCanCharge => "no pack can take charge (MOSFET off or protecting)".into(),
             Self::NoPackCanDischarge => "no pack can give discharge (MOSFET off or protecting)".into(),
+            Self::InverterSilent => "the inverter's CAN heartbeat (0x305) stopped".into(),
         }
     }
 
@@ -370,6 +380,7 @@ impl Reason {
             Self::PackOverCurrent { .. } => "pack_over_current",
             Self::NoPackCanCharge => "no_pack_can_charge",
             Self::NoPackCanDischarge => "no_pack_can_discharge",
+            Self::InverterSilent => "inverter_silent",
         }
     }
 }
@@ -622,6 +633,9 @@ impl Maestro {
             if counts(|p| p.can_discharge) == 0 {
                 reasons.push(Reason::NoPackCanDischarge);
             }
+        }
+        if obs.inverter_silent {
+            reasons.push(Reason::InverterSilent);
         }
         let lowest_cell = obs
             .packs

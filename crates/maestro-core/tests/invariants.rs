@@ -22,6 +22,7 @@ struct Step {
     forced: bool,
     rebalance: bool,
     settling: bool,
+    silent: bool,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -44,8 +45,9 @@ fn step() -> impl Strategy<Value = Step> {
         prop::bool::weighted(0.05),
         prop::bool::weighted(0.2),
         prop::bool::weighted(0.05),
+        prop::bool::weighted(0.03),
     )
-        .prop_map(|(dt, packs, coil, current, limits, forced, rebalance, settling)| Step {
+        .prop_map(|(dt, packs, coil, current, limits, forced, rebalance, settling, silent)| Step {
             dt,
             packs,
             coil,
@@ -54,6 +56,7 @@ fn step() -> impl Strategy<Value = Step> {
             forced,
             rebalance,
             settling,
+            silent,
         })
 }
 
@@ -75,6 +78,7 @@ fn observation<'a>(
         forced_disable: s.forced,
         rebalance_active: s.rebalance,
         rebalance_settling: s.settling,
+        inverter_silent: s.silent,
     }
 }
 
@@ -109,6 +113,7 @@ fn triggers(obs: &Observation<'_>) -> (bool, bool, bool) {
     let cells = || packs.iter().flat_map(|p| p.cells_mv.iter().copied());
     let cell_t = || packs.iter().flat_map(|p| p.temps_dc.iter().take(4).copied());
     let both = obs.forced_disable
+        || obs.inverter_silent
         || packs.iter().any(|p| stale(p.analog_at) || stale(p.status_at))
         || obs.coil.is_some_and(stale)
         || packs.iter().any(|p| p.protect1.bits() & 0x70 != 0 || p.protect2.bits() & 0x7A != 0)

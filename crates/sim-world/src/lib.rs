@@ -508,6 +508,7 @@ impl World {
             inverter: self.inverter.as_ref().map_or(&no_inverter, |l| l.machine.readings()),
             overrides: &self.overrides,
             order: self.orders.pop(),
+            inverter_silent: false,
         };
         let out = self.controller.step(now, &inputs);
         self.snapshot = out.snapshot;

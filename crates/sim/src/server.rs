@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use link::{AsciiDeframer, Deframer, Link, RtuDeframer};
+use link::{AsciiDeframer, CanBus, Deframer, Link, RtuDeframer};
 use modbus_rtu::Side;
 use pylon_proto::{Command, Dialect, Reply, Request, Response};
 
@@ -51,8 +51,18 @@ pub struct Lines {
     pub coil: Link,
     /// The inverter's Modbus port.
     pub inverter: Link,
-    /// The inverter's BMS port (it polls as a Pylontech master).
-    pub bms_port: Link,
+    /// The inverter's BMS port.
+    pub bms_port: BmsPort,
+}
+
+/// How the inverter talks to its BMS.
+#[derive(Debug)]
+pub enum BmsPort {
+    /// RS485: it polls 0x61 and 0x63 as a Pylontech master.
+    Rs485(Link),
+    /// CAN: it listens to the battery's frames (Pylontech profile), obeys 0x351 and 0x35C, and
+    /// sends its 0x305 heartbeat every second.
+    Can(CanBus),
 }
 
 /// A simulated device, for [`Sim::serve_probe`].
@@ -113,8 +123,10 @@ impl Sim {
         spawn(Box::new(move |p, s| {
             serve(inverter, RtuDeframer::new(Side::Request), p, s, options, inverter_reply)
         }));
-        let bms_port = lines.bms_port;
-        spawn(Box::new(move |p, s| poll_bms(bms_port, p, s, options)));
+        match lines.bms_port {
+            BmsPort::Rs485(link) => spawn(Box::new(move |p, s| poll_bms(link, p, s, options))),
+            BmsPort::Can(bus) => spawn(Box::new(move |p, s| listen_can(bus, p, s, options))),
+        }
         Self { plant, stop, options, speed, threads }
     }
 
@@ -247,6 +259,63 @@ fn poll_bms(mut link: Link, plant: &Mutex<Plant>, stop: &AtomicBool, options: Op
         let until = Instant::now() + rest;
         while Instant::now() < until && !stop.load(Ordering::Relaxed) {
             thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The inverter on CAN: it reads the battery's 0x351 and 0x35C (and 0x355's SOC), sends its
+/// 0x305 heartbeat every `poll_every`, and without a frame for `no_comm_after` falls back to its
+/// no-communication settings.
+fn listen_can(mut bus: CanBus, plant: &Mutex<Plant>, stop: &AtomicBool, options: Options) {
+    use pylon_can::{Heartbeat, Message, Profile, RequestFlags};
+    use pylon_proto::{Management, ManagementFlags};
+    use units::{DeciAmps, Millivolts};
+    let heartbeat = Message::Heartbeat(Heartbeat { data: [0; 8], len: 8 }).encode(Profile::Pylon);
+    let mut next_heartbeat = Instant::now();
+    let mut last_frame = Instant::now();
+    let (mut limits, mut requests) = (None, None);
+    while !stop.load(Ordering::Relaxed) {
+        if Instant::now() >= next_heartbeat {
+            next_heartbeat = Instant::now() + options.poll_every;
+            // No battery yet (a listening bus without a peer): try again at the next beat.
+            let _ = bus.send(&heartbeat);
+        }
+        let until = next_heartbeat.min(Instant::now() + Duration::from_millis(200));
+        match bus.receive(until) {
+            Ok(Some(frame)) => match Message::decode(Profile::Pylon, &frame) {
+                Ok(Some(Message::Limits(l))) => {
+                    limits = Some(l);
+                    last_frame = Instant::now();
+                }
+                Ok(Some(Message::Requests(r))) => {
+                    requests = Some(r.flags);
+                    last_frame = Instant::now();
+                }
+                Ok(Some(Message::Soc(s))) => {
+                    lock(plant).inverter.bms_soc = u8::try_from(s.soc_pct.min(100)).ok();
+                    last_frame = Instant::now();
+                }
+                _ => {}
+            },
+            Ok(None) => {}
+            Err(_) => thread::sleep(Duration::from_millis(100)),
+        }
+        if last_frame.elapsed() >= options.no_comm_after {
+            (limits, requests) = (None, None);
+            lock(plant).inverter.bms = None;
+        } else if let (Some(l), Some(r)) = (limits, requests) {
+            let mut flags = ManagementFlags::empty();
+            flags.set(ManagementFlags::CHARGE_ENABLE, r.contains(RequestFlags::CHARGE_ENABLE));
+            flags.set(ManagementFlags::DISCHARGE_ENABLE, r.contains(RequestFlags::DISCHARGE_ENABLE));
+            lock(plant).inverter.bms = Some(Management {
+                charge_voltage: Millivolts::from_raw(l.charge_voltage_dv.saturating_mul(100)),
+                discharge_voltage: Millivolts::from_raw(
+                    l.discharge_voltage_dv.unwrap_or(0).saturating_mul(100),
+                ),
+                charge_current: DeciAmps::from_raw(l.charge_current_da),
+                discharge_current: DeciAmps::from_raw(l.discharge_current_da),
+                flags,
+            });
         }
     }
 }

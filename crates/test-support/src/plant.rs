@@ -50,7 +50,11 @@ pub fn plant_and_config(
     let (coil, coil_url) = listen();
     let (inverter, inverter_url) = listen();
     let (bms_port, bms_url) = listen();
-    let sim = Sim::start(Plant::new(plant), Lines { packs: links, coil, inverter, bms_port }, options);
+    let sim = Sim::start(
+        Plant::new(plant),
+        Lines { packs: links, coil, inverter, bms_port: sim::server::BmsPort::Rs485(bms_port) },
+        options,
+    );
     let pylon = pylon.unwrap_or(&bms_url);
     let mut toml = format!(
         "[pylon]\nlink = \"{pylon}\"\naddress = 2\n\n[coil]\nlink = \"{coil_url}\"\n\n[inverter]\nlink = \"{inverter_url}\"\n\n"

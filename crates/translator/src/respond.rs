@@ -265,6 +265,14 @@ pub struct Enable {
     pub comm_lost: bool,
 }
 
+impl Enable {
+    /// Whether the decision may be served as it is: data is not lost, and it is no older than
+    /// `max_age_ms` (rule 10). Otherwise nothing may be served as enabled.
+    pub fn may_serve(&self, max_age_ms: u64, now_ms: u64) -> bool {
+        !self.comm_lost && now_ms.saturating_sub(self.at_ms) <= max_age_ms
+    }
+}
+
 /// The protections 0x62 reports (from the safety loop's reasons).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Protections {
@@ -405,8 +413,7 @@ fn pylon_temps(t: Option<TempStats>) -> PylonTemps {
 
 /// Comm loss or a stalled safety loop (rule 10): nothing may be served as enabled.
 fn disabled(snapshot: &Snapshot, settings: &EmulationSettings, now_ms: u64) -> bool {
-    let e = snapshot.enable;
-    e.comm_lost || now_ms.saturating_sub(e.at_ms) > settings.decision_max_age_ms
+    !snapshot.enable.may_serve(settings.decision_max_age_ms, now_ms)
 }
 
 /// What 0x63 (and the flags of 0x92) say now.
@@ -616,7 +623,7 @@ fn serial(p: &PackSnapshot, k: usize) -> Text {
     }
 }
 
-fn system_alarm(snapshot: &Snapshot) -> SystemAlarm {
+pub(crate) fn system_alarm(snapshot: &Snapshot) -> SystemAlarm {
     use pace_proto::{Warn1, Warn2};
     let pr = snapshot.protections;
     let mut protect1 = SystemAlarm1::empty();

@@ -467,3 +467,62 @@ fn a_reply_ver_of_echo_answers_in_the_requests_ver() {
         assert_eq!(got, ver);
     }
 }
+
+// The CAN side tells the same decision and limits as 0x63.
+
+#[test]
+fn can_battery_follows_the_decision_as_0x63_does() {
+    use pylon_can::RequestFlags;
+    use translator::can::{CanSettings, battery};
+    let settings = CanSettings::default();
+    let mut s = snapshot(1000);
+    let b = battery(&s, &settings, 1000).unwrap();
+    assert_eq!(b.requests, RequestFlags::CHARGE_ENABLE | RequestFlags::DISCHARGE_ENABLE);
+    assert_eq!(
+        (b.charge_current_da, b.discharge_current_da),
+        (1664, 840),
+        "the 0x63 limits, discharge positive"
+    );
+    assert_eq!((b.charge_voltage_dv, b.discharge_voltage_dv), (273, 448));
+    assert_eq!((b.voltage_cv, b.current_da, b.soc_centi_pct), (5242, -45, 4600));
+    assert_eq!(
+        (b.modules, b.modules_blocking_charge, b.modules_blocking_discharge, b.modules_offline),
+        (2, 0, 1, 0)
+    );
+    assert_eq!(b.cell_min_max_mv, (3269, 3272));
+    // Charging disabled: its bit clear and its limit 0; discharging untouched.
+    s.enable.charge = false;
+    let b = battery(&s, &settings, 1000).unwrap();
+    assert_eq!(
+        (b.requests, b.charge_current_da, b.discharge_current_da),
+        (RequestFlags::DISCHARGE_ENABLE, 0, 840)
+    );
+    // Rule 10 and comm loss: everything off; the silent policy sends nothing.
+    s.enable.charge = true;
+    let stale = battery(&s, &settings, 4001).unwrap();
+    assert_eq!(
+        (stale.requests, stale.charge_current_da, stale.discharge_current_da),
+        (RequestFlags::empty(), 0, 0)
+    );
+    s.enable.comm_lost = true;
+    assert_eq!(battery(&s, &settings, 1000).unwrap().requests, RequestFlags::empty());
+    let silent = CanSettings { on_comm_loss: CommLoss::Silent, ..CanSettings::default() };
+    assert_eq!(battery(&s, &silent, 1000), None);
+    assert_eq!(battery(&Snapshot { view: None, ..snapshot(1000) }, &settings, 1000), None);
+}
+
+#[test]
+fn can_protections_are_those_0x62_reports() {
+    use pylon_can::{Alarm, Protection};
+    let mut s = snapshot(1000);
+    s.protections.under_voltage = true;
+    s.protections.charge_over_current = true;
+    let b = translator::can::battery(&s, &translator::can::CanSettings::default(), 1000).unwrap();
+    assert_eq!(b.protection, Protection::UNDER_VOLTAGE | Protection::CHARGE_OVER_CURRENT);
+    let Ok(Response::SystemAlarm(a)) = ask(&s, 2, 0x62, &[]).outcome else { panic!() };
+    assert_eq!(b.alarm.bits(), u16::from(a.alarm1.bits()) | u16::from(a.alarm2.bits()) << 8);
+    assert_eq!(
+        b.alarm.contains(Alarm::LOW_VOLTAGE),
+        a.alarm1.contains(pylon_proto::SystemAlarm1::UNDER_VOLTAGE)
+    );
+}

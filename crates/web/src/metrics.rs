@@ -351,6 +351,9 @@ pub fn render(s: &Status) -> String {
     if let Some(pylon) = &s.pylon {
         links.push(("pylon".into(), pylon.link_stats));
     }
+    if let Some(can) = &s.can {
+        links.push(("can".into(), can.link_stats));
+    }
     type Counter = (&'static str, &'static str, fn(&LinkStats) -> u64);
     let counters: [Counter; 6] = [
         ("link_frames_total", "Valid frames received.", |l| l.frames),
@@ -397,6 +400,32 @@ pub fn render(s: &Status) -> String {
         }
         o.sample("pylon_reply_latency_seconds_sum", &[], pylon.latency_sum_us as f64 / 1e6);
         o.sample("pylon_reply_latency_seconds_count", &[], pylon.replies as f64);
+    }
+    if let Some(can) = &s.can {
+        o.single(
+            "can_frames_sent_total",
+            "counter",
+            "CAN frames sent to the inverter.",
+            Some(can.frames_sent as f64),
+        );
+        o.single(
+            "can_urgent_sets_total",
+            "counter",
+            "Limits and enable bits sent at once because they changed.",
+            Some(can.urgent_sets as f64),
+        );
+        o.single(
+            "can_heartbeats_total",
+            "counter",
+            "The inverter's 0x305 heartbeats received.",
+            Some(can.heartbeats as f64),
+        );
+        o.single(
+            "can_peer_alarm",
+            "gauge",
+            "No heartbeat from the inverter for can.peer_timeout_s (1/0).",
+            Some(flag(can.peer_alarm)),
+        );
     }
     o.text
 }

@@ -14,7 +14,7 @@ pub fn tool(name: &str) -> String {
             return path.display().to_string();
         }
     }
-    panic!("{name} is not installed; `cargo xtask test` installs mosquitto and mosquitto-clients");
+    panic!("{name} is not installed; `cargo xtask test` installs mosquitto, mosquitto-clients, socat and chromium");
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -93,4 +93,40 @@ pub fn sim_printing_config(
     let sim = Guard(sim);
     let config = printed_config(&mut out);
     (sim, config, out)
+}
+
+/// The Python with pymodbus, python-can and cantools that `cargo xtask test` installs in
+/// `target/pyvenv` (or `PACE2PYLON_PYTHON`).
+pub fn python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("PACE2PYLON_PYTHON") {
+        return p.into();
+    }
+    let venv = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/pyvenv/bin/python");
+    assert!(
+        venv.exists(),
+        "the interop tests need Python peers: run `cargo xtask test`, which installs them in target/pyvenv \
+         (or set PACE2PYLON_PYTHON to a python that has pymodbus, python-can and cantools)"
+    );
+    venv
+}
+
+/// Two linked pseudo-terminals made by socat, at `a` and `b` (symlinks), as a USB serial adapter
+/// and the device behind it would be: whatever one side writes the other reads. Waits until both
+/// exist.
+pub fn pty_pair(a: &std::path::Path, b: &std::path::Path) -> Guard {
+    let side = |p: &std::path::Path| format!("pty,raw,echo=0,link={}", p.display());
+    let guard = Guard(
+        Command::new(tool("socat"))
+            .args([side(a), side(b)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while !(a.exists() && b.exists()) {
+        assert!(start.elapsed() < Duration::from_secs(10), "socat made no pty pair at {a:?} and {b:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    guard
 }

@@ -67,17 +67,22 @@ fn run(program: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// pymodbus, the independent Modbus implementation the interop tests run against.
-const PYMODBUS: &str = "pymodbus==3.16.1";
+/// The independent implementations the interop tests run against, pinned: pymodbus (Modbus),
+/// python-can and cantools (CAN over slcan, and the DBC file), python-pylontech (a Pylontech
+/// RS485 master).
+const PYTHON_PEERS: [&str; 4] =
+    ["pymodbus==3.16.1", "python-can==4.6.1", "cantools==45.1.0", "python-pylontech==0.3.3"];
+/// What the venv must import for the peers to be there.
+const PYTHON_IMPORTS: &str = "import pymodbus, can, cantools, pylontech.pylontech";
 
-/// Makes `target/pyvenv` with pymodbus, installing Debian's venv support if Python lacks it.
-/// Returns the venv's python.
-fn python_with_pymodbus(root: &Path) -> Result<PathBuf> {
+/// Makes `target/pyvenv` with the Python peers, installing Debian's venv support if Python lacks
+/// it. Returns the venv's python.
+fn python_with_peers(root: &Path) -> Result<PathBuf> {
     let venv = root.join("target/pyvenv");
     let python = venv.join("bin/python");
     let has = |py: &Path| {
         Command::new(py)
-            .args(["-c", "import pymodbus"])
+            .args(["-c", PYTHON_IMPORTS])
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
@@ -92,22 +97,22 @@ fn python_with_pymodbus(root: &Path) -> Result<PathBuf> {
         run("apt-get", &["install", "-y", "-q", "python3-venv", "python3-pip"])?;
         run("python3", &["-m", "venv", &venv_str])?;
     }
-    run(
-        &venv.join("bin/pip").to_string_lossy(),
-        &["install", "-q", "--disable-pip-version-check", PYMODBUS],
-    )?;
+    let mut args = vec!["install", "-q", "--disable-pip-version-check"];
+    args.extend(PYTHON_PEERS);
+    run(&venv.join("bin/pip").to_string_lossy(), &args)?;
     if !has(&python) {
-        bail!("{PYMODBUS} did not install into {venv_str}");
+        bail!("{} did not install into {venv_str}", PYTHON_PEERS.join(" "));
     }
     Ok(python)
 }
 
 /// The programs the broker and browser tests drive, and the Debian packages that have them.
-const SYSTEM_TOOLS: [(&str, &str); 4] = [
+const SYSTEM_TOOLS: [(&str, &str); 5] = [
     ("chromium", "chromium"),
     ("mosquitto", "mosquitto"),
     ("mosquitto_sub", "mosquitto-clients"),
     ("mosquitto_pub", "mosquitto-clients"),
+    ("socat", "socat"),
 ];
 
 fn on_path(program: &str) -> bool {
@@ -115,7 +120,7 @@ fn on_path(program: &str) -> bool {
     path.split(':').chain(["/usr/sbin", "/sbin"]).any(|dir| Path::new(dir).join(program).is_file())
 }
 
-/// Installs chromium and mosquitto with apt when they are missing (as root; otherwise says what
+/// Installs chromium, mosquitto and socat with apt when they are missing (as root; otherwise says what
 /// to install).
 fn system_tools() -> Result<()> {
     let mut missing: Vec<&str> =
@@ -163,7 +168,7 @@ fn test() -> Result<()> {
     let started = Instant::now();
     let root = env::current_dir()?;
     system_tools()?;
-    let python = python_with_pymodbus(&root)?;
+    let python = python_with_peers(&root)?;
 
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"])?;

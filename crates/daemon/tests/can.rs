@@ -121,7 +121,10 @@ fn python_can_reads_what_the_status_shows_and_the_limits_follow_maestro() {
         let checks = [
             ("charge enabled", f(r, "ChargeEnable") == f64::from(u8::from(status.charge_enabled))),
             ("discharge enabled", f(r, "DischargeEnable") == f64::from(u8::from(status.discharge_enabled))),
-            ("charge voltage", close(f(l, "ChargeVoltageLimit") * 1000.0, f64::from(stack.charge_voltage_mv), 100.0)),
+            (
+                "charge voltage",
+                close(f(l, "ChargeVoltageLimit") * 1000.0, f64::from(stack.charge_voltage_mv), 100.0),
+            ),
             (
                 "discharge voltage",
                 close(
@@ -132,7 +135,11 @@ fn python_can_reads_what_the_status_shows_and_the_limits_follow_maestro() {
             ),
             (
                 "charge current",
-                close(f(l, "ChargeCurrentLimit") * 1000.0, f64::from(stack.charge_current_ma.unwrap_or(-1)), 100.0),
+                close(
+                    f(l, "ChargeCurrentLimit") * 1000.0,
+                    f64::from(stack.charge_current_ma.unwrap_or(-1)),
+                    100.0,
+                ),
             ),
             (
                 "discharge current",
@@ -147,7 +154,10 @@ fn python_can_reads_what_the_status_shows_and_the_limits_follow_maestro() {
             ("voltage", close(f(m, "Voltage") * 1000.0, f64::from(stack.voltage_mv), 60.0)),
             ("current", close(f(m, "Current") * 1000.0, f64::from(stack.current_ma), 2000.0)),
             ("modules", f(p, "ModuleCount") == 2.0 && f(p, "TagP") == 80.0 && f(p, "TagN") == 78.0),
-            ("manufacturer", (0..8).map(|k| f(name, &format!("Char{k}")) as u8 as char).collect::<String>() == "PYLON   "),
+            (
+                "manufacturer",
+                (0..8).map(|k| f(name, &format!("Char{k}")) as u8 as char).collect::<String>() == "PYLON   ",
+            ),
         ];
         let failed: Vec<&str> = checks.iter().filter(|(_, ok)| !ok).map(|(what, _)| *what).collect();
         if failed.is_empty() && status.charge_enabled && status.discharge_enabled {
@@ -166,7 +176,10 @@ fn python_can_reads_what_the_status_shows_and_the_limits_follow_maestro() {
     sim.command("fault pack 1 overtemp").unwrap();
     let (mut can_tts, mut rs485_tts) = (None, None);
     while can_tts.is_none() || rs485_tts.is_none() {
-        assert!(fault_instant.elapsed() < Duration::from_secs(6), "not safe in 6 s: CAN {can_tts:?}, RS485 {rs485_tts:?}");
+        assert!(
+            fault_instant.elapsed() < Duration::from_secs(6),
+            "not safe in 6 s: CAN {can_tts:?}, RS485 {rs485_tts:?}"
+        );
         if rs485_tts.is_none()
             && lock(&sim.plant()).inverter.bms.is_some_and(|m| {
                 !m.flags.intersects(ManagementFlags::CHARGE_ENABLE | ManagementFlags::DISCHARGE_ENABLE)
@@ -186,14 +199,20 @@ fn python_can_reads_what_the_status_shows_and_the_limits_follow_maestro() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let (can_tts, rs485_tts) = (can_tts.unwrap(), rs485_tts.unwrap());
-    eprintln!("time to safe for a reported fault: CAN {can_tts:?} (python-can), RS485 {rs485_tts:?} (the simulated inverter)");
+    eprintln!(
+        "time to safe for a reported fault: CAN {can_tts:?} (python-can), RS485 {rs485_tts:?} (the simulated inverter)"
+    );
     // The daemon's poll period (1 s), the controller's cadence and the CAN watch (0.1 s): no
     // inverter poll to wait for.
     assert!(can_tts < Duration::from_millis(1800), "{can_tts:?}");
     // The limits went to 0 with the bits, in the same burst.
     std::thread::sleep(Duration::from_millis(300));
     let l = &received.latest()[&0x351]["signals"];
-    assert_eq!((l["ChargeCurrentLimit"].as_f64(), l["DischargeCurrentLimit"].as_f64()), (Some(0.0), Some(0.0)), "{l}");
+    assert_eq!(
+        (l["ChargeCurrentLimit"].as_f64(), l["DischargeCurrentLimit"].as_f64()),
+        (Some(0.0), Some(0.0)),
+        "{l}"
+    );
     let status = handle.status();
     assert!(status.reasons.iter().any(|r| r.code == "bms_protection"), "{:?}", status.reasons);
 
@@ -208,9 +227,13 @@ fn python_can_reads_what_the_status_shows_and_the_limits_follow_maestro() {
         assert!(started.elapsed() < until + Duration::from_secs(8), "no peer alarm: {:?}", status.can);
         std::thread::sleep(Duration::from_millis(100));
     };
-    let silent = alarm.reasons.iter().find(|r| r.code == "inverter_silent").expect("an inverter_silent alarm");
+    let silent =
+        alarm.reasons.iter().find(|r| r.code == "inverter_silent").expect("an inverter_silent alarm");
     assert_eq!(silent.blocks, "nothing");
-    assert!(started.elapsed() >= Duration::from_secs_f64(heartbeat_for), "the alarm came while heartbeats came");
+    assert!(
+        started.elapsed() >= Duration::from_secs_f64(heartbeat_for),
+        "the alarm came while heartbeats came"
+    );
     daemon.stop();
     sim.stop();
 }

@@ -33,7 +33,8 @@ fn python_pylontech_reads_a_stack_through_the_generic_profile() {
         assert!(started.elapsed() < Duration::from_secs(20), "the stack never came up");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = Command::new(python()).args([MASTER, &master_side.display().to_string(), "115200"]).output().unwrap();
+    let out =
+        Command::new(python()).args([MASTER, &master_side.display().to_string(), "115200"]).output().unwrap();
     assert!(out.status.success(), "python-pylontech failed: {}", String::from_utf8_lossy(&out.stderr));
     let got: Value = serde_json::from_slice(&out.stdout).unwrap();
     let status = handle.status();
@@ -44,18 +45,26 @@ fn python_pylontech_reads_a_stack_through_the_generic_profile() {
     assert_eq!(got["manufacturer_info"]["DeviceName"].as_str().unwrap().trim_end_matches('\0'), "pace2pylon");
     // 0x47: the thresholds of [safety].
     let p = &got["system_parameters"];
-    assert_eq!(p["CellHighVoltageLimit"].as_f64(), Some(f64::from(daemon::config::Safety::default().cell_ov_mv) / 1000.0));
+    assert_eq!(
+        p["CellHighVoltageLimit"].as_f64(),
+        Some(f64::from(daemon::config::Safety::default().cell_ov_mv) / 1000.0)
+    );
     // 0x42 FF: both packs, their cells and voltages as the status shows them (read moments apart).
     let modules = got["values"]["Module"].as_array().unwrap();
     assert_eq!(got["values"]["NumberOfModules"], 2);
     for (module, pack) in modules.iter().zip(&status.packs) {
-        let cells: Vec<f64> = module["CellVoltages"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let cells: Vec<f64> =
+            module["CellVoltages"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         assert_eq!(cells.len(), pack.cells_mv.len());
         for (c, mv) in cells.iter().zip(&pack.cells_mv) {
             assert!((c * 1000.0 - f64::from(*mv)).abs() <= 15.0, "cell {c} V against {mv} mV");
         }
         let v = module["Voltage"].as_f64().unwrap() * 1000.0;
-        assert!((v - f64::from(pack.voltage_mv.unwrap())).abs() <= 60.0, "{v} mV against {:?}", pack.voltage_mv);
+        assert!(
+            (v - f64::from(pack.voltage_mv.unwrap())).abs() <= 60.0,
+            "{v} mV against {:?}",
+            pack.voltage_mv
+        );
     }
     assert_eq!(got["values_single"]["NumberOfCells"].as_u64(), Some(status.packs[0].cells_mv.len() as u64));
     // 0x92 for pack 1: its share of the limits and the enable bits.

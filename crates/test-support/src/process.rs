@@ -14,7 +14,9 @@ pub fn tool(name: &str) -> String {
             return path.display().to_string();
         }
     }
-    panic!("{name} is not installed; `cargo xtask test` installs mosquitto, mosquitto-clients, socat and chromium");
+    panic!(
+        "{name} is not installed; `cargo xtask test` installs mosquitto, mosquitto-clients, socat and chromium"
+    );
 }
 
 /// A free TCP port on 127.0.0.1.

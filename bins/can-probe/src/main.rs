@@ -216,7 +216,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
         Ok(code) => code,
-        Err(e) if e.chain().any(|c| probe_kit::is_broken_pipe(c)) => ExitCode::SUCCESS,
+        Err(e) if e.chain().any(probe_kit::is_broken_pipe) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("can-probe: {e:#}");
             ExitCode::FAILURE

@@ -929,7 +929,7 @@ fn print_status(sim: &Sim, daemon: &daemon::runtime::Daemon) {
         (t, f) => format!(" | BMS over-current trips {t}, fuses blown {f}"),
     };
     say!(
-        "{:02}:{:02} plant | charge {} discharge {} | SOC {} | {:.2} V {:+.1} A{limits}{worst}{damage} | PV {:.0} W load {:.0} W grid {:.0} W{rebalance}{}",
+        "{:02}:{:02} plant | charge {} discharge {} | SOC {} | {:.2} V {:+.1} A{limits}{worst}{damage} | PV {:.0} W load {:.0} W grid {:.0} W | inverter: {}{rebalance}{}",
         plant.hour() as u32,
         ((plant.hour() * 60.0) % 60.0) as u32,
         onoff(charge),
@@ -940,6 +940,7 @@ fn print_status(sim: &Sim, daemon: &daemon::runtime::Daemon) {
         plant.inverter.pv_w,
         plant.inverter.load_w,
         plant.inverter.grid_w,
+        if plant.inverter.limits().from_bms { "BMS limits" } else { "no-comm settings" },
         if reasons.is_empty() {
             String::new()
         } else {

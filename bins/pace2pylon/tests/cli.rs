@@ -177,6 +177,47 @@ fn the_demo_runs_the_stack_and_reacts_to_an_injected_fault() {
 }
 
 #[test]
+fn the_demo_runs_over_can_and_the_simulated_inverter_obeys_the_frames() {
+    let mut child = Command::new(BIN)
+        .args(["demo", "--packs", "2", "--inverter", "can", "--http", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let started = Instant::now();
+    let (mut said_can, mut seen_on, mut seen_off) = (false, false, false);
+    for line in lines {
+        let line = line.unwrap();
+        said_can |= line.contains("reads the daemon's CAN frames on slcan+tcp://127.0.0.1:");
+        if !seen_on && line.contains("charge on discharge on") && line.contains("inverter: BMS limits") {
+            seen_on = true;
+            use std::io::Write;
+            writeln!(stdin, "fault pack 2 overtemp").unwrap();
+        }
+        // Both off over CAN: the simulated inverter, following 0x35C and 0x351, stops the current.
+        if seen_on
+            && line.contains("charge OFF discharge OFF")
+            && line.contains(" +0.0 A")
+            && line.contains("inverter: BMS limits")
+        {
+            seen_off = true;
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "no reaction yet (CAN announced: {said_can}, on: {seen_on})"
+        );
+    }
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(child.wait().unwrap().success());
+    assert!(said_can && seen_on && seen_off);
+}
+
+#[test]
 fn http_and_mqtt_settings_are_checked_and_secrets_not_shown() {
     let base = "[pylon]\nlink = \"tcp://h:1\"\n\n[[pack]]\nlink = \"tcp://h:2\"\n";
     let (_, _, err) = check(&format!("{base}\n[http]\nlisten = \"localhost\"\n"));

@@ -316,6 +316,19 @@ pub enum PylonProfile {
     Generic,
 }
 
+impl PylonProfile {
+    /// Its name in the configuration.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Vevor => "vevor",
+            Self::Voltronic => "voltronic",
+            Self::Srne => "srne",
+            Self::Deye => "deye",
+            Self::Generic => "generic",
+        }
+    }
+}
+
 /// `pylon.reply_adr`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

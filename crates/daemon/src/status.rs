@@ -508,6 +508,9 @@ pub struct Overrides {
 pub struct Pylon {
     /// Its line.
     pub link: String,
+    /// The profile (`vevor`, `voltronic`, `srne`, `deye`, `generic`); the options in force are in
+    /// `check-config`'s output.
+    pub profile: &'static str,
     /// Replies sent.
     pub replies: u64,
     /// Frames not answered.
@@ -784,6 +787,7 @@ impl Shared {
             let r = *lock(&self.replies);
             Pylon {
                 link: p.link.clone(),
+                profile: p.profile.name(),
                 replies: r.replies,
                 unanswered: r.unanswered,
                 latency_mean_us: r.latency_sum_us.checked_div(r.replies),

@@ -173,3 +173,51 @@ fn a_fault_command_changes_what_the_bms_reports() {
     assert!(s.packs[0].protect1.is_empty());
     run.sim.stop();
 }
+
+#[test]
+fn the_can_inverter_obeys_0x351_and_0x35c_beats_and_falls_back_when_the_frames_stop() {
+    use pylon_can::{Battery, Message, Profile, RequestFlags};
+    let options = Options { no_comm_after: Duration::from_millis(1500), poll_every: Duration::from_millis(200), ..Options::default() };
+    let (pack, _) = listen();
+    let links = vec![pack];
+    let (coil, _) = listen();
+    let (inverter, _) = listen();
+    let mut bus = link::CanBus::open("slcan+tcp-listen://127.0.0.1:0").unwrap();
+    let addr = bus.local_addr().unwrap().unwrap();
+    let plant = Plant::new(PlantConfig { packs: 1, start_of_day_s: 11.0 * 3600.0, ..PlantConfig::default() });
+    let sim = Sim::start(plant, Lines { packs: links, coil, inverter, bms_port: sim::server::BmsPort::Can(bus) }, options);
+    // Be the battery on the inverter's CAN port.
+    let mut battery = link::CanBus::open(&format!("slcan+tcp://{addr}")).unwrap();
+    let b = Battery {
+        charge_voltage_dv: 273,
+        discharge_voltage_dv: 244,
+        charge_current_da: 300,
+        discharge_current_da: 250,
+        requests: RequestFlags::DISCHARGE_ENABLE,
+        soc_centi_pct: 6100,
+        ..Battery::default()
+    };
+    let (mut heartbeats, until) = (0, Instant::now() + Duration::from_secs(2));
+    while Instant::now() < until {
+        for f in pylon_can::frames(Profile::Pylon, &b) {
+            battery.send(&f).unwrap();
+        }
+        while let Ok(Some(f)) = battery.receive(Instant::now() + Duration::from_millis(100)) {
+            heartbeats += usize::from(matches!(Message::decode(Profile::Pylon, &f), Ok(Some(Message::Heartbeat(_)))));
+        }
+    }
+    let told = lock(&sim.plant()).inverter.clone();
+    let m = told.bms.expect("the inverter follows the CAN frames");
+    assert_eq!((m.charge_voltage.raw(), m.discharge_voltage.raw()), (27300, 24400));
+    assert_eq!((m.charge_current.raw(), m.discharge_current.raw()), (300, 250));
+    assert_eq!(m.flags, ManagementFlags::DISCHARGE_ENABLE, "charging is not enabled in 0x35C");
+    assert_eq!(told.bms_soc, Some(61));
+    let l = told.limits();
+    assert!(l.from_bms && !l.charge && l.discharge && (l.discharge_a - 25.0).abs() < 1e-9, "{l:?}");
+    assert!(heartbeats >= 5, "0x305 every 200 ms: {heartbeats} in 2 s");
+    // The battery goes quiet: after no_comm_after the inverter uses its own settings.
+    std::thread::sleep(Duration::from_millis(2000));
+    assert!(lock(&sim.plant()).inverter.bms.is_none());
+    assert!(!lock(&sim.plant()).inverter.limits().from_bms);
+    sim.stop();
+}

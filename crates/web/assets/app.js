@@ -128,24 +128,36 @@ function renderCoil(s) {
   ]);
 }
 
+// What the inverter reports on its Modbus port, and how it is told: RS485 replies, CAN frames.
 function renderInverter(s) {
   const i = s.inverter;
-  if (!i.configured) {
-    definitions($("inverter"), [["", "not configured"]]);
+  const rows = [];
+  if (i.configured) {
+    setAge($("inverter-age"), i.age_ms, i.stale);
+    rows.push(
+      ["mode", i.working_mode],
+      ["PV", fmt.w(i.pv_power_w)],
+      ["load", fmt.w(i.load_power_w)],
+      ["grid", fmt.w(i.grid_power_w)],
+      ["battery", fmt.w(i.battery_power_w)],
+      ["output priority", i.output_priority_name ?? i.output_priority],
+      ["charging priority", (i.charging_priority_name ?? i.charging_priority) + (s.overrides.charging_priority !== null ? " (forced)" : "")],
+      ["line", i.last_error || "ok"],
+    );
+  } else {
     $("inverter-age").textContent = "";
-    return;
+    rows.push(["Modbus", "not configured"]);
   }
-  setAge($("inverter-age"), i.age_ms, i.stale);
-  definitions($("inverter"), [
-    ["mode", i.working_mode],
-    ["PV", fmt.w(i.pv_power_w)],
-    ["load", fmt.w(i.load_power_w)],
-    ["grid", fmt.w(i.grid_power_w)],
-    ["battery", fmt.w(i.battery_power_w)],
-    ["output priority", i.output_priority_name ?? i.output_priority],
-    ["charging priority", (i.charging_priority_name ?? i.charging_priority) + (s.overrides.charging_priority !== null ? " (forced)" : "")],
-    ["line", i.last_error || "ok"],
-  ]);
+  if (s.pylon) {
+    rows.push(["RS485 (" + s.pylon.profile + ")", s.pylon.replies + " replies, " + s.pylon.unanswered + " unanswered"]);
+  }
+  if (s.can) {
+    const c = s.can;
+    const beat = c.heartbeat_age_s === null ? "no heartbeat yet" : "heartbeat " + c.heartbeat_age_s.toFixed(1) + " s ago";
+    rows.push(["CAN (" + c.profile + ")", c.frames_sent + " frames sent, " + beat + (c.peer_alarm ? " — inverter silent" : "")]);
+    if (c.error) rows.push(["CAN bus", c.error]);
+  }
+  definitions($("inverter"), rows);
 }
 
 function packCard(p) {

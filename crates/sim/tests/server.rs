@@ -177,7 +177,11 @@ fn a_fault_command_changes_what_the_bms_reports() {
 #[test]
 fn the_can_inverter_obeys_0x351_and_0x35c_beats_and_falls_back_when_the_frames_stop() {
     use pylon_can::{Battery, Message, Profile, RequestFlags};
-    let options = Options { no_comm_after: Duration::from_millis(1500), poll_every: Duration::from_millis(200), ..Options::default() };
+    let options = Options {
+        no_comm_after: Duration::from_millis(1500),
+        poll_every: Duration::from_millis(200),
+        ..Options::default()
+    };
     let (pack, _) = listen();
     let links = vec![pack];
     let (coil, _) = listen();
@@ -185,7 +189,11 @@ fn the_can_inverter_obeys_0x351_and_0x35c_beats_and_falls_back_when_the_frames_s
     let mut bus = link::CanBus::open("slcan+tcp-listen://127.0.0.1:0").unwrap();
     let addr = bus.local_addr().unwrap().unwrap();
     let plant = Plant::new(PlantConfig { packs: 1, start_of_day_s: 11.0 * 3600.0, ..PlantConfig::default() });
-    let sim = Sim::start(plant, Lines { packs: links, coil, inverter, bms_port: sim::server::BmsPort::Can(bus) }, options);
+    let sim = Sim::start(
+        plant,
+        Lines { packs: links, coil, inverter, bms_port: sim::server::BmsPort::Can(bus) },
+        options,
+    );
     // Be the battery on the inverter's CAN port.
     let mut battery = link::CanBus::open(&format!("slcan+tcp://{addr}")).unwrap();
     let b = Battery {
@@ -203,7 +211,8 @@ fn the_can_inverter_obeys_0x351_and_0x35c_beats_and_falls_back_when_the_frames_s
             battery.send(&f).unwrap();
         }
         while let Ok(Some(f)) = battery.receive(Instant::now() + Duration::from_millis(100)) {
-            heartbeats += usize::from(matches!(Message::decode(Profile::Pylon, &f), Ok(Some(Message::Heartbeat(_)))));
+            heartbeats +=
+                usize::from(matches!(Message::decode(Profile::Pylon, &f), Ok(Some(Message::Heartbeat(_)))));
         }
     }
     let told = lock(&sim.plant()).inverter.clone();

@@ -158,8 +158,9 @@ impl Extreme {
     }
 }
 
-/// Up to 8 ASCII bytes (0x35E, 0x374-0x377, 0x382).
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+/// Up to 8 ASCII bytes (0x35E, 0x374-0x377, 0x382). Two names are equal when their text is:
+/// trailing spaces and NULs are padding.
+#[derive(Clone, Copy, Default)]
 pub struct Name {
     bytes: [u8; 8],
     len: u8,
@@ -191,14 +192,35 @@ impl Name {
 
     /// The text without its padding; other bytes escaped.
     pub fn text(&self) -> String {
-        let trimmed = self.as_bytes().iter().rev().skip_while(|b| matches!(b, 0 | b' ')).count();
-        self.as_bytes()[..trimmed].escape_ascii().to_string()
+        self.meaning().escape_ascii().to_string()
     }
 
     fn read(data: &[u8]) -> Self {
         let mut bytes = [0; 8];
         bytes[..data.len()].copy_from_slice(data);
         Self { bytes, len: data.len() as u8 }
+    }
+}
+
+impl Name {
+    /// The bytes without their padding.
+    fn meaning(&self) -> &[u8] {
+        let end = self.as_bytes().iter().rposition(|b| !matches!(b, 0 | b' ')).map_or(0, |k| k + 1);
+        &self.as_bytes()[..end]
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.meaning() == other.meaning()
+    }
+}
+
+impl Eq for Name {}
+
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.meaning().hash(state);
     }
 }
 
@@ -320,8 +342,8 @@ impl Out {
         self.len = self.len.max(len);
         self
     }
-    fn frame(&self, id: u16, profile: Profile) -> CanFrame {
-        let len = if profile.pads() { 8 } else { self.len };
+    fn frame(&self, id: u16, pad: bool) -> CanFrame {
+        let len = if pad { 8 } else { self.len };
         CanFrame::standard(id, self.data, len as u8)
     }
 }
@@ -374,8 +396,8 @@ impl Message {
     }
 
     /// The frame, laid out as `profile` has it. A field the profile does not carry is not sent
-    /// (Lux's cell extremes in a Pylontech 0x355, say); Sol-Ark's and Lux's frames are padded to 8
-    /// bytes.
+    /// (Lux's cell extremes in a Pylontech 0x355, say); Sol-Ark's and Lux's battery frames are
+    /// padded to 8 bytes.
     pub fn encode(&self, profile: Profile) -> CanFrame {
         let mut o = Out::new();
         let lux = profile == Profile::Lux;
@@ -450,7 +472,10 @@ impl Message {
                 o.u8(0, u8::from(r.shutdown)).at_least(8);
             }
         }
-        o.frame(self.id(), profile)
+        // The battery's frames are padded where the profile wants 8 bytes; the inverter's are
+        // sent as they are.
+        let inverter = matches!(self, Self::Heartbeat(_) | Self::RemoteCommand(_));
+        o.frame(self.id(), profile.pads() && !inverter)
     }
 
     /// What `frame` means in `profile`; `Ok(None)` for an id this crate does not know (another

@@ -227,3 +227,25 @@ fn sma_alarm_pairs_follow_the_protections() {
     assert_eq!(a.alarms.get(AlarmKind::LowVoltage), Some(false), "reported and cleared");
     assert_eq!(a.alarms.get(AlarmKind::Contactor), None, "not known here: not reported");
 }
+
+#[test]
+fn regression_a_short_frame_in_a_padded_profile_keeps_its_meaning() {
+    // Found by the proptest: Lux pads 0x374 to eight NULs, which is the same empty name.
+    let empty: CanFrame = "374#".parse().unwrap();
+    let m = Message::decode(Profile::Lux, &empty).unwrap().unwrap();
+    let padded = m.encode(Profile::Lux);
+    assert_eq!(padded.data(), [0; 8]);
+    assert_eq!(Message::decode(Profile::Lux, &padded).unwrap(), Some(m));
+    // The inverter's frames are never padded.
+    let beat = Message::Heartbeat(Heartbeat { data: [0; 8], len: 0 });
+    assert_eq!(beat.encode(Profile::Solark).len(), 0);
+    // A 6-byte 0x351 in Sol-Ark comes back once with its discharge voltage 0, then stays.
+    let short: CanFrame = "351#1402C012C012".parse().unwrap();
+    let once = Message::decode(
+        Profile::Solark,
+        &Message::decode(Profile::Solark, &short).unwrap().unwrap().encode(Profile::Solark),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(Message::decode(Profile::Solark, &once.encode(Profile::Solark)).unwrap(), Some(once));
+}

@@ -103,8 +103,8 @@ fn message(p: Profile) -> BoxedStrategy<Message> {
         }),
         any::<u16>().prop_map(|capacity_ah| Message::Capacity { capacity_ah }),
         name(padded).prop_map(|name| Message::Family { name }),
-        (any::<[u8; 8]>(), 0u8..=8).prop_map(move |(data, len)| {
-            let len = if padded { 8 } else { len };
+        // The inverter's frames are never padded.
+        (any::<[u8; 8]>(), 0u8..=8).prop_map(|(data, len)| {
             let mut data = data;
             data[usize::from(len)..].fill(0);
             Message::Heartbeat(Heartbeat { data, len })
@@ -141,8 +141,15 @@ proptest! {
     #[test]
     fn any_frame_decodes_or_is_refused_and_a_decoded_one_is_stable(p in profile(), f in any_frame()) {
         if let Ok(Some(m)) = Message::decode(p, &f) {
-            // What was understood survives a trip through our own encoder.
-            prop_assert_eq!(Message::decode(p, &m.encode(p)).unwrap(), Some(m));
+            let again = Message::decode(p, &m.encode(p)).unwrap().unwrap();
+            if matches!(p, Profile::Lux | Profile::Solark) {
+                // These pad every battery frame to 8 bytes, so a short frame's absent fields come
+                // back as zeros once: from then on the message is a fixed point.
+                prop_assert_eq!(Message::decode(p, &again.encode(p)).unwrap(), Some(again));
+            } else {
+                // What was understood survives a trip through our own encoder.
+                prop_assert_eq!(again, m);
+            }
         }
     }
 

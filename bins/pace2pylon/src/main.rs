@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
+mod scan;
+
 use anyhow::{Context, bail};
 use probe_kit::Line;
 use sd_notify::NotifyState;
@@ -73,6 +75,11 @@ enum Cmd {
     /// plant time in seconds, seeded and repeatable, with a fault schedule; prints a scorecard of
     /// the SAFETY.md §6 invariants judged on the plant's true state, availability and energy.
     Simulate(SimulateArgs),
+    /// Find what answers on lines, reading only: Pace packs (0x42 at ADR 0-15, then C2),
+    /// Pylontech batteries (0x4F, 0x42 at ADR 2-9), the coulomb counter and a Vevor inverter
+    /// (Modbus slave 1), at 9600 and 19200 baud; a line where an inverter polls is listened to
+    /// only. `--print-config` writes a ready configuration.
+    Scan(scan::ScanArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -202,6 +209,8 @@ fn main() -> ExitCode {
         Cmd::CheckConfig { file } => check_config(&file),
         Cmd::Demo(args) => demo(&args),
         Cmd::Simulate(args) => simulate(&args),
+        Cmd::Scan(args) => scan::run(&args, |line| say!("{line}"))
+            .and_then(|found| if found { Ok(()) } else { bail!("nothing answered on any line") }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -214,3 +214,44 @@ fn a_broker_that_is_not_there_does_not_stop_the_demo() {
     let _ = Command::new("kill").args(["-TERM", &d.0.id().to_string()]).status();
     let _ = d.0.wait();
 }
+
+#[test]
+fn the_reasons_sensor_always_fits_and_its_attributes_hold_every_reason() {
+    let (_broker, port) = broker();
+    let (_sub, seen) = Seen::watch(port);
+    let mut d = demo(port, 64);
+    seen.wait("online", Duration::from_secs(30), |s| s.last(AVAILABILITY).as_deref() == Some("online"));
+    // Every pack silent: 64 "pack N has not answered recently" are far more than 255 characters.
+    {
+        use std::io::Write;
+        let stdin = d.0.stdin.as_mut().unwrap();
+        for k in 1..=64 {
+            writeln!(stdin, "silence pack {k}").unwrap();
+        }
+    }
+    let attributes = "pace2pylon/stack/reasons";
+    seen.wait("64 stale packs in the attributes", Duration::from_secs(40), |s| {
+        s.last(attributes).is_some_and(|p| {
+            let v: Value = serde_json::from_str(&p).unwrap();
+            v["reasons"].as_array().unwrap().iter().filter(|r| r["code"] == "pack_stale").count() == 64
+        })
+    });
+    let config: Value = serde_json::from_str(
+        &seen.last("homeassistant/sensor/pace2pylon/stack_reasons/config").expect("the reasons sensor"),
+    )
+    .unwrap();
+    assert_eq!(config["json_attributes_topic"], attributes);
+    for (topic, payload) in seen.all() {
+        if topic == "pace2pylon/stack/state" {
+            let state: Value = serde_json::from_str(&payload).unwrap();
+            let reasons = state["reasons"].as_str().unwrap();
+            assert!(reasons.chars().count() <= 255, "{} characters: {reasons}", reasons.chars().count());
+        }
+    }
+    let state: Value = serde_json::from_str(&seen.last("pace2pylon/stack/state").unwrap()).unwrap();
+    let summary = state["reasons"].as_str().unwrap();
+    assert!(summary.contains("reasons: pack stale ×64"), "{summary}");
+    let v: Value = serde_json::from_str(&seen.last(attributes).unwrap()).unwrap();
+    assert_eq!(v["count"].as_u64(), Some(v["reasons"].as_array().unwrap().len() as u64));
+    assert!(v["reasons"][0]["text"].as_str().unwrap().contains("has not answered recently"), "{v}");
+}

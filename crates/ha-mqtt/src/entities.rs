@@ -52,6 +52,8 @@ pub struct Entity {
     pub options: Vec<&'static str>,
     /// Command topic suffix after `P/control/` (switches and buttons).
     pub command: Option<&'static str>,
+    /// Topic suffix after `P/` of a JSON object Home Assistant shows as the entity's attributes.
+    pub attributes: Option<&'static str>,
 }
 
 impl Entity {
@@ -75,6 +77,7 @@ impl Entity {
             category: None,
             options: Vec::new(),
             command: None,
+            attributes: None,
         }
     }
 
@@ -143,6 +146,9 @@ impl Entity {
         }
         if let Some(command) = self.command {
             c.insert("command_topic".into(), json!(format!("{p}/control/{command}")));
+        }
+        if let Some(attributes) = self.attributes {
+            c.insert("json_attributes_topic".into(), json!(format!("{p}/{attributes}")));
         }
         for (key, value) in [
             ("device_class", self.device_class),
@@ -247,7 +253,7 @@ pub fn entities(s: &Status, options: &Options) -> Vec<Entity> {
             options: vec!["idle", "running", "completing", "settling"],
             ..sensor(&stack, "rebalance_step", "Rebalance step").class("enum")
         },
-        sensor(&stack, "reasons", "Safety reasons"),
+        Entity { attributes: Some(REASONS_TOPIC), ..sensor(&stack, "reasons", "Safety reasons") },
         binary(&stack, "charge_enabled", "Charge enabled"),
         binary(&stack, "discharge_enabled", "Discharge enabled"),
         binary(&stack, "data_stale", "Data stale").class("problem"),
@@ -369,6 +375,43 @@ fn limit_reason(d: &daemon::status::DirectionLimit) -> String {
     why.join(", ")
 }
 
+/// Home Assistant's longest state.
+pub const MAX_STATE_CHARS: usize = 255;
+
+/// The topic (after `P/`) of the reasons sensor's attributes: every reason in full.
+pub const REASONS_TOPIC: &str = "stack/reasons";
+
+/// The `reasons` state: `none`, the reasons in words when they fit in Home Assistant's 255
+/// characters, else their count and codes (`×N` when several packs share one), cut to fit. The
+/// whole list is in the attributes ([`REASONS_TOPIC`]).
+pub fn reasons_state(s: &Status) -> String {
+    if s.reasons.is_empty() {
+        return "none".into();
+    }
+    let words = s.reasons.iter().map(|r| r.text.as_str()).collect::<Vec<_>>().join("; ");
+    if words.chars().count() <= MAX_STATE_CHARS {
+        return words;
+    }
+    let mut codes: Vec<(&str, usize)> = Vec::new();
+    for r in &s.reasons {
+        match codes.iter_mut().find(|(c, _)| *c == r.code) {
+            Some((_, n)) => *n += 1,
+            None => codes.push((r.code, 1)),
+        }
+    }
+    let parts: Vec<String> = codes
+        .iter()
+        .map(|(c, n)| if *n > 1 { format!("{} ×{n}", c.replace('_', " ")) } else { c.replace('_', " ") })
+        .collect();
+    let summary = format!("{} reasons: {}", s.reasons.len(), parts.join(", "));
+    if summary.chars().count() <= MAX_STATE_CHARS {
+        return summary;
+    }
+    let mut cut: String = summary.chars().take(MAX_STATE_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
 /// Every device's state topic and JSON payload.
 pub fn states(s: &Status, options: &Options) -> Vec<(String, String)> {
     let p = &options.topic_prefix;
@@ -395,11 +438,7 @@ pub fn states(s: &Status, options: &Options) -> Vec<(String, String)> {
         "charge_limit_reason": s.limits.as_ref().map(|l| limit_reason(&l.charge)),
         "discharge_limit_reason": s.limits.as_ref().map(|l| limit_reason(&l.discharge)),
         "rebalance_step": s.rebalance.step,
-        "reasons": if s.reasons.is_empty() {
-            "none".to_owned()
-        } else {
-            s.reasons.iter().map(|r| r.text.as_str()).collect::<Vec<_>>().join("; ")
-        },
+        "reasons": reasons_state(s),
         "charge_enabled": on_off(s.charge_enabled),
         "discharge_enabled": on_off(s.discharge_enabled),
         "data_stale": on_off(s.data_stale),
@@ -411,6 +450,10 @@ pub fn states(s: &Status, options: &Options) -> Vec<(String, String)> {
         }
     }
     out.push((format!("{p}/stack/state"), stack.to_string()));
+    out.push((
+        format!("{p}/{REASONS_TOPIC}"),
+        json!({"count": s.reasons.len(), "reasons": s.reasons}).to_string(),
+    ));
     for pack in &s.packs {
         // A silent pack's last values are not passed off as current: Home Assistant shows
         // "unknown" and the data-stale sensor says why.

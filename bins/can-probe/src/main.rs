@@ -187,6 +187,9 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Sniff { count, seconds } => {
+            if seconds.is_some_and(|s| !(s > 0.0 && s <= 86_400.0 * 365.0)) {
+                bail!("--seconds must be above 0 and at most a year");
+            }
             let mut bus = bus(cli)?;
             let stop_at = seconds.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
             let mut seen = 0u64;

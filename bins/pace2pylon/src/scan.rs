@@ -143,6 +143,11 @@ fn inverter_polls(link: &mut Link, listen: Duration) -> Result<Vec<String>, link
             until.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)),
         )?;
         framer.feed(&buf[..n], |f| {
+            // Pylontech's CID1, and not a Pace master's VER 25 (software polling packs).
+            let header = ascii_envelope::Frame::parse(f).ok().map(|f| f.header());
+            if header.is_none_or(|h| h.cid1 != 0x46 || h.ver == 0x25) {
+                return;
+            }
             if let Ok(r) = pylon_proto::Request::parse(f) {
                 let poll = format!("0x{:02X} at ADR {:02X}", r.command.cid2(), r.adr);
                 if !polls.contains(&poll) {
@@ -265,15 +270,14 @@ pub fn scan_line(line: &str, timeout: Duration, listen: Duration) -> LineReport 
             return report;
         }
     };
-    for (k, endpoint) in attempts.into_iter().enumerate() {
+    for endpoint in attempts {
         let url = endpoint.to_string();
         let mut link = Link::new(endpoint);
         let result = (|| -> Result<Vec<Found>, link::Error> {
-            if k == 0 {
-                let polls = inverter_polls(&mut link, listen)?;
-                if !polls.is_empty() {
-                    return Ok(vec![Found::InverterBmsPort { polls }]);
-                }
+            // At every rate: an inverter heard at 19200 only is never spoken to either.
+            let polls = inverter_polls(&mut link, listen)?;
+            if !polls.is_empty() {
+                return Ok(vec![Found::InverterBmsPort { polls }]);
             }
             let mut found = pace_packs(&mut link, timeout)?;
             if found.is_empty() {
@@ -354,11 +358,27 @@ pub fn config(reports: &[LineReport]) -> String {
         ),
     }
     for r in reports {
-        for f in &r.found {
-            if let Found::PacePack { adr, serial, .. } = f {
-                let note = serial.as_deref().map_or(String::new(), |s| format!("# serial {s}\n"));
-                let _ = writeln!(s, "[[pack]]\n{note}link = \"{}\"\nadr = {adr}\n", link(r));
-            }
+        let packs: Vec<(u8, Option<&str>)> = r
+            .found
+            .iter()
+            .filter_map(|f| match f {
+                Found::PacePack { adr, serial, .. } => Some((*adr, serial.as_deref())),
+                _ => None,
+            })
+            .collect();
+        // pace2pylon polls one pack per line (RS232): a bus with more is named, not configured.
+        if let Some((adr, serial)) = packs.first() {
+            let note = serial.map_or(String::new(), |s| format!("# serial {s}\n"));
+            let _ = writeln!(s, "[[pack]]\n{note}link = \"{}\"\nadr = {adr}\n", link(r));
+        }
+        if packs.len() > 1 {
+            let others: Vec<String> = packs[1..].iter().map(|(adr, _)| adr.to_string()).collect();
+            let _ = writeln!(
+                s,
+                "# {} also answers at ADR {}: pace2pylon needs each pack on a line of its own.\n",
+                link(r),
+                others.join(", ")
+            );
         }
     }
     if let Some(r) = reports.iter().find(|r| r.found.iter().any(|f| matches!(f, Found::Coil { .. }))) {

@@ -195,6 +195,10 @@ impl std::str::FromStr for CanFrame {
     fn from_str(text: &str) -> Result<Self, Error> {
         let bad = |reason: &'static str| Error::Line { line: text.escape_default().to_string(), reason };
         let (id, data) = text.trim().split_once('#').ok_or_else(|| bad("no '#' between id and data"))?;
+        // from_str_radix would take a sign: only hex digits are an id.
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad("the id is not hex"));
+        }
         let raw = u32::from_str_radix(id, 16).map_err(|_| bad("the id is not hex"))?;
         let id = match id.len() {
             3 => CanId::standard(raw as u16).map_err(|_| bad("the id is out of range"))?,
@@ -207,6 +211,9 @@ impl std::str::FromStr for CanFrame {
             return Self::remote(id, len).map_err(|_| bad("the length is not 0 to 8"));
         }
         let digits: Vec<u8> = data.bytes().filter(|b| *b != b'.').collect();
+        if !digits.iter().all(u8::is_ascii_hexdigit) {
+            return Err(bad("the data is not hex"));
+        }
         if digits.len() % 2 == 1 {
             return Err(bad("the data has an odd number of hex digits"));
         }

@@ -32,6 +32,8 @@ fn candump_notation_errors_name_the_problem() {
         ("351#000000000000000000", "more than 8"),
         ("351#R9", "0 to 8"),
         ("351#ZZ", "not hex"),
+        ("+35#00", "the id is not hex"),
+        ("35C#+F", "the data is not hex"),
     ] {
         let e = text.parse::<CanFrame>().unwrap_err().to_string();
         assert!(e.contains(reason), "{text}: {e}");

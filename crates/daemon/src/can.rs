@@ -58,6 +58,14 @@ impl Urgent {
             || next.charge_voltage_dv < self.charge_voltage_dv
     }
 
+    /// What the inverter holds after `id` (0x351 or 0x35C) of `now` went out.
+    fn merge(self, id: u16, now: Self) -> Self {
+        match id {
+            0x35C => Self { requests: now.requests, ..self },
+            _ => Self { requests: self.requests, ..now },
+        }
+    }
+
     fn of(b: &Battery) -> Self {
         Self {
             requests: b.requests,
@@ -79,7 +87,10 @@ pub(crate) fn drive(
     let profile = profile(can.profile);
     let period = Duration::from_secs_f64(can.period_s);
     let mut next_set = Instant::now();
-    let mut pending: VecDeque<(Instant, CanFrame)> = VecDeque::new();
+    // The ids of this period's set still to send, with when: each frame is built from the
+    // decision of the moment it goes out, so a queued frame can never undo an urgent one.
+    let mut pending: VecDeque<(Instant, u16)> = VecDeque::new();
+    // What the inverter was last told of the urgent fields (only once it went out).
     let mut told: Option<Urgent> = None;
     while !stop.is_stopped() {
         let now = Instant::now();
@@ -88,44 +99,59 @@ pub(crate) fn drive(
             translator::can::battery(&snapshot, settings, shared.now().0)
         };
         let mut failed = None;
-        match &battery {
+        let Some(b) = &battery else {
             // Nothing true to say yet, or the silent policy: say nothing.
-            None => {
-                pending.clear();
-                told = None;
+            pending.clear();
+            told = None;
+            if let Err(e) = receive_until(&mut bus, Instant::now() + WATCH, profile, shared) {
+                note_error(&bus, shared, e);
+                nap(stop, RETRY);
             }
-            Some(b) => {
-                let urgent = Urgent::of(b);
-                if told.is_some_and(|t| t.safer(urgent)) {
-                    // The limits and the enable bits go out now, not at the next set.
-                    let set = pylon_can::frames(profile, b);
-                    for f in set.iter().filter(|f| matches!(f.id().raw(), 0x351 | 0x35C)) {
-                        if let Err(e) = send(&mut bus, f, shared) {
-                            failed = Some(e);
-                        }
-                    }
+            continue;
+        };
+        let frames = pylon_can::frames(profile, b);
+        let frame = |id: u16| frames.iter().find(|f| f.id().raw() == u32::from(id)).copied();
+        let urgent = Urgent::of(b);
+        if told.is_some_and(|t| t.safer(urgent)) {
+            // The limits and the enable bits go out now, not at the next set.
+            let sent =
+                [0x351, 0x35C].into_iter().filter_map(frame).try_for_each(|f| send(&mut bus, &f, shared));
+            match sent {
+                Ok(()) => {
                     lock(&shared.can).urgent_sets += 1;
+                    told = Some(urgent);
                 }
-                told = Some(urgent);
-                if now >= next_set {
-                    let set = pylon_can::frames(profile, b);
-                    let step = if can.spread { period / set.len().max(1) as u32 } else { Duration::ZERO };
-                    pending = set.into_iter().enumerate().map(|(k, f)| (now + step * k as u32, f)).collect();
-                    next_set = now + period;
-                }
+                // Not told: the fall is seen again on the next pass.
+                Err(e) => failed = Some(e),
             }
+        }
+        if failed.is_none() && now >= next_set {
+            let ids = profile.ids();
+            let step = if can.spread { period / ids.len().max(1) as u32 } else { Duration::ZERO };
+            pending = ids.iter().enumerate().map(|(k, id)| (now + step * k as u32, *id)).collect();
+            next_set = now + period;
         }
         if next_set <= now {
             next_set = now + period;
         }
-        while let Some((at, frame)) = pending.front().copied() {
+        while failed.is_none() {
+            let Some((at, id)) = pending.front().copied() else { break };
             if at > Instant::now() {
                 break;
             }
-            pending.pop_front();
-            if let Err(e) = send(&mut bus, &frame, shared) {
-                failed = Some(e);
-                break;
+            let Some(f) = frame(id) else {
+                pending.pop_front();
+                continue;
+            };
+            match send(&mut bus, &f, shared) {
+                Ok(()) => {
+                    pending.pop_front();
+                    // Whatever the inverter was told last is what it holds now.
+                    if matches!(id, 0x351 | 0x35C) {
+                        told = Some(told.map_or(urgent, |t| t.merge(id, urgent)));
+                    }
+                }
+                Err(e) => failed = Some(e),
             }
         }
         if let Some(e) = failed {

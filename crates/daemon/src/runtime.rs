@@ -403,7 +403,7 @@ pub fn emulation_settings(config: &Config) -> EmulationSettings {
     settings
 }
 
-/// What the CAN side is told by `[can]`, `[pylon]` (the comm-loss policy) and `[safety]`.
+/// What the CAN side is told by `[can]` (its own comm-loss policy) and `[safety]` (rule 10's age).
 pub fn can_settings(config: &Config) -> translator::can::CanSettings {
     let e = emulation_settings(config);
     let on_comm_loss = match config.can.as_ref().map(|c| c.on_comm_loss) {

@@ -237,3 +237,70 @@ fn python_can_reads_what_the_status_shows_and_the_limits_follow_maestro() {
     daemon.stop();
     sim.stop();
 }
+
+/// Review finding: a frame queued for later in a spread set went out after an urgent disable
+/// with the decision of when it was queued, enabling the inverter again until the next set.
+#[test]
+fn regression_a_spread_set_never_undoes_an_urgent_disable() {
+    use pylon_can::{Message, Profile, RequestFlags};
+    let dir = state_dir("can-spread");
+    let plant = PlantConfig { packs: 2, start_of_day_s: 11.0 * 3600.0, ..PlantConfig::default() };
+    let mut listener = link::CanBus::open("slcan+tcp-listen://127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().unwrap();
+    let extra = format!("[can]\nlink = \"slcan+tcp://{addr}\"\nspread = true\nperiod_s = 2.0\n");
+    let (sim, config) = plant_and_config(plant, None, Options::default(), &extra, &dir);
+    let daemon = Daemon::start(config).unwrap();
+    // Read 0x35C as the inverter sees it, in order.
+    let requests = |bus: &mut link::CanBus, until: Instant| {
+        let mut seen = Vec::new();
+        while Instant::now() < until {
+            if let Ok(Some(f)) = bus.receive(until) {
+                if let Ok(Some(Message::Requests(r))) = Message::decode(Profile::Pylon, &f) {
+                    seen.push((Instant::now(), r.flags));
+                }
+            }
+        }
+        seen
+    };
+    let both = RequestFlags::CHARGE_ENABLE | RequestFlags::DISCHARGE_ENABLE;
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(30), "never enabled over CAN");
+        let seen = requests(&mut listener, Instant::now() + Duration::from_millis(500));
+        if seen.last().is_some_and(|(_, f)| *f == both) {
+            break;
+        }
+    }
+    // Disable several times at different phases of the 2 s spread set.
+    for phase_ms in [300u64, 900, 1500] {
+        std::thread::sleep(Duration::from_millis(phase_ms));
+        let ordered = Instant::now();
+        daemon
+            .set_overrides(daemon::state::Overrides { forced_disable: true, ..Default::default() })
+            .unwrap();
+        let seen = requests(&mut listener, Instant::now() + Duration::from_secs(5));
+        let off = seen.iter().position(|(_, f)| f.is_empty()).expect("told off");
+        assert!(
+            seen[off].0 - ordered < Duration::from_millis(700),
+            "told off after {:?}",
+            seen[off].0 - ordered
+        );
+        assert!(
+            seen[off..].iter().all(|(_, f)| f.is_empty()),
+            "re-enabled after the urgent disable: {seen:?}"
+        );
+        daemon.set_overrides(daemon::state::Overrides::default()).unwrap();
+        let back = Instant::now();
+        loop {
+            assert!(back.elapsed() < Duration::from_secs(10), "never enabled again");
+            if requests(&mut listener, Instant::now() + Duration::from_millis(300))
+                .last()
+                .is_some_and(|(_, f)| *f == both)
+            {
+                break;
+            }
+        }
+    }
+    daemon.stop();
+    sim.stop();
+}

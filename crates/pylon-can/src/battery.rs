@@ -151,7 +151,7 @@ impl Battery {
 
     /// The profile's messages, in sending order.
     pub fn messages(&self, profile: Profile) -> Vec<Message> {
-        let soc_pct = (self.soc_centi_pct + 50) / 100;
+        let soc_pct = ((u32::from(self.soc_centi_pct) + 50) / 100) as u16;
         let (cell_min, cell_max) = self.cell_min_max_mv;
         let (temp_min, temp_max) = self.cell_temp_min_max_dc;
         let lux = profile == Profile::Lux;

@@ -484,7 +484,7 @@ impl Message {
     ///
     /// # Errors
     /// [`Error::Short`] for a known id with fewer bytes than its layout, [`Error::NotData`] for a
-    /// remote or extended frame with a known id.
+    /// remote frame with a known id (an extended id is another device's: `Ok(None)`).
     pub fn decode(profile: Profile, frame: &CanFrame) -> Result<Option<Self>, Error> {
         let CanId::Standard(id) = frame.id() else { return Ok(None) };
         if !matches!(id, 0x300 | 0x305 | 0x351 | 0x355 | 0x356 | 0x359..=0x35C | 0x35E | 0x35F | 0x372..=0x377 | 0x379 | 0x382)

@@ -574,7 +574,18 @@ pub fn respond(
             Response::Management { command, limits }
         }
         Command::Management { command } | Command::Serial { command } | Command::Firmware { command } => {
-            let k = match per_pack(command) {
+            // 0x93 and 0x96 describe one module: the master's own address is pack 1 even when
+            // the stack is the master module for 0x42 and 0x92.
+            let own_module = !matches!(request.command, Command::Management { .. })
+                && settings.stack_at_master
+                && command == master
+                && header.adr == master;
+            let one = if own_module {
+                owns_pack(command).map(|k| vec![k]).ok_or(Rtn::InvalidData)
+            } else {
+                per_pack(command)
+            };
+            let k = match one {
                 Ok(v) if v.len() == 1 => v[0],
                 Ok(_) => return refuse(Rtn::InvalidData),
                 Err(rtn) => return refuse(rtn),

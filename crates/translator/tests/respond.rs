@@ -384,6 +384,17 @@ fn voltronic_sweeps_0x4f_then_reads_the_stack_from_0x42_and_0x92_at_adr_2() {
     };
     assert_eq!(limits.flags, ManagementFlags::DISCHARGE_ENABLE, "stop charging is in 0x92");
     assert_eq!(limits.charge_current.raw(), 1664, "the limit itself stays; the bit stops it");
+    // 0x93 and 0x96 at the master are still pack 1's: one module's serial and firmware.
+    let (_, _, Response::Serial { command, .. }) =
+        poll(&s, &settings, &request_ver(0x28, 2, 0x93, &[2]), Dialect::default()).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(command, 2);
+    assert!(matches!(
+        poll(&s, &settings, &request_ver(0x28, 2, 0x96, &[2]), Dialect::default()),
+        Some((_, _, Response::Firmware { .. }))
+    ));
 }
 
 #[test]

@@ -128,8 +128,10 @@ impl Shared {
     /// procedure's step once those are carried out; checked and queued under one lock, so two
     /// orders at once are judged in the order they are queued.
     fn order(&self, order: Order, refuse: impl FnOnce(Step) -> Option<Refused>) -> Result<(), Refused> {
-        let step_now = self.published().rebalance.step;
+        // The queue, then the published step, as the safety loop takes them when it publishes
+        // a step and drops the order it carried out: the two are always seen together.
         let mut orders = lock(&self.orders);
+        let step_now = self.published().rebalance.step;
         let refused = refuse(orders.step_after(step_now));
         let queued = refused.is_none() && orders.push(order);
         drop(orders);

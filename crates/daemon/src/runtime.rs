@@ -544,7 +544,8 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &Stop) {
         let coil_settings = *lock(&shared.coil_settings);
         let inverter = lock(&shared.inverter).clone();
         let overrides = lock(&shared.persisted).overrides.clone();
-        let order = lock(&shared.orders).pop();
+        // Left queued until the step it makes is published (see `Orders::peek`).
+        let order = lock(&shared.orders).peek();
         let inputs = Inputs {
             packs: &readings,
             coil: coil.reading,
@@ -580,7 +581,14 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &Stop) {
             limits: Some(out.limits),
             rebalance: out.rebalance,
         };
-        *lock(&shared.published) = Arc::new(published);
+        {
+            // The queue, then the published step: an order is waiting, or its step is published.
+            let mut orders = lock(&shared.orders);
+            *lock(&shared.published) = Arc::new(published);
+            if order.is_some() {
+                orders.pop();
+            }
+        }
         // Only a loop that decided feeds the service manager's watchdog: a stalled one gets the
         // process restarted.
         if let Some(alive) = &shared.hooks.decided {

@@ -167,6 +167,12 @@ impl Orders {
     pub fn pop(&mut self) -> Option<Order> {
         self.queue.pop_front()
     }
+
+    /// The next order, left in the queue (the safety loop removes it once the step it made is
+    /// published, so an order is always either waiting or seen in the published step).
+    pub fn peek(&self) -> Option<Order> {
+        self.queue.front().copied()
+    }
 }
 
 /// What the CAN driver has seen and sent.

@@ -69,11 +69,12 @@ fn run(program: &str, args: &[&str]) -> Result<()> {
 
 /// The independent implementations the interop tests run against, pinned: pymodbus (Modbus),
 /// python-can and cantools (CAN over slcan, and the DBC file), python-pylontech (a Pylontech
-/// RS485 master).
-const PYTHON_PEERS: [&str; 4] =
-    ["pymodbus==3.16.1", "python-can==4.6.1", "cantools==45.1.0", "python-pylontech==0.3.3"];
+/// RS485 master), jinja2 (Home Assistant's template engine, to render the MQTT discovery's value
+/// templates as Home Assistant does).
+const PYTHON_PEERS: [&str; 5] =
+    ["pymodbus==3.16.1", "python-can==4.6.1", "cantools==45.1.0", "python-pylontech==0.3.3", "jinja2==3.1.6"];
 /// What the venv must import for the peers to be there.
-const PYTHON_IMPORTS: &str = "import pymodbus, can, cantools, pylontech.pylontech";
+const PYTHON_IMPORTS: &str = "import pymodbus, can, cantools, pylontech.pylontech, jinja2";
 
 /// Makes `target/pyvenv` with the Python peers, installing Debian's venv support if Python lacks
 /// it. Returns the venv's python.

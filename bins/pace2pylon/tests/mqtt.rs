@@ -109,7 +109,7 @@ fn home_assistant_sees_every_device_with_states_and_availability() {
         // The template's field is in the state topic's JSON: no entity reads a missing field.
         let state_topic = c["state_topic"].as_str().unwrap();
         let template = c["value_template"].as_str().unwrap();
-        let field = template.trim_start_matches("{{ value_json.").trim_end_matches(" }}");
+        let field = template.trim_start_matches("{{ value_json.").split([' ', '}']).next().unwrap();
         let state: Value = serde_json::from_str(&seen.last(state_topic).expect(state_topic)).unwrap();
         assert!(state.get(field).is_some(), "{topic}: {field} missing from {state_topic}: {state}");
         if component == "binary_sensor" {

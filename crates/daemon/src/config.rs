@@ -235,6 +235,9 @@ pub struct State {
     pub event_log_max_bytes: u64,
     /// Rotated event logs kept.
     pub event_log_keep: u32,
+    /// The energy meters are written to the state file this often (and at a clean stop); the
+    /// status shows what was written, so a crash loses at most this much of their growth.
+    pub energy_save_s: f64,
 }
 
 impl Default for State {
@@ -244,6 +247,7 @@ impl Default for State {
             event_log: "/var/lib/pace2pylon/events.jsonl".into(),
             event_log_max_bytes: 1 << 20,
             event_log_keep: 3,
+            energy_save_s: 60.0,
         }
     }
 }
@@ -749,6 +753,7 @@ impl Config {
             ("poll.period_s", self.poll.period_s, 0.2, 60.0),
             ("poll.timeout_s", self.poll.timeout_s, 0.05, 10.0),
             ("poll.limits_every_s", self.poll.limits_every_s, 10.0, 86400.0),
+            ("state.energy_save_s", self.state.energy_save_s, 1.0, 3600.0),
         ] {
             if !(lo..=hi).contains(&v) {
                 return bad(key, format!("{v} is outside {lo}..{hi}"));

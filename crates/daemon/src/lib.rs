@@ -17,6 +17,7 @@ mod can;
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod energy;
 pub mod handle;
 pub mod keeper;
 pub mod poller;

@@ -14,6 +14,7 @@ use translator::respond::{CommLoss, EmulationSettings, Snapshot};
 
 use crate::config::{self, Config};
 use crate::core::{Controller, Inputs, Now};
+use crate::energy::Meter;
 use crate::handle::Handle;
 use crate::keeper::{CoilPoller, InverterPoller};
 use crate::poller::{Machine, Note, PackPoller, Problem, Timing};
@@ -532,6 +533,9 @@ fn poll_inverter(slave: u8, mut link: Link, shared: &Shared, stop: &Stop) {
 /// controller's; this only moves data.
 fn safety_loop(config: &Config, shared: &Shared, stop: &Stop) {
     let mut controller = Controller::new(config, lock(&shared.persisted).rebalance.clone());
+    let save_every_ms = (config.state.energy_save_s * 1000.0) as u64;
+    let loaded = lock(&shared.persisted).energy.clone();
+    let mut meter = Meter::new(loaded, config.packs.len(), shared.now(), save_every_ms);
     while !stop.is_stopped() {
         if shared.freeze_safety_loop.load(Ordering::Relaxed) {
             nap(stop, Duration::from_millis(250));
@@ -566,9 +570,15 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &Stop) {
         for (text, reasons) in out.events {
             shared.event_with(text, reasons);
         }
-        if out.persist {
+        let energy = meter.step(now.mono, &readings, coil.reading);
+        if out.persist || energy.is_some() {
             let rebalance = out.rebalance.clone();
-            shared.persist(|p| p.rebalance = rebalance);
+            shared.persist(|p| {
+                p.rebalance = rebalance;
+                if let Some(e) = energy {
+                    p.energy = e;
+                }
+            });
         }
         let published = Published {
             packs: readings,
@@ -580,6 +590,7 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &Stop) {
             decision: Some(out.decision),
             limits: Some(out.limits),
             rebalance: out.rebalance,
+            energy: (meter.saved().clone(), meter.source()),
         };
         {
             // The queue, then the published step: an order is waiting, or its step is published.
@@ -597,6 +608,9 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &Stop) {
         // Until the controller's next deadline: its cadence, or a reading going stale.
         nap(stop, Duration::from_millis(controller.poll_timeout().since(shared.now())));
     }
+    // What flowed since the last minute's save is kept too.
+    let energy = meter.save(shared.now());
+    shared.persist(|p| p.energy = energy);
 }
 
 fn respond_loop(mut link: Link, settings: &EmulationSettings, shared: &Shared, stop: &Stop) {

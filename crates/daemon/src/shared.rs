@@ -264,6 +264,8 @@ pub struct Published {
     pub limits: Option<translator::limits::Limits>,
     /// The rebalance procedure's state.
     pub rebalance: maestro_core::RebalanceState,
+    /// The energy counters as last handed to the state file, and where the stack's came from.
+    pub energy: (crate::energy::Energy, Option<crate::energy::Source>),
 }
 
 impl Shared {

@@ -21,7 +21,7 @@ pub struct Overrides {
 }
 
 /// The state file's content.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Persisted {
     /// Format version.
@@ -30,6 +30,8 @@ pub struct Persisted {
     pub rebalance: RebalanceState,
     /// The operator's orders.
     pub overrides: Overrides,
+    /// The energy counters (they only grow; see [`crate::energy`]).
+    pub energy: crate::energy::Energy,
 }
 
 /// A problem with the state file or the event log.

@@ -48,6 +48,25 @@ pub struct Status {
     pub pylon: Option<Pylon>,
     /// The Pylontech CAN side: frames sent, the inverter's heartbeat; null without `[can]`.
     pub can: Option<Can>,
+    /// Energy into and out of the stack.
+    pub energy: Energy,
+}
+
+/// Energy into and out of the stack since its counters began (they only grow, and survive a
+/// restart in the state file; see `daemon::energy`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Energy {
+    /// Into the stack, kWh.
+    pub charged_kwh: f64,
+    /// Out of the stack, kWh.
+    pub discharged_kwh: f64,
+    /// What the last step was measured by: `coil` or `packs` (`null` before the first).
+    pub source: Option<crate::energy::Source>,
+}
+
+/// Wh as kWh to 0.1 Wh (rounding keeps a growing counter growing).
+fn kwh(wh: f64) -> f64 {
+    (wh * 10.0).round() / 10_000.0
 }
 
 /// The CAN side.
@@ -384,6 +403,10 @@ pub struct Pack {
     pub last_error: Option<String>,
     /// The last 0x42 + 0x44 cycle, ms.
     pub poll_cycle_ms: Option<f64>,
+    /// Energy into this pack, kWh (grows only).
+    pub energy_charged_kwh: f64,
+    /// Energy out of this pack, kWh (grows only).
+    pub energy_discharged_kwh: f64,
     /// Its line.
     pub link_stats: LinkStats,
 }
@@ -610,6 +633,7 @@ impl Shared {
                 ),
             });
         }
+        let (energy, energy_source) = &published.energy;
         let packs: Vec<Pack> = published
             .packs
             .iter()
@@ -670,6 +694,8 @@ impl Shared {
                     firmware: r.version.as_ref().map(|t| t.trimmed().into_owned()),
                     last_error: r.last_error.clone(),
                     poll_cycle_ms: r.cycle.map(|c| (c.took.as_secs_f64() * 1e5).round() / 100.0),
+                    energy_charged_kwh: kwh(energy.packs.get(k).map_or(0.0, |e| e.charged_wh)),
+                    energy_discharged_kwh: kwh(energy.packs.get(k).map_or(0.0, |e| e.discharged_wh)),
                     link_stats: r.link.into(),
                 }
             })
@@ -845,6 +871,11 @@ impl Shared {
             overrides,
             pylon,
             can,
+            energy: Energy {
+                charged_kwh: kwh(energy.stack.charged_wh),
+                discharged_kwh: kwh(energy.stack.discharged_wh),
+                source: *energy_source,
+            },
         }
     }
 

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
+use daemon::energy::{Counter, Energy};
 use std::os::unix::fs::PermissionsExt;
 
 use daemon::state::*;
@@ -29,9 +30,13 @@ fn a_state_survives_a_restart_and_is_private() {
             ..RebalanceState::default()
         },
         overrides: Overrides { forced_disable: true, charge_voltage_mv: Some(27500) },
+        energy: Energy {
+            stack: Counter { charged_wh: 1_234.567_891_234, discharged_wh: 0.1 },
+            packs: vec![Counter { charged_wh: 1e-9, discharged_wh: 98_765.4 }],
+        },
     };
     save(&path, &state).unwrap();
-    assert_eq!(load(&path).unwrap(), state);
+    assert_eq!(load(&path).unwrap(), state, "the energy meters come back to the last bit");
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(!d.join("state.json.tmp").exists());
 }
@@ -71,4 +76,14 @@ fn the_event_log_appends_json_lines_and_rotates_by_size() {
     assert!(d.join("events.jsonl.1").exists() && d.join("events.jsonl.2").exists());
     assert!(!d.join("events.jsonl.3").exists(), "only `keep` rotated files are kept");
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn a_state_file_from_before_the_energy_meters_loads_with_them_at_zero() {
+    let d = dir("before-energy");
+    let path = d.join("state.json");
+    std::fs::write(&path, "{\"version\": 1, \"overrides\": {\"forced_disable\": true}}").unwrap();
+    let loaded = load(&path).unwrap();
+    assert!(loaded.overrides.forced_disable);
+    assert_eq!(loaded.energy, Energy::default());
 }

@@ -1,6 +1,8 @@
 //! The Home Assistant entities and the state payloads they read, both derived from one
 //! [`Status`], so an entity never points at a field the state does not carry.
 
+use std::collections::BTreeMap;
+
 use daemon::status::{REASON_CODES, Status};
 use serde_json::{Map, Value, json};
 
@@ -106,6 +108,27 @@ impl Entity {
         self
     }
 
+    /// Whether Home Assistant takes the state as text: a sensor without unit, state class,
+    /// precision or device class.
+    fn is_text(&self) -> bool {
+        self.component == "sensor"
+            && self.unit.is_none()
+            && self.state_class.is_none()
+            && self.precision.is_none()
+            && self.device_class.is_none()
+    }
+
+    /// The value template. A JSON null renders as `None`, which Home Assistant takes as unknown
+    /// for numbers and binary sensors; a text sensor (before 2024.10) would show the word, so
+    /// its template says `unknown`, which is the very state Home Assistant stores for unknown.
+    pub fn template(&self, field: &str) -> String {
+        if self.is_text() {
+            format!("{{{{ value_json.{field} if value_json.{field} is not none else 'unknown' }}}}")
+        } else {
+            format!("{{{{ value_json.{field} }}}}")
+        }
+    }
+
     /// The unique id: `P_<device>_<object>`.
     pub fn unique_id(&self, options: &Options) -> String {
         format!("{}_{}_{}", options.topic_prefix, self.device.key, self.object)
@@ -142,7 +165,7 @@ impl Entity {
         c.insert("origin".into(), json!({"name": "pace2pylon", "sw_version": env!("CARGO_PKG_VERSION")}));
         if let Some(field) = &self.field {
             c.insert("state_topic".into(), json!(format!("{p}/{}/state", d.key)));
-            c.insert("value_template".into(), json!(format!("{{{{ value_json.{field} }}}}")));
+            c.insert("value_template".into(), json!(self.template(field)));
         }
         if let Some(command) = self.command {
             c.insert("command_topic".into(), json!(format!("{p}/control/{command}")));
@@ -214,8 +237,41 @@ fn devices(s: &Status) -> (Device, Vec<Device>, Device, Device) {
     (stack, packs, coil, inverter)
 }
 
-/// Every entity for this status.
-pub fn entities(s: &Status, options: &Options) -> Vec<Entity> {
+/// What the broker's retained discovery said of each pack when we connected: its cell and
+/// temperature sensor counts. Until a pack is read again they are announced as before, so Home
+/// Assistant keeps its entities (shown unknown) instead of losing them at every restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Announced {
+    /// Pack number → (cells, temperature sensors).
+    pub packs: BTreeMap<usize, (usize, usize)>,
+}
+
+impl Announced {
+    /// Reads the counts from discovery topics (`H/sensor/P/pack3_cell_16/config`).
+    pub fn from_topics<'a>(topics: impl IntoIterator<Item = &'a str>, options: &Options) -> Self {
+        let head = format!("{}/sensor/{}/pack", options.discovery_prefix, options.topic_prefix);
+        let mut packs: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+        for topic in topics {
+            let Some(object) = topic.strip_prefix(&head).and_then(|t| t.strip_suffix("/config")) else {
+                continue;
+            };
+            let Some((pack, sensor)) = object.split_once('_') else { continue };
+            let Ok(pack) = pack.parse::<usize>() else { continue };
+            let count = |prefix: &str| sensor.strip_prefix(prefix).and_then(|k| k.parse::<usize>().ok());
+            let entry = packs.entry(pack).or_default();
+            if let Some(k) = count("cell_") {
+                entry.0 = entry.0.max(k);
+            } else if let Some(k) = count("temp_") {
+                entry.1 = entry.1.max(k);
+            }
+        }
+        packs.retain(|_, counts| *counts != (0, 0));
+        Self { packs }
+    }
+}
+
+/// Every entity for this status; a pack not read yet keeps the counts it was `announced` with.
+pub fn entities(s: &Status, options: &Options, announced: &Announced) -> Vec<Entity> {
     let (stack, packs, coil, inverter) = devices(s);
     let sensor = |d: &Device, o: &str, n: &str| Entity::new("sensor", d, o, n);
     let binary = |d: &Device, o: &str, n: &str| Entity::new("binary_sensor", d, o, n);
@@ -254,6 +310,8 @@ pub fn entities(s: &Status, options: &Options) -> Vec<Entity> {
             ..sensor(&stack, "rebalance_step", "Rebalance step").class("enum")
         },
         Entity { attributes: Some(REASONS_TOPIC), ..sensor(&stack, "reasons", "Safety reasons") },
+        energy(sensor(&stack, "energy_charged_kwh", "Energy charged")),
+        energy(sensor(&stack, "energy_discharged_kwh", "Energy discharged")),
         binary(&stack, "charge_enabled", "Charge enabled"),
         binary(&stack, "discharge_enabled", "Discharge enabled"),
         binary(&stack, "data_stale", "Data stale").class("problem"),
@@ -296,15 +354,20 @@ pub fn entities(s: &Status, options: &Options) -> Vec<Entity> {
                 .diagnostic(),
             binary(d, "data_stale", "Data stale").class("problem"),
             binary(d, "balancing", "Balancing").diagnostic(),
+            energy(sensor(d, "energy_charged_kwh", "Energy charged")),
+            energy(sensor(d, "energy_discharged_kwh", "Energy discharged")),
         ]);
-        for c in 1..=p.cells_mv.len() {
+        let before = announced.packs.get(&p.number).copied().unwrap_or_default();
+        let cells = if p.cells_mv.is_empty() { before.0 } else { p.cells_mv.len() };
+        let temps = if p.temps_dc.is_empty() { before.1 } else { p.temps_dc.len() };
+        for c in 1..=cells {
             e.push(
                 sensor(d, &format!("cell_{c}"), &format!("Cell {c}"))
                     .measure(Some("voltage"), "V", 3)
                     .diagnostic(),
             );
         }
-        for (k, name) in temperature_names(p.temps_dc.len()).iter().enumerate() {
+        for (k, name) in temperature_names(temps).iter().enumerate() {
             e.push(
                 sensor(d, &format!("temp_{}", k + 1), &format!("Temperature {name}"))
                     .measure(Some("temperature"), "°C", 1)
@@ -335,6 +398,17 @@ pub fn entities(s: &Status, options: &Options) -> Vec<Entity> {
         ]);
     }
     e
+}
+
+/// A meter for Home Assistant's Energy dashboard: kWh, only growing.
+fn energy(e: Entity) -> Entity {
+    Entity {
+        device_class: Some("energy"),
+        state_class: Some("total_increasing"),
+        unit: Some("kWh"),
+        precision: Some(2),
+        ..e
+    }
 }
 
 /// Names of a pack's temperature sensors in the Pace order: cells, then MOSFET and environment.
@@ -412,10 +486,12 @@ pub fn reasons_state(s: &Status) -> String {
     cut
 }
 
-/// Every device's state topic and JSON payload.
-pub fn states(s: &Status, options: &Options) -> Vec<(String, String)> {
+/// Every device's state topic and JSON payload. Each payload carries every field an entity of
+/// `entities` reads from it, `null` while unknown (Home Assistant then shows unknown rather than
+/// logging a template warning for a missing key).
+pub fn states(s: &Status, options: &Options, entities: &[Entity]) -> Vec<(String, String)> {
     let p = &options.topic_prefix;
-    let mut out = Vec::new();
+    let mut devices: Vec<(String, Value)> = Vec::new();
     let st = s.stack.as_ref();
     let mut stack = json!({
         "voltage": volts(st.map(|v| v.voltage_mv)),
@@ -443,17 +519,15 @@ pub fn states(s: &Status, options: &Options) -> Vec<(String, String)> {
         "discharge_enabled": on_off(s.discharge_enabled),
         "data_stale": on_off(s.data_stale),
         "forced_disable": on_off(s.overrides.forced_disable),
+        "energy_charged_kwh": s.energy.charged_kwh,
+        "energy_discharged_kwh": s.energy.discharged_kwh,
     });
     if let Some(map) = stack.as_object_mut() {
         for code in REASON_CODES {
             map.insert(format!("reason_{code}"), json!(on_off(s.reasons.iter().any(|r| r.code == code))));
         }
     }
-    out.push((format!("{p}/stack/state"), stack.to_string()));
-    out.push((
-        format!("{p}/{REASONS_TOPIC}"),
-        json!({"count": s.reasons.len(), "reasons": s.reasons}).to_string(),
-    ));
+    devices.push(("stack".into(), stack));
     for pack in &s.packs {
         // A silent pack's last values are not passed off as current: Home Assistant shows
         // "unknown" and the data-stale sensor says why.
@@ -473,6 +547,8 @@ pub fn states(s: &Status, options: &Options) -> Vec<(String, String)> {
             "discharge_share": amps(pack.share_discharge_ma),
             "data_stale": on_off(pack.stale),
             "balancing": on_off(!pack.balancing.is_empty()),
+            "energy_charged_kwh": pack.energy_charged_kwh,
+            "energy_discharged_kwh": pack.energy_discharged_kwh,
         });
         if let Some(map) = m.as_object_mut() {
             for (c, mv) in pack.cells_mv.iter().enumerate() {
@@ -482,7 +558,7 @@ pub fn states(s: &Status, options: &Options) -> Vec<(String, String)> {
                 map.insert(format!("temp_{}", k + 1), json!(Some(f64::from(*t) / 10.0).filter(|_| fresh)));
             }
         }
-        out.push((format!("{p}/pack{}/state", pack.number), m.to_string()));
+        devices.push((format!("pack{}", pack.number), m));
     }
     let c = &s.coil;
     if c.configured {
@@ -495,7 +571,7 @@ pub fn states(s: &Status, options: &Options) -> Vec<(String, String)> {
             "remaining": c.remaining_mah.filter(|_| fresh).map(|v| f64::from(v) / 1000.0),
             "data_stale": on_off(c.stale),
         });
-        out.push((format!("{p}/coil/state"), m.to_string()));
+        devices.push(("coil".into(), m));
     }
     let i = &s.inverter;
     if i.configured {
@@ -510,7 +586,76 @@ pub fn states(s: &Status, options: &Options) -> Vec<(String, String)> {
             "charging_priority": i.charging_priority_name.map(str::to_owned).or(i.charging_priority.map(|v| v.to_string())),
             "data_stale": on_off(i.stale),
         });
-        out.push((format!("{p}/inverter/state"), m.to_string()));
+        devices.push(("inverter".into(), m));
     }
+    for e in entities {
+        let (Some(field), Some((_, Value::Object(state)))) =
+            (&e.field, devices.iter_mut().find(|(key, _)| *key == e.device.key))
+        else {
+            continue;
+        };
+        state.entry(field.clone()).or_insert(Value::Null);
+    }
+    let mut out: Vec<(String, String)> =
+        devices.into_iter().map(|(key, state)| (format!("{p}/{key}/state"), state.to_string())).collect();
+    out.push((
+        format!("{p}/{REASONS_TOPIC}"),
+        json!({"count": s.reasons.len(), "reasons": s.reasons}).to_string(),
+    ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> Options {
+        Options {
+            host: "localhost".into(),
+            port: 1883,
+            credentials: None,
+            client_id: "t".into(),
+            discovery_prefix: "homeassistant".into(),
+            topic_prefix: "p2p".into(),
+            allow_control: false,
+            state_every: std::time::Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn announced_counts_come_from_our_own_cell_and_temperature_topics_only() {
+        let topics = [
+            "homeassistant/sensor/p2p/pack1_cell_16/config",
+            "homeassistant/sensor/p2p/pack1_cell_3/config",
+            "homeassistant/sensor/p2p/pack1_temp_6/config",
+            "homeassistant/sensor/p2p/pack2_voltage/config",
+            "homeassistant/sensor/other/pack3_cell_8/config",
+            "homeassistant/sensor/p2p/packx_cell_8/config",
+            "homeassistant/binary_sensor/p2p/pack4_cell_8/config",
+        ];
+        let a = Announced::from_topics(topics, &options());
+        assert_eq!(a.packs, BTreeMap::from([(1, (16, 6))]));
+    }
+
+    #[test]
+    fn only_text_sensors_turn_null_into_unknown() {
+        let d = Device {
+            key: "inverter".into(),
+            name: "Inverter".into(),
+            manufacturer: "x",
+            model: "y".into(),
+            serial: None,
+            firmware: None,
+            via_stack: true,
+        };
+        let text = Entity::new("sensor", &d, "working_mode", "Working mode");
+        assert_eq!(
+            text.template("working_mode"),
+            "{{ value_json.working_mode if value_json.working_mode is not none else 'unknown' }}"
+        );
+        let number = Entity::new("sensor", &d, "pv_power", "PV").measure(Some("power"), "W", 0);
+        assert_eq!(number.template("pv_power"), "{{ value_json.pv_power }}");
+        let binary = Entity::new("binary_sensor", &d, "data_stale", "Stale");
+        assert_eq!(binary.template("data_stale"), "{{ value_json.data_stale }}");
+    }
 }

@@ -12,7 +12,10 @@
 //!   device, published when it changes and at least every `state_every_s`;
 //! - `H/<component>/P/<object>/config`: retained discovery, re-sent when Home Assistant says
 //!   `online` on `H/status` and when the set of entities changes (e.g. a pack's cell count is
-//!   first known);
+//!   first known). On connecting, the publisher first hears what the broker retains there (until
+//!   its marker on `P/sync` comes back): a pack not read yet is announced with the counts it had,
+//!   and an entity no longer wanted (a pack taken out of the configuration, the read-only
+//!   `forced_disable` once `allow_control` is on) is removed with an empty retained config;
 //! - with `allow_control`: `P/control/force_disable/set` (`ON`/`OFF`),
 //!   `P/control/rebalance_start/press`, `P/control/rebalance_cancel/press`.
 #![forbid(unsafe_code)]
@@ -20,7 +23,7 @@
 
 mod entities;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -31,7 +34,7 @@ use daemon::Handle;
 use daemon::control::Control;
 use rumqttc::{Client, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 
-pub use entities::{Entity, entities, states};
+pub use entities::{Announced, Entity, entities, states};
 
 /// Where and how to publish.
 #[derive(Clone, Debug)]
@@ -58,12 +61,44 @@ impl Options {
     fn availability(&self) -> String {
         format!("{}/availability", self.topic_prefix)
     }
+
+    /// The filter over our discovery topics.
+    fn discovery_filter(&self) -> String {
+        format!("{}/+/{}/+/config", self.discovery_prefix, self.topic_prefix)
+    }
+
+    fn is_discovery(&self, topic: &str) -> bool {
+        let mut parts = topic.split('/');
+        parts.next() == Some(self.discovery_prefix.as_str())
+            && parts.next().is_some()
+            && parts.next() == Some(self.topic_prefix.as_str())
+            && parts.next().is_some()
+            && parts.next() == Some("config")
+            && parts.next().is_none()
+    }
+
+    /// The marker that says every retained discovery message has been heard.
+    fn sync_topic(&self) -> String {
+        format!("{}/sync", self.topic_prefix)
+    }
 }
+
+/// What the broker retained under our discovery topics when we connected, as the connection
+/// thread hears it; `synced` once our marker came back after them.
+#[derive(Debug, Default)]
+struct Retained {
+    configs: BTreeMap<String, String>,
+    synced: bool,
+}
+
+/// The longest wait for the marker before publishing without it.
+const SYNC_WAIT: Duration = Duration::from_secs(3);
 
 /// What the connection thread tells the publisher.
 #[derive(Debug)]
 enum Note {
     Connected,
+    Synced,
     HomeAssistantOnline,
     Command { topic: String, payload: String },
 }
@@ -72,6 +107,7 @@ impl Note {
     fn what(&self) -> String {
         match self {
             Self::Connected => "the connected note".into(),
+            Self::Synced => "the synced note".into(),
             Self::HomeAssistantOnline => "Home Assistant's online note".into(),
             Self::Command { topic, .. } => format!("a command on {topic}"),
         }
@@ -112,12 +148,14 @@ impl Publisher {
         }
         let (client, mut connection) = Client::new(mqtt, 4096);
         let stop = Arc::new(AtomicBool::new(false));
+        let retained = Arc::new(std::sync::Mutex::new(Retained::default()));
+        let conn_retained = retained.clone();
         let (notes_tx, notes_rx) = mpsc::sync_channel(NOTES);
         let mut threads = Vec::new();
         let conn_stop = stop.clone();
         let conn_options = options.clone();
         let spawned = std::thread::Builder::new().name("mqtt connection".into()).spawn(move || {
-            poll_connection(&mut connection, &conn_options, &notes_tx, &conn_stop);
+            poll_connection(&mut connection, &conn_options, &notes_tx, &conn_retained, &conn_stop);
         });
         match spawned {
             Ok(t) => threads.push(t),
@@ -125,7 +163,7 @@ impl Publisher {
         }
         let pub_stop = stop.clone();
         let spawned = std::thread::Builder::new().name("mqtt publisher".into()).spawn(move || {
-            publish_loop(&client, &shared, &options, &notes_rx, &pub_stop);
+            publish_loop(&client, &shared, &options, &notes_rx, &retained, &pub_stop);
         });
         match spawned {
             Ok(t) => threads.push(t),
@@ -149,8 +187,11 @@ fn poll_connection(
     connection: &mut rumqttc::Connection,
     options: &Options,
     notes: &SyncSender<Note>,
+    retained: &std::sync::Mutex<Retained>,
     stop: &AtomicBool,
 ) {
+    let control = format!("{}/control/", options.topic_prefix);
+    let sync = options.sync_topic();
     let ha_status = format!("{}/status", options.discovery_prefix);
     let mut backoff = Duration::from_millis(500);
     let mut was_connected = false;
@@ -172,6 +213,7 @@ fn poll_connection(
                 was_connected = true;
                 last_failure = None;
                 backoff = Duration::from_millis(500);
+                *lock(retained) = Retained::default();
                 note(notes, Note::Connected);
             }
             Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
@@ -180,7 +222,15 @@ fn poll_connection(
                     if payload == "online" {
                         note(notes, Note::HomeAssistantOnline);
                     }
-                } else {
+                } else if p.topic == sync {
+                    lock(retained).synced = true;
+                    note(notes, Note::Synced);
+                } else if options.is_discovery(&p.topic) {
+                    // Only what the broker kept from before; our own publications come back live.
+                    if p.retain && !payload.is_empty() {
+                        lock(retained).configs.insert(p.topic, payload);
+                    }
+                } else if p.topic.starts_with(&control) {
                     note(notes, Note::Command { topic: p.topic, payload });
                 }
             }
@@ -237,6 +287,10 @@ fn poll_connection(
     }
 }
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The publisher's memory: what was last sent where and when.
 #[derive(Debug, Default)]
 struct Sent {
@@ -246,6 +300,14 @@ struct Sent {
     shape: Option<Shape>,
     /// Some discovery message could not be queued: try again next second.
     discovery_pending: bool,
+}
+
+/// What this connection found retained under our discovery topics, and what of it is still to
+/// be removed.
+#[derive(Debug, Default)]
+struct Before {
+    announced: Announced,
+    unwanted: BTreeSet<String>,
 }
 
 /// What the discovery depends on: the devices and their fixed facts (cell and sensor counts,
@@ -271,11 +333,41 @@ impl Shape {
     }
 }
 
-/// Queues every discovery message that differs from what was sent.
-fn publish_discovery(client: &Client, status: &daemon::status::Status, options: &Options, sent: &mut Sent) {
+/// Queues every discovery message that differs from what was sent, and removes (an empty
+/// retained config) what is no longer wanted: held by the broker from before, or sent by us for
+/// a shape that changed since.
+fn publish_discovery(
+    client: &Client,
+    wanted: &[Entity],
+    options: &Options,
+    sent: &mut Sent,
+    before: &mut Before,
+) {
     sent.discovery_pending = false;
-    for entity in entities(status, options) {
-        let (topic, payload) = entity.discovery(options);
+    let topics: Vec<(String, String)> = wanted.iter().map(|e| e.discovery(options)).collect();
+    let wanted_topics: BTreeSet<&str> = topics.iter().map(|(t, _)| t.as_str()).collect();
+    let unwanted: Vec<String> = before
+        .unwanted
+        .iter()
+        .chain(sent.configs.keys())
+        .filter(|t| !wanted_topics.contains(t.as_str()))
+        .cloned()
+        .collect();
+    for topic in unwanted {
+        match client.try_publish(&topic, QoS::AtLeastOnce, true, Vec::new()) {
+            Ok(()) => {
+                log::info!("mqtt: removed {topic}, which is no longer wanted");
+                before.unwanted.remove(&topic);
+                sent.configs.remove(&topic);
+            }
+            Err(e) => {
+                sent.discovery_pending = true;
+                log::debug!("mqtt: removal of {topic} not queued: {e}");
+            }
+        }
+    }
+    for (topic, payload) in topics {
+        before.unwanted.remove(&topic);
         if sent.configs.get(&topic) == Some(&payload) {
             continue;
         }
@@ -296,10 +388,13 @@ fn publish_loop(
     shared: &Handle,
     options: &Options,
     notes: &Receiver<Note>,
+    retained: &std::sync::Mutex<Retained>,
     stop: &AtomicBool,
 ) {
     let mut sent = Sent::default();
     let mut connected = false;
+    let mut syncing: Option<Instant> = None;
+    let mut before = Before::default();
     let availability = options.availability();
     while !stop.load(Ordering::Relaxed) {
         let mut announce = false;
@@ -307,7 +402,11 @@ fn publish_loop(
             Ok(Note::Connected) => {
                 connected = true;
                 announce = true;
-                let mut topics = vec![format!("{}/status", options.discovery_prefix)];
+                let mut topics = vec![
+                    format!("{}/status", options.discovery_prefix),
+                    options.discovery_filter(),
+                    options.sync_topic(),
+                ];
                 if options.allow_control {
                     topics.push(format!("{}/control/+/+", options.topic_prefix));
                 }
@@ -316,10 +415,17 @@ fn publish_loop(
                         log::warn!("mqtt: cannot subscribe: {e}");
                     }
                 }
+                // The broker handles one client's packets in order: when this comes back, every
+                // retained config the subscription above brought has been heard.
+                if let Err(e) = client.try_publish(options.sync_topic(), QoS::AtLeastOnce, false, "sync") {
+                    log::warn!("mqtt: cannot publish the sync marker: {e}");
+                }
+                syncing = Some(Instant::now());
                 if let Err(e) = client.try_publish(&availability, QoS::AtLeastOnce, true, "online") {
                     log::warn!("mqtt: cannot publish availability: {e}");
                 }
             }
+            Ok(Note::Synced) => {}
             Ok(Note::HomeAssistantOnline) => announce = true,
             Ok(Note::Command { topic, payload }) => command(shared, options, &topic, &payload),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -328,19 +434,39 @@ fn publish_loop(
         if !connected {
             continue;
         }
+        if let Some(since) = syncing {
+            let mut r = lock(retained);
+            if !r.synced && since.elapsed() < SYNC_WAIT {
+                continue;
+            }
+            if !r.synced {
+                log::warn!("mqtt: the broker did not return the sync marker; publishing without it");
+            }
+            let configs = std::mem::take(&mut r.configs);
+            drop(r);
+            before = Before {
+                announced: Announced::from_topics(configs.keys().map(String::as_str), options),
+                unwanted: configs.into_keys().collect(),
+            };
+            syncing = None;
+            if let Err(e) = client.try_unsubscribe(options.discovery_filter()) {
+                log::debug!("mqtt: cannot unsubscribe from discovery: {e}");
+            }
+        }
         let status = shared.status();
         if announce {
             sent = Sent::default();
         }
+        let wanted = entities(&status, options, &before.announced);
         // Discovery depends only on what the devices are, not on their values: rebuilt when that
         // changes (a cell count or serial number first known), not every second.
         let shape = Shape::of(&status);
         if sent.shape.as_ref() != Some(&shape) || sent.discovery_pending {
-            publish_discovery(client, &status, options, &mut sent);
+            publish_discovery(client, &wanted, options, &mut sent, &mut before);
             sent.shape = Some(shape);
         }
         let now = Instant::now();
-        for (topic, payload) in states(&status, options) {
+        for (topic, payload) in states(&status, options, &wanted) {
             let due = match sent.states.get(&topic) {
                 Some((last, at)) => *last != payload || now.duration_since(*at) >= options.state_every,
                 None => true,

@@ -119,6 +119,30 @@ pub fn render(s: &Status) -> String {
         );
     }
 
+    // Counters kept in the state file: they never fall, across restarts too.
+    o.single(
+        "stack_energy_charged_kwh_total",
+        "counter",
+        "Energy into the stack since its counters began (the coil's measure while it reads).",
+        Some(s.energy.charged_kwh),
+    );
+    o.single(
+        "stack_energy_discharged_kwh_total",
+        "counter",
+        "Energy out of the stack since its counters began (the coil's measure while it reads).",
+        Some(s.energy.discharged_kwh),
+    );
+    for (way, into) in [("charged", true), ("discharged", false)] {
+        let name = format!("pack_energy_{way}_kwh_total");
+        let help =
+            format!("Energy {} the pack since its counters began.", if into { "into" } else { "out of" });
+        o.family(&name, "counter", &help);
+        for p in &s.packs {
+            let v = if into { p.energy_charged_kwh } else { p.energy_discharged_kwh };
+            o.sample(&name, &[("pack", &p.number.to_string())], v);
+        }
+    }
+
     if let Some(l) = &s.limits {
         let directions = [("charge", &l.charge), ("discharge", &l.discharge)];
         let each = |o: &mut Out,

@@ -198,6 +198,10 @@ struct DemoArgs {
     /// slcan on loopback).
     #[arg(long, value_enum, default_value_t = InverterLink::Rs485)]
     inverter: InverterLink,
+    /// Keep the demo's state file, event log, energy meters and history in DIR, so the next demo
+    /// with the same DIR goes on from them (default: a temporary directory of its own).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -774,8 +778,11 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     for u in &pack_urls {
         toml += &format!("[[pack]]\nlink = \"{u}\"\nadr = 0\n\n");
     }
-    // The demo keeps its state and event log in a temporary directory of its own.
-    let dir = std::env::temp_dir().join(format!("pace2pylon-demo-{}", std::process::id()));
+    // The demo keeps its state and event log in a temporary directory of its own, unless told.
+    let dir = match &args.state_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("pace2pylon-demo-{}", std::process::id())),
+    };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     toml += &format!(
         "[state]\nstate_file = \"{}\"\nevent_log = \"{}\"\n",

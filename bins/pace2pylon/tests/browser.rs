@@ -50,10 +50,12 @@ fn is_png(path: &Path) -> bool {
     std::fs::read(path).is_ok_and(|b| b.len() > 10_000 && b.starts_with(b"\x89PNG\r\n\x1a\n"))
 }
 
-/// `pace2pylon demo` with `packs` packs, once it enables charging; its page's URL.
-fn demo(packs: &str) -> (Guard, String) {
+/// `pace2pylon demo` with `packs` packs and `extra` arguments, once it enables charging; its
+/// page's URL.
+fn demo(packs: &str, extra: &[&str]) -> (Guard, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pace2pylon"))
         .args(["demo", "--packs", packs, "--http", "127.0.0.1:0", "--token", "browser-test-token"])
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -81,7 +83,7 @@ fn demo(packs: &str) -> (Guard, String) {
 
 #[test]
 fn the_page_shows_live_data_in_a_real_browser() {
-    let (_demo, url) = demo("4");
+    let (_demo, url) = demo("4", &[]);
     // The plain address, as a screenshot tool opens it: headless Chromium polls instead of holding
     // the event stream open, which its virtual time (--virtual-time-budget) would wait on for ever
     // (the acceptance check's screenshot hung there before). The stream is followed in a browser
@@ -117,7 +119,7 @@ fn the_page_shows_live_data_in_a_real_browser() {
 /// protocol (tests/cdp_page.py, Python's standard library only) what it shows, in real time.
 #[test]
 fn the_page_follows_the_event_stream_in_a_real_browser() {
-    let (_demo, url) = demo("2");
+    let (_demo, url) = demo("2", &[]);
     let profile = std::env::temp_dir().join(format!("p2p-chromium-sse-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&profile);
     let devtools = test_support::process::free_port();
@@ -156,4 +158,38 @@ fn the_page_follows_the_event_stream_in_a_real_browser() {
         streamed.iter().filter_map(|v| v["clock"].as_str()).collect();
     assert!(clocks.len() >= 2, "the page did not update from the stream: {seen:?}");
     let _ = std::fs::remove_dir_all(&profile);
+}
+
+/// The history card: two days of made-up minutes in the demo's state directory, drawn as SVG
+/// charts with the charge-disabled period shaded and its reason on hover (an SVG title).
+#[test]
+fn the_page_charts_the_history_in_a_real_browser() {
+    let dir = std::env::temp_dir().join(format!("p2p-history-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = jiff::Timestamp::now().as_second();
+    test_support::history::write(&dir.join("history.jsonl"), &test_support::history::days(now, 48, 3));
+    let (_demo, url) = demo("3", &["--state-dir", dir.to_str().unwrap()]);
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    assert!(get(addr, "/api/v1/history?hours=24").contains("too hot to charge"), "the demo read the file");
+
+    let profile = std::env::temp_dir().join(format!("p2p-chromium-history-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let dom = browse(&["--dump-dom", &url], &profile);
+    let card = &dom[dom.find("id=\"history-card\"").expect("the history card")..];
+    let charts = card.matches("<svg").count();
+    assert!(charts >= 5, "{charts} charts drawn");
+    assert!(card.contains("band no-charge"), "the charge-disabled period is shaded");
+    assert!(card.contains("too hot to charge"), "its reason is in the band's title");
+    assert!(card.contains("Pack 3"), "the per-pack chart has a legend");
+    assert!(!card.contains("history not available"), "the history loaded");
+
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-history.png");
+    browse(&["--window-size=1400,2900", &format!("--screenshot={}", shot.display()), &url], &profile);
+    assert!(is_png(&shot), "{}", shot.display());
+    if let Ok(to) = std::env::var("PACE2PYLON_SCREENSHOTS") {
+        std::fs::copy(&shot, Path::new(&to).join("ui-history.png")).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&profile);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -235,6 +235,9 @@ pub struct State {
     pub event_log_max_bytes: u64,
     /// Rotated event logs kept.
     pub event_log_keep: u32,
+    /// The last 48 hours in one-minute samples (JSON lines, mode 0600); by default
+    /// `history.jsonl` beside the state file.
+    pub history_file: Option<String>,
     /// The energy meters are written to the state file this often (and at a clean stop); the
     /// status shows what was written, so a crash loses at most this much of their growth.
     pub energy_save_s: f64,
@@ -248,6 +251,17 @@ impl Default for State {
             event_log_max_bytes: 1 << 20,
             event_log_keep: 3,
             energy_save_s: 60.0,
+            history_file: None,
+        }
+    }
+}
+
+impl State {
+    /// Where the history is kept: `history_file`, or `history.jsonl` beside the state file.
+    pub fn history_path(&self) -> std::path::PathBuf {
+        match &self.history_file {
+            Some(f) => f.into(),
+            None => std::path::Path::new(&self.state_file).with_file_name("history.jsonl"),
         }
     }
 }

@@ -45,6 +45,12 @@ impl Handle {
         self.shared.control(order)
     }
 
+    /// The one-minute samples of the last `hours` (at most 48 are kept), oldest first.
+    pub fn history(&self, hours: u32) -> Vec<crate::history::Sample> {
+        let now = jiff::Timestamp::now().as_second();
+        crate::shared::lock(&self.shared.history).last(hours, now)
+    }
+
     /// The configuration the daemon runs with.
     pub fn config(&self) -> &Config {
         &self.shared.config

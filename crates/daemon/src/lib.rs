@@ -19,6 +19,7 @@ pub mod control;
 pub mod core;
 pub mod energy;
 pub mod handle;
+pub mod history;
 pub mod keeper;
 pub mod poller;
 pub mod runtime;

@@ -16,6 +16,7 @@ use crate::config::{self, Config};
 use crate::core::{Controller, Inputs, Now};
 use crate::energy::Meter;
 use crate::handle::Handle;
+use crate::history;
 use crate::keeper::{CoilPoller, InverterPoller};
 use crate::poller::{Machine, Note, PackPoller, Problem, Timing};
 pub use crate::shared::{
@@ -154,7 +155,8 @@ impl Daemon {
         );
         event_log.repair_torn_line()?;
         let persisted = Arc::new(Mutex::new(persisted));
-        let writer = Writer::start(state_file, persisted.clone(), event_log)
+        let (history, history_file) = load_history(&config.state.history_path());
+        let writer = Writer::start(state_file, persisted.clone(), event_log, history_file)
             .map_err(|source| StartError::Thread { name: "writer".into(), source })?;
         let shared = Arc::new(Shared {
             epoch: Instant::now(),
@@ -177,6 +179,7 @@ impl Daemon {
             replies: Mutex::new(ReplyStats::default()),
             pylon_link: Mutex::new(link::Stats::default()),
             can: Mutex::new(crate::shared::CanReadings::default()),
+            history: Mutex::new(history),
             config: config.clone(),
             started: jiff::Timestamp::now(),
             writer,
@@ -319,6 +322,35 @@ impl Daemon {
         }
         self.shared.event("pace2pylon stopped".into());
         self.shared.writer.stop();
+    }
+}
+
+/// The history kept in `path`, cut back to its last 48 hours, and the file to append to; a file
+/// that cannot be read is left alone (and not written) this run, and said so.
+fn load_history(path: &std::path::Path) -> (history::History, Option<history::HistoryFile>) {
+    let now = jiff::Timestamp::now().as_second();
+    match history::History::load(path, now) {
+        Ok((kept, skipped)) => {
+            if skipped > 0 {
+                log::warn!(
+                    "{}: passed over {skipped} lines that do not parse or are out of order",
+                    path.display()
+                );
+            }
+            let mut file = history::HistoryFile::new(path.to_owned(), kept.len());
+            if let Err(e) = file.rewrite(&kept) {
+                log::warn!("{}: cannot be written ({e}); the history is kept in memory only", path.display());
+                return (kept, None);
+            }
+            (kept, Some(file))
+        }
+        Err(e) => {
+            log::warn!(
+                "{}: cannot be read ({e}); the history starts afresh and is not saved",
+                path.display()
+            );
+            (history::History::default(), None)
+        }
     }
 }
 
@@ -536,6 +568,7 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &Stop) {
     let save_every_ms = (config.state.energy_save_s * 1000.0) as u64;
     let loaded = lock(&shared.persisted).energy.clone();
     let mut meter = Meter::new(loaded, config.packs.len(), shared.now(), save_every_ms);
+    let stale_ms = (config.safety.stale_after_s * 1000.0) as u64;
     while !stop.is_stopped() {
         if shared.freeze_safety_loop.load(Ordering::Relaxed) {
             nap(stop, Duration::from_millis(250));
@@ -562,6 +595,11 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &Stop) {
             }),
         };
         let out = controller.step(now, &inputs);
+        let moment = history::moment(&now, &out, &readings, stale_ms);
+        let minute = lock(&shared.history).observe(&moment);
+        if let Some(sample) = minute {
+            shared.writer.history(sample);
+        }
         *lock(&shared.targets) = out.targets;
         for (k, command) in out.pack_commands {
             lock(&shared.pack_commands[k]).push(command);

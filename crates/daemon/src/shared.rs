@@ -231,6 +231,8 @@ pub(crate) struct Shared {
     pub pylon_link: Mutex<link::Stats>,
     /// The CAN side's counters and the inverter's heartbeat.
     pub can: Mutex<CanReadings>,
+    /// The last 48 hours in one-minute samples.
+    pub history: Mutex<crate::history::History>,
     /// The configuration the daemon runs with.
     pub config: Config,
     /// When the daemon started (wall clock).

@@ -22,6 +22,8 @@ enum Job {
     State,
     /// As `State`, and say how it went.
     StateConfirmed(SyncSender<Result<(), String>>),
+    /// Append a minute to the history file.
+    History(Box<crate::history::Sample>),
     Stop,
 }
 
@@ -40,13 +42,14 @@ impl std::fmt::Debug for Job {
             Self::Event(_) => "Event",
             Self::State => "State",
             Self::StateConfirmed(_) => "StateConfirmed",
+            Self::History(_) => "History",
             Self::Stop => "Stop",
         })
     }
 }
 
 impl Writer {
-    /// Starts the writer thread for `state_file` (from `persisted`) and `log`.
+    /// Starts the writer thread for `state_file` (from `persisted`), `log` and the history file.
     ///
     /// # Errors
     /// The thread cannot be spawned.
@@ -54,6 +57,7 @@ impl Writer {
         state_file: std::path::PathBuf,
         persisted: Arc<Mutex<Persisted>>,
         log: EventLog,
+        mut history: Option<crate::history::HistoryFile>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
         let dirty = Arc::new(AtomicBool::new(false));
@@ -79,6 +83,13 @@ impl Writer {
                     }
                     Job::StateConfirmed(reply) => {
                         let _ = reply.send(save());
+                    }
+                    Job::History(sample) => {
+                        if let Some(file) = &mut history {
+                            if let Err(e) = file.append(&sample) {
+                                log::warn!("history file: {e}");
+                            }
+                        }
                     }
                     Job::Stop => {}
                 }
@@ -111,6 +122,12 @@ impl Writer {
     pub(crate) fn state(&self) {
         self.dirty.store(true, Ordering::Relaxed);
         let _ = self.tx.try_send(Job::State);
+    }
+
+    /// Enqueues a minute for the history file; never waits (a full queue drops it: the charts in
+    /// memory keep it).
+    pub(crate) fn history(&self, sample: crate::history::Sample) {
+        let _ = self.tx.try_send(Job::History(Box::new(sample)));
     }
 
     /// Writes the state file and waits for the outcome (an operator's order wants to know).

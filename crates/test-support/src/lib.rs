@@ -3,6 +3,8 @@
 //!
 //! - [`plant`]: the daemon wired to the simulated plant over loopback TCP, in the test's process,
 //!   as a real installation is wired (the daemon's end-to-end tests and bench, the web API tests);
+//! - [`history`]: a history file of made-up but plausible days, for the history endpoint and
+//!   the charts;
 //! - [`process`]: external programs (the installed binaries, mosquitto), free ports, processes
 //!   killed when a test ends (the CLI, hardening, MQTT and browser tests).
 //!
@@ -13,5 +15,6 @@
 #![deny(missing_docs)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support fails loudly
 
+pub mod history;
 pub mod plant;
 pub mod process;

@@ -281,6 +281,204 @@ async function pollEvents() {
   } catch (e) { /* the status poll reports the connection */ }
 }
 
+// History charts from /api/v1/history: inline SVG drawn here (no library). One minute a sample;
+// a line breaks where a minute is missing or a value unknown. Bands shade the minutes when charging
+// (upper half) or discharging (lower half) was disabled; their <title> names the reasons.
+const SVG_NS = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, ...children) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+const per1000 = (v) => (v === null || v === undefined ? null : v / 1000);
+const hhmm = (t) => { const d = new Date(t); return String(d.getHours()).padStart(2, "0") + ":" + String(d.getMinutes()).padStart(2, "0"); };
+const dayTime = (t) => new Date(t).toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short" }) + " " + hhmm(t);
+// What each chart draws: [label, colour, value of a sample]; `packs` makes one series per pack.
+const CHARTS = [
+  { title: "State of charge (%)", fixed: [0, 100], digits: 0, unit: " %", series: [["SOC", "var(--accent)", (s) => s.soc_pct]] },
+  { title: "Stack power (W), + charging", zero: true, digits: 0, unit: " W", series: [["power", "var(--accent)", (s) => s.power_w]],
+    extra: (s) => [["current", fmt.a(s.current_ma)], ["voltage", fmt.v(s.voltage_mv)]] },
+  { title: "Cells, lowest and highest (V)", span: 0.02, empty: [3.2, 3.4], digits: 3, unit: " V",
+    series: [["highest", "#d9534f", (s) => per1000(s.cell_max_mv)], ["lowest", "#e0a400", (s) => per1000(s.cell_min_mv)]] },
+  { title: "Current per pack (A), + charging", zero: true, digits: 1, unit: " A", packs: true },
+  { title: "Current limits told to the inverter (A)", zero: true, digits: 1, unit: " A",
+    series: [["charge", "var(--ok)", (s) => per1000(s.charge_limit_ma)], ["discharge", "var(--accent)", (s) => per1000(s.discharge_limit_ma)]] },
+];
+
+// 3 to 5 round ticks covering lo..hi.
+function ticks(lo, hi) {
+  const mag = Math.pow(10, Math.floor(Math.log10(hi - lo)) - 1);
+  const step = [1, 2, 2.5, 5, 10, 20, 25, 50, 100].map((k) => k * mag).find((k) => Math.ceil(hi / k - 1e-9) - Math.floor(lo / k + 1e-9) <= 4);
+  const out = [];
+  for (let v = Math.floor(lo / step + 1e-9) * step; v <= hi + step * 0.999; v += step) out.push(Math.round(v / step) * step);
+  return out;
+}
+
+// Local hours, every 1, 2, 3, 6 or 12 hours: at most one label per 64 px.
+function hourTicks(start, end, plotW) {
+  const step = [1, 2, 3, 6, 12, 24].find((k) => (end - start) / 3600e3 / k <= plotW / 64);
+  const d = new Date(start);
+  d.setMinutes(0, 0, 0);
+  const out = [];
+  for (let t = d.getTime(); t <= end; t += 3600e3) if (t >= start && new Date(t).getHours() % step === 0) out.push(t);
+  return out;
+}
+
+// Runs of minutes when `key` is false (no run across a gap), with every reason seen in them.
+function bands(view, key, kind, words) {
+  const out = [];
+  let run = null;
+  for (const s of view.samples) {
+    const off = s[key] === false;
+    if (run && (!off || s.t - run.last > view.gap)) { out.push(run); run = null; }
+    if (!off) continue;
+    if (!run) run = { kind, from: s.t, last: s.t, reasons: new Set() };
+    run.last = s.t;
+    for (const r of s.reasons || []) run.reasons.add(r);
+  }
+  if (run) out.push(run);
+  return out.map((r) => ({ kind, from: r.from, to: r.last + view.interval,
+    title: words + " " + hhmm(r.from) + "–" + hhmm(r.last + view.interval) + (r.reasons.size ? ": " + [...r.reasons].join("; ") : "") }));
+}
+
+function linePath(view, get, px, py) {
+  let d = "", prev = null;
+  for (const s of view.samples) {
+    const v = get(s);
+    if (v === null || v === undefined) { prev = null; continue; }
+    d += (prev !== null && s.t - prev <= view.gap ? "L" : "M") + px(s.t).toFixed(1) + " " + py(v).toFixed(1);
+    prev = s.t;
+  }
+  return d;
+}
+
+// The sample of the minute under time t, or null (a gap, or outside the samples).
+function sampleAt(view, t) {
+  const a = view.samples;
+  let lo = 0, hi = a.length - 1;
+  while (lo < hi) { const m = (lo + hi) >> 1; if (a[m].t + view.interval <= t) lo = m + 1; else hi = m; }
+  return a.length && t >= a[lo].t && t < a[lo].t + view.interval ? a[lo] : null;
+}
+
+function chart(def, view, box) {
+  const series = def.packs
+    ? Array.from({ length: view.packs }, (_, i) => ["Pack " + (i + 1), "hsl(" + ((210 + i * 137.5) % 360) + " 65% 42%)", (s) => per1000(s.packs?.[i]?.current_ma)])
+    : def.series;
+  const W = Math.max(300, Math.round(box.clientWidth)), H = 170, L = 46, R = 8, T = 8, B = 22;
+  let lo = Infinity, hi = -Infinity;
+  for (const s of view.samples) for (const [, , get] of series) {
+    const v = get(s);
+    if (v !== null && v !== undefined) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  }
+  if (def.fixed) [lo, hi] = def.fixed;
+  if (!(lo <= hi)) [lo, hi] = def.empty || [0, 1]; // nothing known yet
+  if (def.zero) [lo, hi] = [Math.min(lo, 0), Math.max(hi, 0)];
+  const span = def.span || 1;
+  if (hi - lo < span) [lo, hi] = [(lo + hi - span) / 2, (lo + hi + span) / 2];
+  const ys = ticks(lo, hi);
+  [lo, hi] = [ys[0], ys[ys.length - 1]];
+  const px = (t) => L + ((t - view.start) / (view.end - view.start)) * (W - L - R);
+  const py = (v) => T + ((hi - v) / (hi - lo)) * (H - T - B);
+  const half = (H - T - B) / 2;
+  const big = Math.max(Math.abs(lo), Math.abs(hi)) >= 1e4; // 12000 W is labelled 12k
+  const label = (v) => (def.digits === 3 ? v.toFixed(3) : big && v !== 0 ? +(v / 1000).toFixed(3) + "k" : String(+v.toFixed(6)));
+  const g = svg("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": def.title });
+  for (const b of view.bands) {
+    g.append(svg("rect", { class: "band " + b.kind, x: px(b.from), width: Math.max(1, px(b.to) - px(b.from)), y: b.kind === "no-charge" ? T : T + half, height: half },
+      svg("title", {}, b.title)));
+  }
+  for (const v of ys) {
+    g.append(svg("line", { class: v === 0 ? "zero" : "grid", x1: L, x2: W - R, y1: py(v), y2: py(v) }),
+      svg("text", { x: L - 4, y: py(v) + 4, "text-anchor": "end" }, label(v)));
+  }
+  for (const t of hourTicks(view.start, view.end, W - L - R)) {
+    g.append(svg("line", { class: "grid", x1: px(t), x2: px(t), y1: T, y2: H - B }));
+    if (px(t) < W - 16) g.append(svg("text", { x: px(t), y: H - 6, "text-anchor": "middle" }, hhmm(t)));
+  }
+  for (const [, colour, get] of series) {
+    const p = svg("path", { class: "line", d: linePath(view, get, px, py) });
+    p.style.stroke = colour;
+    g.append(p);
+  }
+  const cursor = svg("line", { class: "cursor", x1: -9, x2: -9, y1: T, y2: H - B });
+  g.append(cursor);
+
+  const swatch = (colour) => { const i = el("i", { class: "ln" }); i.style.background = colour; return i; };
+  const tip = el("div", { class: "tip" });
+  tip.hidden = true;
+  const wrap = el("div", { class: "chart" }, el("h3", {}, def.title),
+    el("div", { class: "legend" }, ...series.map(([label, colour]) => el("span", {}, swatch(colour), label))), g, tip);
+  g.addEventListener("mousemove", (ev) => {
+    const r = g.getBoundingClientRect();
+    const x = ((ev.clientX - r.left) * W) / r.width;
+    if (x < L || x > W - R) { tip.hidden = true; cursor.setAttribute("x1", -9); cursor.setAttribute("x2", -9); return; }
+    const t = view.start + ((x - L) / (W - L - R)) * (view.end - view.start);
+    const s = sampleAt(view, t);
+    const rows = [el("b", {}, dayTime(s ? s.t : t))];
+    if (!s) rows.push(el("div", { class: "muted" }, "no data"));
+    else {
+      for (const [label, colour, get] of series) {
+        const v = get(s);
+        rows.push(el("div", {}, swatch(colour), label + ": " + (v === null || v === undefined ? "—" : v.toFixed(def.digits) + def.unit)));
+      }
+      for (const [label, text] of def.extra ? def.extra(s) : []) rows.push(el("div", {}, label + ": " + text));
+      if (s.charge_enabled === false) rows.push(el("div", { class: "off" }, "charging disabled"));
+      if (s.discharge_enabled === false) rows.push(el("div", { class: "off" }, "discharging disabled"));
+      for (const reason of s.reasons || []) rows.push(el("div", { class: "reason" }, reason));
+    }
+    tip.replaceChildren(...rows);
+    tip.hidden = false;
+    const cx = px(s ? s.t : t);
+    cursor.setAttribute("x1", cx);
+    cursor.setAttribute("x2", cx);
+    const w = wrap.getBoundingClientRect(), mx = ev.clientX - w.left;
+    tip.style.left = (mx > w.width / 2 ? Math.max(0, mx - 14 - tip.offsetWidth) : mx + 14) + "px";
+    tip.style.top = r.top - w.top + T + "px";
+  });
+  g.addEventListener("mouseleave", () => { tip.hidden = true; cursor.setAttribute("x1", -9); cursor.setAttribute("x2", -9); });
+  return wrap;
+}
+
+let historyHours = 24, historyData = null, historySeq = 0, historyWidth = 0;
+
+function drawHistory() {
+  const h = historyData, box = $("charts");
+  if (!h) return;
+  const interval = (h.interval_s || 60) * 1000;
+  const all = h.samples.map((s) => ({ ...s, t: Date.parse(s.time) })).filter((s) => Number.isFinite(s.t));
+  // The window ends now, or at the last minute if the daemon's clock is ahead of this browser's.
+  const end = Math.max(Date.now(), all.length ? all[all.length - 1].t + interval : 0);
+  const start = end - (h.hours || historyHours) * 3600e3;
+  const samples = all.filter((s) => s.t >= start);
+  const view = { samples, interval, gap: 1.5 * interval, start, end, packs: Math.max(0, ...samples.map((s) => (s.packs ? s.packs.length : 0))) };
+  view.bands = [...bands(view, "charge_enabled", "no-charge", "charging disabled"), ...bands(view, "discharge_enabled", "no-discharge", "discharging disabled")];
+  historyWidth = box.clientWidth;
+  const slots = CHARTS.map(() => el("div"));
+  box.replaceChildren(...slots);
+  CHARTS.forEach((def, k) => slots[k].replaceWith(chart(def, view, slots[k])));
+  $("history-status").textContent = samples.length ? samples.length + " minutes · updated " + hhmm(Date.now()) : "no history recorded yet";
+  $("history-status").className = "muted";
+}
+
+async function pollHistory() {
+  const seq = ++historySeq;
+  try {
+    const r = await fetch("/api/v1/history?hours=" + historyHours, { cache: "no-store" });
+    if (!r.ok) throw new Error("HTTP " + r.status);
+    const j = await r.json();
+    if (!Array.isArray(j.samples)) throw new Error("no samples in the answer");
+    if (seq !== historySeq) return; // a newer request (another range) went out meanwhile
+    historyData = j;
+    drawHistory();
+  } catch (e) {
+    if (seq !== historySeq) return;
+    $("history-status").textContent = "history not available (" + e.message + "); retrying every minute";
+    $("history-status").className = "bad";
+  }
+}
+
 async function control(order) {
   let token = localStorage.getItem(TOKEN_KEY);
   if (!token) {
@@ -329,8 +527,22 @@ document.addEventListener("DOMContentLoaded", () => {
     localStorage.removeItem(TOKEN_KEY);
     $("control-result").textContent = "token forgotten";
   });
+  for (const b of document.querySelectorAll("#hours button")) {
+    b.addEventListener("click", () => {
+      historyHours = parseInt(b.dataset.hours, 10);
+      for (const o of document.querySelectorAll("#hours button")) o.className = o === b ? "on" : "";
+      pollHistory();
+    });
+  }
+  let resized = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resized);
+    resized = setTimeout(() => { if ($("charts").clientWidth !== historyWidth) drawHistory(); }, 200);
+  });
   poll();
   pollEvents();
   live();
+  pollHistory();
   setInterval(pollEvents, 5000);
+  setInterval(pollHistory, 60000);
 });

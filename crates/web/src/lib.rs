@@ -5,6 +5,7 @@
 //! | `GET /` (and its `/app.js`, `/app.css`) | the page, embedded in the binary |
 //! | `GET /api/v1/status` | everything the page shows |
 //! | `GET /api/v1/events?limit=N` | recent events, newest last |
+//! | `GET /api/v1/history?hours=N` | one-minute samples of the last N hours (1–48, default 24), oldest first |
 //! | `POST /api/v1/control` | an operator's order; needs `Authorization: Bearer <token>` |
 //! | `GET /metrics` | Prometheus text format |
 //! | `GET /api/v1/stream` | server-sent events: the status each time it changes, at most twice a second |
@@ -200,6 +201,7 @@ impl Api {
             "/app.css" => get_only(|_, _| Reply::text("text/css; charset=utf-8", APP_CSS)),
             "/api/v1/status" => get_only(|api, _| Reply::json(200, &api.shared.status())),
             "/api/v1/events" => get_only(Self::events),
+            "/api/v1/history" => get_only(Self::history),
             "/metrics" => get_only(|api, _| {
                 Reply::text(
                     "text/plain; version=0.0.4; charset=utf-8",
@@ -230,6 +232,37 @@ impl Api {
             }
         }
         Reply::json(200, &serde_json::json!({ "events": self.shared.recent_events(limit) }))
+    }
+
+    fn history(&self, query: &str) -> Reply {
+        let mut hours = 24;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("hours", v)) => match v.parse::<u32>() {
+                    Ok(n) if (1..=48).contains(&n) => hours = n,
+                    _ => {
+                        return Reply::error(
+                            400,
+                            format!("hours={}: give a whole number from 1 to 48", head::echo(v)),
+                        );
+                    }
+                },
+                _ => {
+                    return Reply::error(
+                        400,
+                        format!("unknown parameter '{}'; only hours=N is known", head::echo(pair)),
+                    );
+                }
+            }
+        }
+        Reply::json(
+            200,
+            &serde_json::json!({
+                "interval_s": daemon::history::INTERVAL_S,
+                "hours": hours,
+                "samples": self.shared.history(hours),
+            }),
+        )
     }
 
     fn health(&self) -> Reply {

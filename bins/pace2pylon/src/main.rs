@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
+mod replay;
 mod scan;
 
 use anyhow::{Context, bail};
@@ -57,7 +58,20 @@ enum Cmd {
         /// Set an unreadable state file aside (renamed `*.corrupt-<time>`) and start afresh.
         #[arg(long)]
         reset_state: bool,
+        /// Record every byte of every line (packs, coil, inverter, the Pylontech RS485 port)
+        /// with its time and direction into DIR (`capture-000001.log`, ...; a copy of the
+        /// configuration beside them), for `pace2pylon replay DIR`. Earlier captures there are
+        /// deleted first.
+        #[arg(long, value_name = "DIR")]
+        capture: Option<std::path::PathBuf>,
+        /// The most the capture keeps, MiB: eight files of an eighth each, the oldest deleted.
+        #[arg(long, value_name = "MIB", default_value_t = 128, requires = "capture",
+              value_parser = clap::value_parser!(u64).range(1..=65536))]
+        capture_max_mib: u64,
     },
+    /// Decode a capture (`run --capture DIR`) offline: every exchange, and the decisions of the
+    /// daemon's pollers, translator and controller run again over it.
+    Replay(replay::ReplayArgs),
     /// Check a configuration file and print the effective configuration.
     CheckConfig {
         /// The configuration file.
@@ -209,7 +223,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Sim(args) => sim(&args),
-        Cmd::Run { config, reset_state } => run(&config, reset_state),
+        Cmd::Run { config, reset_state, capture, capture_max_mib } => {
+            run(&config, reset_state, capture.as_deref(), capture_max_mib)
+        }
+        Cmd::Replay(args) => replay::replay(&args, &mut io::stdout().lock()),
         Cmd::CheckConfig { file } => check_config(&file),
         Cmd::Demo(args) => demo(&args),
         Cmd::Simulate(args) => simulate(&args),
@@ -511,7 +528,12 @@ fn hangup_flag() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(hup)
 }
 
-fn run(path: &std::path::Path, reset_state: bool) -> anyhow::Result<()> {
+fn run(
+    path: &std::path::Path,
+    reset_state: bool,
+    capture: Option<&std::path::Path>,
+    capture_max_mib: u64,
+) -> anyhow::Result<()> {
     let config = load(path)?;
     if reset_state {
         let file = std::path::Path::new(&config.state.state_file);
@@ -538,7 +560,17 @@ fn run(path: &std::path::Path, reset_state: bool) -> anyhow::Result<()> {
         outputs.join(", ")
     );
     let (http, mqtt) = (config.http.clone(), config.mqtt.clone());
-    let daemon = daemon::runtime::Daemon::start_with(config, systemd_watchdog())?;
+    let mut hooks = systemd_watchdog();
+    if let Some(dir) = capture {
+        replay::save_config(dir, &config)?;
+        let limits = link::capture::Limits { max_file_bytes: (capture_max_mib << 20) / 8, keep_files: 8 };
+        let recorder = link::capture::Recorder::start(dir, limits)
+            .with_context(|| format!("cannot capture into {}", dir.display()))?;
+        log::info!("capturing every line into {} (at most {capture_max_mib} MiB)", dir.display());
+        hooks.capture = Some(recorder);
+    }
+    let recorder = hooks.capture.clone();
+    let daemon = daemon::runtime::Daemon::start_with(config, hooks)?;
     let web = match start_web(&daemon, &http) {
         Ok(web) => web,
         Err(e) => {
@@ -570,6 +602,12 @@ fn run(path: &std::path::Path, reset_state: bool) -> anyhow::Result<()> {
         web.stop();
     }
     daemon.stop();
+    if let Some(r) = recorder {
+        r.stop();
+        if r.dropped() > 0 {
+            log::warn!("capture: {} records were dropped because the disk was behind", r.dropped());
+        }
+    }
     Ok(())
 }
 
@@ -593,7 +631,7 @@ fn systemd_watchdog() -> daemon::runtime::Hooks {
             }
         }
     };
-    daemon::runtime::Hooks { decided: Some(Box::new(feed)) }
+    daemon::runtime::Hooks { decided: Some(Box::new(feed)), capture: None }
 }
 
 /// The MQTT publisher as `[mqtt]` says (`None` without a broker URL).

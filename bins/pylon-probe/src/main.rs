@@ -73,6 +73,11 @@ enum Cmd {
         /// Stop after this many seconds.
         #[arg(long)]
         seconds: Option<f64>,
+        /// Also record every frame into DIR in `pace2pylon`'s capture format (the inverter's
+        /// requests as `rx`, the battery's replies as `tx`, on the line `pylon`), for
+        /// `pace2pylon replay DIR --config FILE`.
+        #[arg(long, value_name = "DIR")]
+        capture: Option<std::path::PathBuf>,
     },
     /// Decode a frame given on the command line, or one frame per line of standard input (`-`).
     ///
@@ -106,7 +111,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Cmd::Decode { cmd, frame } => decode(*cmd, frame, cli.link.json, dialect),
         Cmd::Query { cmd, pack } => query(cli, *cmd, *pack, dialect),
-        Cmd::Sniff { count, seconds } => sniff(cli, *count, *seconds, dialect),
+        Cmd::Sniff { count, seconds, capture } => sniff(cli, *count, *seconds, capture.as_deref(), dialect),
     }
 }
 
@@ -178,8 +183,38 @@ struct Sniffed<'a> {
     error: Option<String>,
 }
 
-fn sniff(cli: &Cli, count: Option<u64>, seconds: Option<f64>, dialect: Dialect) -> anyhow::Result<ExitCode> {
+fn sniff(
+    cli: &Cli,
+    count: Option<u64>,
+    seconds: Option<f64>,
+    capture: Option<&std::path::Path>,
+    dialect: Dialect,
+) -> anyhow::Result<ExitCode> {
     let mut link = cli.link.open().map_err(anyhow::Error::msg)?;
+    let recorder = match capture {
+        Some(dir) => Some(
+            link::capture::Recorder::start(dir, link::capture::Limits::default())
+                .map_err(|e| anyhow::anyhow!("cannot capture into {}: {e}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let url = link.name().to_owned();
+    let result = sniff_on(&mut link, cli, count, seconds, recorder.as_deref(), &url, dialect);
+    if let Some(r) = recorder {
+        r.stop();
+    }
+    result
+}
+
+fn sniff_on(
+    link: &mut link::Link,
+    cli: &Cli,
+    count: Option<u64>,
+    seconds: Option<f64>,
+    recorder: Option<&link::capture::Recorder>,
+    url: &str,
+    dialect: Dialect,
+) -> anyhow::Result<ExitCode> {
     let stop_at = seconds.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
     let mut framer = Framer::new();
     let mut last_request: Option<u8> = None;
@@ -204,6 +239,14 @@ fn sniff(cli: &Cli, count: Option<u64>, seconds: Option<f64>, dialect: Dialect) 
         for f in frames {
             seen += 1;
             let text = String::from_utf8_lossy(&f).trim_end().to_owned();
+            if let Some(rec) = recorder {
+                // Seen from the battery's side, as the daemon captures its port: the inverter's
+                // requests come in, anything else (replies, garbage) goes out.
+                let asks =
+                    Frame::parse(&f).is_ok_and(|fr| fr.header().cid2 != 0) && Request::parse(&f).is_ok();
+                let dir = if asks { link::capture::Dir::Rx } else { link::capture::Dir::Tx };
+                rec.record("pylon", url, dir, &f);
+            }
             // A request decodes as it is; a reply with the CID2 of the request seen before it.
             let (request, reply, error) = match Frame::parse(&f) {
                 Err(e) => (None, None, Some(e.to_string())),

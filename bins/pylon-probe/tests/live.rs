@@ -119,7 +119,12 @@ fn sniff_prints_every_frame_decoded() {
         }
         thread::sleep(Duration::from_secs(2));
     });
-    let (code, out, err) = probe(BIN, &["--link", &url, "sniff", "--count", "3", "--seconds", "5", "--json"]);
+    let dir = std::env::temp_dir().join(format!("p2p-sniff-capture-{}", std::process::id()));
+    let capture = dir.to_str().unwrap();
+    let (code, out, err) = probe(
+        BIN,
+        &["--link", &url, "sniff", "--count", "3", "--seconds", "5", "--json", "--capture", capture],
+    );
     assert_eq!(code, 0, "{err}");
     let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 3, "{out}");
@@ -127,6 +132,18 @@ fn sniff_prints_every_frame_decoded() {
     assert_eq!(lines[1]["reply"]["charge_voltage_mv"], 27350);
     assert_eq!(lines[2]["error"], "checksum: expected FDA9, found FDA8");
     assert!(lines.iter().all(|l| l["time"].as_str().is_some_and(|t| t.len() == 12)));
+
+    // The same frames in pace2pylon's capture format, seen from the battery's side.
+    let text = std::fs::read_to_string(dir.join("capture-000001.log")).unwrap();
+    assert!(link::capture::parse_header(text.lines().next().unwrap()).is_some(), "{text}");
+    let records: Vec<link::capture::Record> =
+        text.lines().filter_map(|l| link::capture::Record::parse(l).unwrap()).collect();
+    let dirs: Vec<&str> = records.iter().map(|r| r.dir.name()).collect();
+    assert_eq!(dirs, ["rx", "tx", "tx"], "{text}");
+    assert!(records.iter().all(|r| r.link == "pylon"));
+    assert_eq!(records[0].bytes, b"~200246630000FDA9\r");
+    assert!(text.contains(&format!("# link pylon {url}")), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

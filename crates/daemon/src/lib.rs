@@ -22,6 +22,7 @@ pub mod handle;
 pub mod history;
 pub mod keeper;
 pub mod poller;
+pub mod replay;
 pub mod runtime;
 mod shared;
 pub mod state;

@@ -209,8 +209,9 @@ impl Daemon {
         for (k, pack) in config.packs.iter().enumerate() {
             let (shared, stop2, timing, adr, url) =
                 (shared.clone(), stop.clone(), Timing::of(&config), pack.adr, pack.link.clone());
+            let name = format!("pack{}", k + 1);
             threads.push(supervise(format!("pack {}", k + 1), stop.clone(), move || {
-                if let Ok(link) = Link::open(&url) {
+                if let Ok(link) = open(&url, &name, &shared) {
                     poll_pack(k, adr, link, &shared, &stop2, timing);
                 }
             })?);
@@ -219,7 +220,7 @@ impl Daemon {
             let (shared, stop2, poll, slave, url) =
                 (shared.clone(), stop.clone(), config.poll.clone(), coil.slave, coil.link.clone());
             threads.push(supervise("coil".into(), stop.clone(), move || {
-                if let Ok(link) = Link::open(&url) {
+                if let Ok(link) = open(&url, "coil", &shared) {
                     poll_coil(slave, link, &shared, &stop2, &poll);
                 }
             })?);
@@ -228,7 +229,7 @@ impl Daemon {
             let (shared, stop2, slave, url) =
                 (shared.clone(), stop.clone(), inverter.slave, inverter.link.clone());
             threads.push(supervise("inverter".into(), stop.clone(), move || {
-                if let Ok(link) = Link::open(&url) {
+                if let Ok(link) = open(&url, "inverter", &shared) {
                     poll_inverter(slave, link, &shared, &stop2);
                 }
             })?);
@@ -244,11 +245,11 @@ impl Daemon {
             let (shared, stop2, url) = (shared.clone(), stop.clone(), pylon.link.clone());
             // A listening port is bound now: one that cannot be is a start-up error, not a
             // daemon the inverter can never reach.
-            let mut first = Link::open(&url)?;
+            let mut first = open(&url, "pylon", &shared)?;
             first.local_addr()?;
             let first = Mutex::new(Some(first));
             threads.push(supervise("pylon".into(), stop.clone(), move || {
-                let link = lock(&first).take().map_or_else(|| Link::open(&url), Ok);
+                let link = lock(&first).take().map_or_else(|| open(&url, "pylon", &shared), Ok);
                 if let Ok(link) = link {
                     respond_loop(link, &settings, &shared, &stop2);
                 }
@@ -323,6 +324,15 @@ impl Daemon {
         self.shared.event("pace2pylon stopped".into());
         self.shared.writer.stop();
     }
+}
+
+/// The link at `url`, tapped by the capture (if one runs) under `name`.
+fn open(url: &str, name: &str, shared: &Shared) -> Result<Link, link::Error> {
+    let mut link = Link::open(url)?;
+    if let Some(capture) = &shared.hooks.capture {
+        link.set_tap(capture.tap(name, url));
+    }
+    Ok(link)
 }
 
 /// The history kept in `path`, cut back to its last 48 hours, and the file to append to; a file

@@ -283,11 +283,16 @@ pub struct Hooks {
     /// After each decision of the safety loop, on its thread (e.g. to feed systemd's watchdog).
     /// It must return at once.
     pub decided: Option<Box<dyn Fn() + Send + Sync>>,
+    /// Every byte of every line (packs, coil, inverter, the Pylontech RS485 port) goes to it.
+    pub capture: Option<Arc<link::capture::Recorder>>,
 }
 
 impl std::fmt::Debug for Hooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hooks").field("decided", &self.decided.is_some()).finish()
+        f.debug_struct("Hooks")
+            .field("decided", &self.decided.is_some())
+            .field("capture", &self.capture.is_some())
+            .finish()
     }
 }
 

@@ -32,6 +32,7 @@ fn a_stalled_safety_loop_stops_feeding_the_watchdog() {
         decided: Some(Box::new(move || {
             counter.fetch_add(1, Ordering::Relaxed);
         })),
+        ..Hooks::default()
     };
     let d = Daemon::start_with(daemon::Config::parse(&toml, "t").unwrap(), hooks).unwrap();
     wait_for("a first decision", Duration::from_secs(5), || fed.load(Ordering::Relaxed) > 0);

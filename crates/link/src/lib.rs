@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod can;
+pub mod capture;
 mod deframe;
 mod endpoint;
 mod link;

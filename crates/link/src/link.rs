@@ -80,6 +80,8 @@ pub struct Link {
     taken_over: Vec<u8>,
     /// Whether the current peer has sent anything.
     conn_spoke: bool,
+    /// Told every byte written and read (a capture).
+    tap: Option<crate::capture::Tap>,
 }
 
 /// A peer of a listening link other than the one it answers (non-blocking socket).
@@ -121,6 +123,19 @@ impl Link {
             candidates: Vec::new(),
             taken_over: Vec::new(),
             conn_spoke: false,
+            tap: None,
+        }
+    }
+
+    /// Tells `tap` every byte this link writes and reads from now on (stale input it throws
+    /// away included).
+    pub fn set_tap(&mut self, tap: crate::capture::Tap) {
+        self.tap = Some(tap);
+    }
+
+    fn tapped(&self, dir: crate::capture::Dir, bytes: &[u8]) {
+        if let Some(tap) = &self.tap {
+            tap(dir, bytes);
         }
     }
 
@@ -225,6 +240,7 @@ impl Link {
         match result {
             Ok(()) => {
                 self.stats.bytes_out += frame.len() as u64;
+                self.tapped(crate::capture::Dir::Tx, frame);
                 Ok(())
             }
             Err(e) => Err(self.fail_io(e)),
@@ -320,6 +336,7 @@ impl Link {
                 buf[..n].copy_from_slice(&self.taken_over[..n]);
                 self.taken_over.drain(..n);
                 self.stats.bytes_in += n as u64;
+                self.tapped(crate::capture::Dir::Rx, &buf[..n]);
                 return Ok(n);
             }
             let remaining = deadline.saturating_duration_since(Instant::now()).max(MIN_READ);
@@ -351,6 +368,7 @@ impl Link {
                 Ok(n) => {
                     self.stats.bytes_in += n as u64;
                     self.conn_spoke = true;
+                    self.tapped(crate::capture::Dir::Rx, &buf[..n]);
                     Ok(n)
                 }
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(0),
@@ -398,7 +416,12 @@ impl Link {
                                 self.note_failure("connection closed by the peer".into());
                                 return Err(Error::Closed { endpoint: self.name.clone() });
                             }
-                            Ok(n) => dropped += n as u64,
+                            Ok(n) => {
+                                dropped += n as u64;
+                                if let Some(tap) = &self.tap {
+                                    tap(crate::capture::Dir::Rx, &buf[..n]);
+                                }
+                            }
                             Err(_) => break,
                         }
                     }

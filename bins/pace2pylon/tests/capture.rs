@@ -1,0 +1,155 @@
+//! `pace2pylon run --capture DIR` against `pace2pylon sim` with a fault injected and cleared, then
+//! `pace2pylon replay DIR`: the replay takes the same decisions, in the same order and with the
+//! same reasons, as the live run wrote in its event log, makes the same writes on every line,
+//! and answers the inverter as the live run did. Bad capture lines are named and passed over.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use test_support::process::{Guard, free_port, sim_printing_config};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pace2pylon");
+
+fn events(dir: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A decision as the event log says it: `charge …, discharge …` and its reasons.
+type Decision = (String, Vec<String>);
+
+/// The decisions of an event list.
+fn decisions(events: &[Value]) -> Vec<Decision> {
+    events
+        .iter()
+        .filter(|e| e["event"].as_str().is_some_and(|t| t.starts_with("charge ")))
+        .map(|e| {
+            let reasons = e["reasons"]
+                .as_array()
+                .map_or_else(Vec::new, |r| r.iter().map(|x| x.as_str().unwrap().to_owned()).collect());
+            (e["event"].as_str().unwrap().to_owned(), reasons)
+        })
+        .collect()
+}
+
+#[test]
+fn a_replayed_capture_takes_the_decisions_of_the_live_run() {
+    let (mut sim, sim_config, _out) = sim_printing_config(BIN, 2);
+    let dir = std::env::temp_dir().join(format!("p2p-capture-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let http = free_port();
+    let config = format!(
+        "{sim_config}\n[state]\nstate_file = \"{0}/state.json\"\nevent_log = \"{0}/events.jsonl\"\n\n\
+         [http]\nlisten = \"127.0.0.1:{http}\"\n",
+        dir.display()
+    );
+    std::fs::write(dir.join("run.toml"), config).unwrap();
+    let capture = dir.join("capture");
+    let mut run = Guard(
+        Command::new(BIN)
+            .args([
+                "run",
+                "--config",
+                dir.join("run.toml").to_str().unwrap(),
+                "--capture",
+                capture.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let wait = |what: &str, ok: &dyn Fn(&[Decision]) -> bool| {
+        let start = Instant::now();
+        while !ok(&decisions(&events(&dir))) {
+            assert!(start.elapsed() < Duration::from_secs(30), "{what}: {:?}", decisions(&events(&dir)));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait("enabled", &|d| d.last().is_some_and(|(t, _)| t == "charge enabled, discharge enabled"));
+    let stdin = sim.0.stdin.as_mut().unwrap();
+    writeln!(stdin, "fault pack 1 overtemp").unwrap();
+    wait("the fault", &|d| d.iter().any(|(_, r)| r.iter().any(|r| r.contains("too hot"))));
+    writeln!(stdin, "clear pack 1").unwrap();
+    wait("enabled after the fault", &|d| {
+        d.len() >= 4 && d.last().is_some_and(|(t, _)| t.ends_with("discharge enabled"))
+    });
+    let before = decisions(&events(&dir)).len();
+    writeln!(stdin, "silence pack 2").unwrap();
+    wait("pack 2 silent", &|d| {
+        d[before.min(d.len())..]
+            .iter()
+            .any(|(_, r)| r.iter().any(|r| r == "pack 2 has not answered recently"))
+    });
+    let silent = decisions(&events(&dir)).len();
+    writeln!(stdin, "clear pack 2").unwrap();
+    wait("enabled again", &|d| {
+        d.len() > silent && d.last().is_some_and(|(t, _)| t == "charge enabled, discharge enabled")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = Command::new("kill").args(["-TERM", &run.0.id().to_string()]).status();
+    assert!(run.0.wait().unwrap().success());
+    let live = decisions(&events(&dir));
+
+    let out = Command::new(BIN).args(["replay", capture.to_str().unwrap(), "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let replayed = decisions(&lines.iter().filter(|l| l["kind"] == "event").cloned().collect::<Vec<_>>());
+    assert_eq!(replayed, live, "the replay decides as the live run did");
+    let summary = &lines.last().unwrap()["summary"];
+    eprintln!("replay: {summary}; live decisions: {}", live.len());
+    assert_eq!(summary["diverged"], 0, "every write the capture holds is one the replay makes: {summary}");
+    assert_eq!(summary["bad_lines"], 0);
+    let (answers, same) = (summary["answers"].as_u64().unwrap(), summary["answers_same"].as_u64().unwrap());
+    assert!(answers > 10, "{summary}");
+    // Answers given in the moment between a live decision and the replay's own step may differ;
+    // the rest are byte for byte the same.
+    assert!(same * 10 >= answers * 9, "{same} of {answers} answers the same: {summary}");
+    let exchanges = lines.iter().filter(|l| l["kind"] == "exchange").count();
+    assert!(exchanges > 20, "{exchanges}");
+    assert!(
+        lines.iter().any(|l| l["kind"] == "exchange" && l["link"] == "pack2" && l["answer"] == "no reply"),
+        "the silenced pack's timeouts are replayed"
+    );
+    assert!(lines.iter().any(
+        |l| l["link"] == "pack1" && l["answer"].as_str().is_some_and(|a| a.starts_with("0x42: 8 cells"))
+    ));
+
+    // A damaged capture: the bad line is named and passed over, the rest replays.
+    let file = capture.join("capture-000001.log");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.insert_str(text.find('\n').unwrap() + 1, "1.0 pack1 sideways 7E\n");
+    std::fs::write(&file, text).unwrap();
+    let out = Command::new(BIN).args(["replay", capture.to_str().unwrap(), "--decisions"]).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("capture-000001.log:2: direction \"sideways\" is neither tx nor rx; passed over"),
+        "{err}"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("(1 bad lines passed over)"), "{text}");
+    assert_eq!(text.matches("EVENT    charge ").count(), live.len(), "{text}");
+
+    // No capture there: said so.
+    let out = Command::new(BIN)
+        .args(["replay", dir.to_str().unwrap(), "--config", dir.join("run.toml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no capture files"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -18,6 +18,27 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// The most of a history file read at start: its end (48 h of 64 packs is about 8 MiB), so a
+/// file grown huge by a hand or a bug costs no more memory than this.
+const READ_MAX: u64 = 32 << 20;
+
+/// The last `max` bytes of `path`, from the first whole line in them.
+fn read_tail(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    if len <= max {
+        let mut all = Vec::new();
+        f.read_to_end(&mut all)?;
+        return Ok(all);
+    }
+    f.seek(SeekFrom::Start(len - max))?;
+    let mut tail = Vec::new();
+    f.take(max).read_to_end(&mut tail)?;
+    let first = tail.iter().position(|&b| b == b'\n').map_or(tail.len(), |k| k + 1);
+    Ok(tail.split_off(first))
+}
+
 /// The history file, appended to by the writer thread.
 #[derive(Debug)]
 pub struct HistoryFile {
@@ -341,7 +362,7 @@ impl History {
     /// # Errors
     /// The file exists but cannot be read.
     pub fn load(path: &Path, now_s: i64) -> io::Result<(Self, usize)> {
-        let text = match fs::read(path) {
+        let text = match read_tail(path, READ_MAX) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Self::default(), 0)),
             Err(e) => return Err(e),
@@ -495,6 +516,21 @@ mod tests {
         let (loaded, skipped) = History::load(&path, T0 + 2 * KEEP as i64 * 60).unwrap();
         assert_eq!((loaded.len(), skipped), (KEEP, 0));
         assert_eq!(loaded.last(48, T0 + 2 * KEEP as i64 * 60), h.last(48, T0 + 2 * KEEP as i64 * 60));
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn only_the_end_of_a_huge_file_is_read() {
+        let dir = std::env::temp_dir().join(format!("p2p-history-tail-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("history.jsonl");
+        let mut text = "x".repeat(5000) + "\n";
+        text += "first whole line\nsecond\n";
+        fs::write(&path, &text).unwrap();
+        // The last 30 bytes begin inside the long line: it is dropped whole.
+        assert_eq!(read_tail(&path, 30).unwrap(), b"first whole line\nsecond\n");
+        assert_eq!(read_tail(&path, 1 << 20).unwrap(), text.as_bytes());
         let _ = fs::remove_dir_all(&dir);
     }
 }

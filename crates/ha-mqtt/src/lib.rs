@@ -67,14 +67,17 @@ impl Options {
         format!("{}/+/{}/+/config", self.discovery_prefix, self.topic_prefix)
     }
 
+    /// Whether `topic` is `H/<component>/P/<object>/config` (either prefix may hold `/`).
     fn is_discovery(&self, topic: &str) -> bool {
-        let mut parts = topic.split('/');
-        parts.next() == Some(self.discovery_prefix.as_str())
-            && parts.next().is_some()
-            && parts.next() == Some(self.topic_prefix.as_str())
-            && parts.next().is_some()
-            && parts.next() == Some("config")
-            && parts.next().is_none()
+        let object = topic
+            .strip_prefix(self.discovery_prefix.as_str())
+            .and_then(|t| t.strip_prefix('/'))
+            .and_then(|t| t.split_once('/'))
+            .filter(|(component, _)| !component.is_empty())
+            .and_then(|(_, t)| t.strip_prefix(self.topic_prefix.as_str()))
+            .and_then(|t| t.strip_prefix('/'))
+            .and_then(|t| t.strip_suffix("/config"));
+        object.is_some_and(|o| !o.is_empty() && !o.contains('/'))
     }
 
     /// The marker that says every retained discovery message has been heard.
@@ -509,5 +512,37 @@ fn command(shared: &Handle, options: &Options, topic: &str, payload: &str) {
     match shared.control(&order) {
         Ok(done) => log::info!("mqtt: {done}"),
         Err(e) => log::warn!("mqtt: {topic}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(discovery: &str, prefix: &str) -> Options {
+        Options {
+            host: "h".into(),
+            port: 1,
+            credentials: None,
+            client_id: "c".into(),
+            discovery_prefix: discovery.into(),
+            topic_prefix: prefix.into(),
+            allow_control: false,
+            state_every: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn our_discovery_topics_are_told_from_others_whatever_the_prefixes() {
+        let o = options("homeassistant", "pace2pylon");
+        assert!(o.is_discovery("homeassistant/sensor/pace2pylon/pack1_cell_3/config"));
+        assert!(!o.is_discovery("homeassistant/sensor/other/pack1_cell_3/config"));
+        assert!(!o.is_discovery("homeassistant/sensor/pace2pylon/pack1/cell_3/config"));
+        assert!(!o.is_discovery("homeassistant//pace2pylon/x/config"));
+        assert!(!o.is_discovery("homeassistant/sensor/pace2pylon//config"));
+        assert!(!o.is_discovery("pace2pylon/pack1/state"));
+        let nested = options("ha/discovery", "home/battery");
+        assert!(nested.is_discovery("ha/discovery/switch/home/battery/stack_forced_disable/config"));
+        assert!(!nested.is_discovery("ha/discovery/switch/home/other/stack_forced_disable/config"));
     }
 }

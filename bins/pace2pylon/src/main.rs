@@ -822,10 +822,12 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         None => std::env::temp_dir().join(format!("pace2pylon-demo-{}", std::process::id())),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // A JSON string is a TOML basic string: a path with quotes or backslashes stays one.
+    let quoted = |p: std::path::PathBuf| serde_json::to_string(&p.display().to_string()).unwrap_or_default();
     toml += &format!(
-        "[state]\nstate_file = \"{}\"\nevent_log = \"{}\"\n",
-        dir.join("state.json").display(),
-        dir.join("events.jsonl").display()
+        "[state]\nstate_file = {}\nevent_log = {}\n",
+        quoted(dir.join("state.json")),
+        quoted(dir.join("events.jsonl"))
     );
     let mut config = daemon::Config::parse(&toml, "demo")?;
     let token = match &args.token {

@@ -255,3 +255,34 @@ fn the_reasons_sensor_always_fits_and_its_attributes_hold_every_reason() {
     assert_eq!(v["count"].as_u64(), Some(v["reasons"].as_array().unwrap().len() as u64));
     assert!(v["reasons"][0]["text"].as_str().unwrap().contains("has not answered recently"), "{v}");
 }
+
+/// A regression test: a broker restarted without persistence forgets the retained discovery; the
+/// daemon, reconnecting, announces everything again (the sync wait after the connection once
+/// swallowed the re-announcement).
+#[test]
+fn regression_a_restarted_broker_gets_the_discovery_again() {
+    let (broker1, port) = broker();
+    let mut d = demo(port, 1);
+    let config = "homeassistant/sensor/pace2pylon/pack1_voltage/config";
+    let retained = || {
+        let out = Command::new(tool("mosquitto_sub"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", config, "--retained-only", "-W", "2"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let start = Instant::now();
+    while retained().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(30), "no discovery on the first broker");
+    }
+    drop(broker1);
+    std::thread::sleep(Duration::from_secs(1));
+    let _broker2 = mosquitto_on(port);
+    wait_for_port(port, "mosquitto");
+    let start = Instant::now();
+    while retained().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(60), "the restarted broker never got the discovery");
+    }
+    let _ = Command::new("kill").args(["-TERM", &d.0.id().to_string()]).status();
+    let _ = d.0.wait();
+}

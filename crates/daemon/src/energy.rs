@@ -10,8 +10,9 @@
 //! current), else the sum of the packs'. Every pack has its own.
 //!
 //! The counters only grow. They are kept in the state file (every `state.energy_save_s`, and at
-//! a clean stop), and what the status shows is what was last handed to the state file's writer
-//! ([`Meter::saved`]), so a restart never shows less than was shown before it (Home Assistant takes a `total_increasing` sensor that falls for a meter
+//! a clean stop), and what the status shows is what the state file holds (the writer thread
+//! tells after each write), so a restart, a crash or a failed write never shows less than was
+//! shown before (Home Assistant takes a `total_increasing` sensor that falls for a meter
 //! reset and counts the whole total again).
 
 use maestro_core::Millis;

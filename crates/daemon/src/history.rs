@@ -113,7 +113,10 @@ pub fn moment(
         }),
         charge: d.charge,
         discharge: d.discharge,
-        limits_ma: (view.and_then(|v| v.max_charge_ma), view.and_then(|v| v.max_discharge_ma).map(i32::abs)),
+        limits_ma: (
+            view.and_then(|v| v.max_charge_ma),
+            view.and_then(|v| v.max_discharge_ma).map(i32::saturating_abs),
+        ),
         reasons: d.reasons.iter().map(maestro_core::Reason::describe).collect(),
         packs: packs
             .iter()
@@ -135,6 +138,9 @@ pub const INTERVAL_S: i64 = 60;
 
 /// Reasons kept per minute at most (64 silent packs are one line each).
 const REASONS_MAX: usize = 16;
+
+/// Packs a loaded sample keeps at most.
+const PACKS_MAX: usize = 255;
 
 /// One pack's part of a sample.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -225,7 +231,11 @@ impl Mean {
     }
 
     fn get(self) -> Option<i64> {
-        (self.n > 0).then(|| (self.sum as f64 / self.n as f64).round() as i64)
+        self.get_divided(1)
+    }
+
+    fn get_divided(self, by: i64) -> Option<i64> {
+        (self.n > 0).then(|| (self.sum as f64 / self.n as f64 / by as f64).round() as i64)
     }
 }
 
@@ -268,7 +278,8 @@ impl Minute {
         if let Some(s) = m.stack {
             self.voltage.add(i64::from(s.voltage_mv));
             self.current.add(i64::from(s.current_ma));
-            self.power.add(i64::from(s.voltage_mv) * i64::from(s.current_ma) / 1_000_000);
+            // mV × mA, divided once when the minute ends: no whole-watt rounding per moment.
+            self.power.add(i64::from(s.voltage_mv) * i64::from(s.current_ma));
             self.soc = Some(s.soc_pct);
             self.cell_min = Some(self.cell_min.map_or(s.cell_min_mv, |v| v.min(s.cell_min_mv)));
             self.cell_max = Some(self.cell_max.map_or(s.cell_max_mv, |v| v.max(s.cell_max_mv)));
@@ -302,7 +313,7 @@ impl Minute {
             soc_pct: self.soc,
             voltage_mv: self.voltage.get().and_then(|v| u32::try_from(v).ok()),
             current_ma: narrow(self.current.get()),
-            power_w: self.power.get(),
+            power_w: self.power.get_divided(1_000_000),
             cell_min_mv: self.cell_min,
             cell_max_mv: self.cell_max,
             charge_enabled: self.charge,
@@ -327,9 +338,9 @@ pub struct History {
 }
 
 impl History {
-    /// Takes in one decision; closes the minute when `m` is in a later one and returns its
-    /// sample. A clock set back starts a new minute too, and samples never go out of order: one
-    /// older than the last sample is dropped.
+    /// Takes in one decision; closes the minute when `m` is in another one and returns its
+    /// sample. Samples never go out of order: after a clock set back, the samples from the new
+    /// minute on are dropped.
     pub fn observe(&mut self, m: &Moment) -> Option<Sample> {
         let start = m.unix_s.div_euclid(INTERVAL_S) * INTERVAL_S;
         let mut closed = None;
@@ -345,8 +356,10 @@ impl History {
 
     fn push(&mut self, start_s: i64, sample: Sample) -> Option<Sample> {
         if self.samples.back().is_some_and(|(s, _)| *s >= start_s) {
-            // The clock went back: the newer samples are kept, this one is not.
-            return None;
+            // The clock went back (NTP corrected a clock that ran ahead): the samples from this
+            // minute on were in a future that did not happen, and go.
+            let kept = self.samples.iter().take_while(|(s, _)| *s < start_s).count();
+            self.samples.truncate(kept);
         }
         if self.samples.len() == KEEP {
             self.samples.pop_front();
@@ -355,9 +368,11 @@ impl History {
         Some(sample)
     }
 
-    /// The history in the file at `path` (a missing file is an empty history): the samples of
-    /// the 48 hours before `now_s`, in order. Lines that do not parse, or are out of order, are
-    /// passed over and counted (a torn last line after a crash, a hand edit).
+    /// The history in the file at `path` (a missing file is an empty history): the samples from
+    /// 48 hours before `now_s` on (later ones too: a clock that starts behind after a power cut
+    /// loses nothing), in the order the file gives, a line older than the one before it counting
+    /// as a clock set back. Lines that do not parse are passed over and counted (a torn last
+    /// line after a crash, a hand edit); each keeps at most 16 reasons and 255 packs.
     ///
     /// # Errors
     /// The file exists but cannot be read.
@@ -371,15 +386,15 @@ impl History {
         let mut skipped = 0;
         let since = now_s - (KEEP as i64) * INTERVAL_S;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let parsed = serde_json::from_str::<Sample>(line).ok().and_then(|s| {
+            let parsed = serde_json::from_str::<Sample>(line).ok().and_then(|mut s| {
                 let t = s.time.parse::<jiff::Timestamp>().ok()?.as_second();
+                s.reasons.truncate(REASONS_MAX);
+                s.packs.truncate(PACKS_MAX);
                 (t % INTERVAL_S == 0).then_some((t, s))
             });
             match parsed {
-                Some((t, s)) if t >= since && t <= now_s => {
-                    if history.push(t, s).is_none() {
-                        skipped += 1;
-                    }
+                Some((t, s)) if t >= since => {
+                    history.push(t, s);
                 }
                 Some(_) => {}
                 None => skipped += 1,
@@ -474,17 +489,16 @@ mod tests {
     }
 
     #[test]
-    fn a_clock_set_back_never_puts_samples_out_of_order() {
+    fn a_clock_set_back_drops_the_samples_of_the_future_it_left() {
         let mut h = History::default();
         let t0 = T0;
         for t in [t0, t0 + 60, t0 + 120, t0 - 3600, t0 - 3540, t0 + 180, t0 + 240] {
             h.observe(&moment(t, 1000, true, None));
         }
         let times: Vec<String> = h.last(48, t0 + 300).into_iter().map(|s| s.time).collect();
-        let mut sorted = times.clone();
-        sorted.sort();
-        assert_eq!(times, sorted);
-        assert_eq!(times.len(), 4, "{times:?}");
+        let at = |t: i64| jiff::Timestamp::from_second(t).unwrap().to_string();
+        // Set back an hour at t0 + 120 (that minute still closes, then goes with the others).
+        assert_eq!(times, [at(t0 - 3600), at(t0 - 3540), at(t0 + 180)]);
     }
 
     #[test]

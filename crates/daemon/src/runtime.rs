@@ -156,8 +156,10 @@ impl Daemon {
         event_log.repair_torn_line()?;
         let persisted = Arc::new(Mutex::new(persisted));
         let (history, history_file) = load_history(&config.state.history_path());
-        let writer = Writer::start(state_file, persisted.clone(), event_log, history_file)
-            .map_err(|source| StartError::Thread { name: "writer".into(), source })?;
+        let energy_on_disk = Arc::new(Mutex::new(lock(&persisted).energy.clone()));
+        let writer =
+            Writer::start(state_file, persisted.clone(), event_log, history_file, energy_on_disk.clone())
+                .map_err(|source| StartError::Thread { name: "writer".into(), source })?;
         let shared = Arc::new(Shared {
             epoch: Instant::now(),
             packs: config.packs.iter().map(|_| Mutex::new(PackReadings::default())).collect(),
@@ -180,6 +182,7 @@ impl Daemon {
             pylon_link: Mutex::new(link::Stats::default()),
             can: Mutex::new(crate::shared::CanReadings::default()),
             history: Mutex::new(history),
+            energy_on_disk,
             config: config.clone(),
             started: jiff::Timestamp::now(),
             writer,
@@ -638,7 +641,7 @@ fn safety_loop(config: &Config, shared: &Shared, stop: &Stop) {
             decision: Some(out.decision),
             limits: Some(out.limits),
             rebalance: out.rebalance,
-            energy: (meter.saved().clone(), meter.source()),
+            energy_source: meter.source(),
         };
         {
             // The queue, then the published step: an order is waiting, or its step is published.

@@ -233,6 +233,9 @@ pub(crate) struct Shared {
     pub can: Mutex<CanReadings>,
     /// The last 48 hours in one-minute samples.
     pub history: Mutex<crate::history::History>,
+    /// The energy meters as the state file holds them: what the status shows, so a restart,
+    /// a crash or a failed write never shows less than was shown.
+    pub energy_on_disk: Arc<Mutex<crate::energy::Energy>>,
     /// The configuration the daemon runs with.
     pub config: Config,
     /// When the daemon started (wall clock).
@@ -266,8 +269,8 @@ pub struct Published {
     pub limits: Option<translator::limits::Limits>,
     /// The rebalance procedure's state.
     pub rebalance: maestro_core::RebalanceState,
-    /// The energy counters as last handed to the state file, and where the stack's came from.
-    pub energy: (crate::energy::Energy, Option<crate::energy::Source>),
+    /// Where the stack's energy meter took its last step from.
+    pub energy_source: Option<crate::energy::Source>,
 }
 
 impl Shared {

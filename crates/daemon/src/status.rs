@@ -633,7 +633,9 @@ impl Shared {
                 ),
             });
         }
-        let (energy, energy_source) = &published.energy;
+        // One lock at a time: the meters as the state file holds them.
+        let energy = lock(&self.energy_on_disk).clone();
+        let energy_source = published.energy_source;
         let packs: Vec<Pack> = published
             .packs
             .iter()
@@ -874,7 +876,7 @@ impl Shared {
             energy: Energy {
                 charged_kwh: kwh(energy.stack.charged_wh),
                 discharged_kwh: kwh(energy.stack.discharged_wh),
-                source: *energy_source,
+                source: energy_source,
             },
         }
     }

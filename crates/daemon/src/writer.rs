@@ -49,7 +49,8 @@ impl std::fmt::Debug for Job {
 }
 
 impl Writer {
-    /// Starts the writer thread for `state_file` (from `persisted`), `log` and the history file.
+    /// Starts the writer thread for `state_file` (from `persisted`), `log` and the history file;
+    /// after each state file written, `energy_on_disk` is set to the meters it holds.
     ///
     /// # Errors
     /// The thread cannot be spawned.
@@ -58,6 +59,7 @@ impl Writer {
         persisted: Arc<Mutex<Persisted>>,
         log: EventLog,
         mut history: Option<crate::history::HistoryFile>,
+        energy_on_disk: Arc<Mutex<crate::energy::Energy>>,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
         let dirty = Arc::new(AtomicBool::new(false));
@@ -65,7 +67,10 @@ impl Writer {
         let save = move || {
             flag.store(false, Ordering::Relaxed);
             let now = lock(&persisted).clone();
-            state::save(&state_file, &now).map_err(|e| e.to_string())
+            state::save(&state_file, &now).map_err(|e| e.to_string())?;
+            // What the status shows of the meters: only what the file holds.
+            *lock(&energy_on_disk) = now.energy;
+            Ok(())
         };
         let thread = std::thread::Builder::new().name("writer".into()).spawn(move || {
             for job in rx {

@@ -31,8 +31,9 @@ fn a_state_survives_a_restart_and_is_private() {
         },
         overrides: Overrides { forced_disable: true, charge_voltage_mv: Some(27500) },
         energy: Energy {
-            stack: Counter { charged_wh: 1_234.567_891_234, discharged_wh: 0.1 },
-            packs: vec![Counter { charged_wh: 1e-9, discharged_wh: 98_765.4 }],
+            // Sums that no short decimal is: they come back to the last bit all the same.
+            stack: Counter { charged_wh: 0.1 + 0.2, discharged_wh: 1_234.567_891_234 * 3.0 },
+            packs: vec![Counter { charged_wh: 1e-9 / 3.0, discharged_wh: 98_765.4 + 1e-7 }],
         },
     };
     save(&path, &state).unwrap();

@@ -237,6 +237,11 @@ fn devices(s: &Status) -> (Device, Vec<Device>, Device, Device) {
     (stack, packs, coil, inverter)
 }
 
+/// The most cells, temperature sensors and packs a retained topic is believed for.
+const MAX_CELLS: usize = 32;
+const MAX_TEMPS: usize = 16;
+const MAX_PACKS: usize = 255;
+
 /// What the broker's retained discovery said of each pack when we connected: its cell and
 /// temperature sensor counts. Until a pack is read again they are announced as before, so Home
 /// Assistant keeps its entities (shown unknown) instead of losing them at every restart.
@@ -256,12 +261,26 @@ impl Announced {
                 continue;
             };
             let Some((pack, sensor)) = object.split_once('_') else { continue };
-            let Ok(pack) = pack.parse::<usize>() else { continue };
-            let count = |prefix: &str| sensor.strip_prefix(prefix).and_then(|k| k.parse::<usize>().ok());
+            let Some(pack) = pack
+                .parse::<usize>()
+                .ok()
+                .filter(|p| pack.bytes().all(|b| b.is_ascii_digit()) && (1..=MAX_PACKS).contains(p))
+            else {
+                continue;
+            };
+            // Digits only, and no more than a pack can have: a stray retained topic must not
+            // make billions of entities.
+            let count = |prefix: &str, max: usize| {
+                sensor
+                    .strip_prefix(prefix)
+                    .filter(|k| !k.is_empty() && k.len() <= 3 && k.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|k| k.parse::<usize>().ok())
+                    .filter(|k| (1..=max).contains(k))
+            };
             let entry = packs.entry(pack).or_default();
-            if let Some(k) = count("cell_") {
+            if let Some(k) = count("cell_", MAX_CELLS) {
                 entry.0 = entry.0.max(k);
-            } else if let Some(k) = count("temp_") {
+            } else if let Some(k) = count("temp_", MAX_TEMPS) {
                 entry.1 = entry.1.max(k);
             }
         }
@@ -632,6 +651,10 @@ mod tests {
             "homeassistant/sensor/other/pack3_cell_8/config",
             "homeassistant/sensor/p2p/packx_cell_8/config",
             "homeassistant/binary_sensor/p2p/pack4_cell_8/config",
+            "homeassistant/sensor/p2p/pack5_cell_4000000000/config",
+            "homeassistant/sensor/p2p/pack6_cell_+1/config",
+            "homeassistant/sensor/p2p/pack+7_cell_1/config",
+            "homeassistant/sensor/p2p/pack8_temp_0/config",
         ];
         let a = Announced::from_topics(topics, &options());
         assert_eq!(a.packs, BTreeMap::from([(1, (16, 6))]));

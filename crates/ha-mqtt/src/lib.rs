@@ -398,9 +398,11 @@ fn publish_loop(
     let mut connected = false;
     let mut syncing: Option<Instant> = None;
     let mut before = Before::default();
+    // Kept until carried out: a connection or Home Assistant's birth during the sync wait is
+    // not forgotten.
+    let mut announce = false;
     let availability = options.availability();
     while !stop.load(Ordering::Relaxed) {
-        let mut announce = false;
         match notes.recv_timeout(Duration::from_secs(1)) {
             Ok(Note::Connected) => {
                 connected = true;
@@ -419,7 +421,9 @@ fn publish_loop(
                     }
                 }
                 // The broker handles one client's packets in order: when this comes back, every
-                // retained config the subscription above brought has been heard.
+                // retained config the subscription above brought has been heard (mosquitto sends
+                // them at the SUBACK; a broker that sends them later may be overtaken, and what
+                // it had retained is then only announced afresh, never removed).
                 if let Err(e) = client.try_publish(options.sync_topic(), QoS::AtLeastOnce, false, "sync") {
                     log::warn!("mqtt: cannot publish the sync marker: {e}");
                 }
@@ -459,6 +463,7 @@ fn publish_loop(
         let status = shared.status();
         if announce {
             sent = Sent::default();
+            announce = false;
         }
         let wanted = entities(&status, options, &before.announced);
         // Discovery depends only on what the devices are, not on their values: rebuilt when that

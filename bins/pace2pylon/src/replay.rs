@@ -140,20 +140,22 @@ pub fn replay(args: &ReplayArgs, out: &mut impl Write) -> anyhow::Result<()> {
                 "records": summary.records, "bad_lines": bad, "exchanges": summary.exchanges,
                 "diverged": summary.diverged, "answers": summary.answers,
                 "answers_same": summary.answers_same, "unknown_link_records": summary.unknown_link,
+                "can_records": summary.can,
                 "steps": summary.steps,
             }
         })
         .to_string()
     } else {
         format!(
-            "# {} records ({} bad lines passed over), {} exchanges, {} writes the replay would not have made, {} of {} answers to the inverter the same as the replay's, {} records of lines the configuration does not name",
+            "# {} records ({} bad lines passed over), {} exchanges, {} writes the replay would not have made, {} of {} answers to the inverter the same as the replay's, {} records of lines the configuration does not name, {} CAN records (not replayed)",
             summary.records,
             bad,
             summary.exchanges,
             summary.diverged,
             summary.answers_same,
             summary.answers,
-            summary.unknown_link
+            summary.unknown_link,
+            summary.can
         )
     };
     match writeln!(out, "{line}") {

@@ -90,6 +90,8 @@ pub struct Summary {
     pub answers_same: usize,
     /// Records of lines the configuration does not name.
     pub unknown_link: usize,
+    /// Records of the CAN bus: captured, not replayed (the inverter's CAN side is not run again).
+    pub can: usize,
     /// Controller steps.
     pub steps: usize,
 }
@@ -326,6 +328,7 @@ pub fn run(
             ("coil", Some(line), _, _) => line.record(r, &mut summary, seen),
             ("inverter", _, Some(line), _) => line.record(r, &mut summary, seen),
             ("pylon", _, _, Some(p)) => p.record(r, &snapshot, &mut summary, seen),
+            ("can", _, _, _) if config.can.is_some() => summary.can += 1,
             _ => summary.unknown_link += 1,
         }
     }

@@ -262,11 +262,11 @@ impl Daemon {
             let settings = can_settings(&config);
             let (shared, stop2, can) = (shared.clone(), stop.clone(), can.clone());
             // A listening bus is bound now, as the RS485 port is.
-            let mut first = link::CanBus::open(&can.link)?;
+            let mut first = open_can(&can.link, &shared)?;
             first.local_addr()?;
             let first = Mutex::new(Some(first));
             threads.push(supervise("can".into(), stop.clone(), move || {
-                let bus = lock(&first).take().map_or_else(|| link::CanBus::open(&can.link), Ok);
+                let bus = lock(&first).take().map_or_else(|| open_can(&can.link, &shared), Ok);
                 if let Ok(bus) = bus {
                     crate::can::drive(bus, &can, &settings, &shared, &stop2);
                 }
@@ -336,6 +336,15 @@ fn open(url: &str, name: &str, shared: &Shared) -> Result<Link, link::Error> {
         link.set_tap(capture.tap(name, url));
     }
     Ok(link)
+}
+
+/// The CAN bus at `url`, tapped by the capture (if one runs) as `can`.
+fn open_can(url: &str, shared: &Shared) -> Result<link::CanBus, link::Error> {
+    let mut bus = link::CanBus::open(url)?;
+    if let Some(capture) = &shared.hooks.capture {
+        bus.set_tap(capture.tap("can", url));
+    }
+    Ok(bus)
 }
 
 /// The history kept in `path`, cut back to its last 48 hours, and the file to append to; a file

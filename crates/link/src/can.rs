@@ -173,6 +173,19 @@ fn query(options: &str) -> String {
 pub struct CanBus {
     name: String,
     transport: Transport,
+    /// Told every frame of a SocketCAN bus, as its slcan line (an slcan bus taps its link).
+    #[cfg_attr(not(all(feature = "socketcan", target_os = "linux")), allow(dead_code))]
+    tap: TapSlot,
+}
+
+/// A tap, or none (shown as whether there is one).
+#[derive(Default)]
+struct TapSlot(Option<crate::capture::Tap>);
+
+impl fmt::Debug for TapSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", if self.0.is_some() { "tapped" } else { "untapped" })
+    }
 }
 
 enum Transport {
@@ -248,7 +261,7 @@ impl CanBus {
                 ));
             }
         };
-        Ok(Self { name, transport })
+        Ok(Self { name, transport, tap: TapSlot::default() })
     }
 
     /// An slcan bus over an already open link (e.g. one side of a pty pair in a test).
@@ -258,7 +271,26 @@ impl CanBus {
             Endpoint::Tcp { addr } => format!("slcan+tcp://{addr}"),
             Endpoint::TcpListen { addr } => format!("slcan+tcp-listen://{addr}"),
         };
-        Self { name, transport: Transport::Slcan(Slcan::new(link, bitrate)) }
+        Self { name, transport: Transport::Slcan(Slcan::new(link, bitrate)), tap: TapSlot::default() }
+    }
+
+    /// Tells `tap` everything this bus moves from now on: an slcan adapter's bytes as they go
+    /// over its line, a SocketCAN interface's frames as slcan lines.
+    pub fn set_tap(&mut self, tap: crate::capture::Tap) {
+        match &mut self.transport {
+            Transport::Slcan(bus) => bus.link.set_tap(tap),
+            #[cfg(all(feature = "socketcan", target_os = "linux"))]
+            Transport::SocketCan(_) => self.tap = TapSlot(Some(tap)),
+        }
+    }
+
+    #[cfg(all(feature = "socketcan", target_os = "linux"))]
+    fn tapped(&self, dir: crate::capture::Dir, frame: &CanFrame) {
+        if let Some(tap) = &self.tap.0 {
+            let mut line = Vec::with_capacity(32);
+            slcan::encode(frame, &mut line);
+            tap(dir, &line);
+        }
     }
 
     /// The bus's URL.
@@ -300,7 +332,11 @@ impl CanBus {
                 bus.link.send(&line)
             }
             #[cfg(all(feature = "socketcan", target_os = "linux"))]
-            Transport::SocketCan(bus) => bus.send(frame),
+            Transport::SocketCan(bus) => {
+                bus.send(frame)?;
+                self.tapped(crate::capture::Dir::Tx, frame);
+                Ok(())
+            }
         }
     }
 
@@ -317,7 +353,13 @@ impl CanBus {
                 Ok(line.and_then(|l| slcan::parse_frame(l.strip_suffix(b"\r").unwrap_or(&l)).ok()))
             }
             #[cfg(all(feature = "socketcan", target_os = "linux"))]
-            Transport::SocketCan(bus) => bus.receive(deadline),
+            Transport::SocketCan(bus) => {
+                let frame = bus.receive(deadline)?;
+                if let Some(f) = &frame {
+                    self.tapped(crate::capture::Dir::Rx, f);
+                }
+                Ok(frame)
+            }
         }
     }
 

@@ -11,7 +11,8 @@
 //! - `#` lines are comments: the format's version and the wall clock of `t = 0` head every file,
 //!   and a `# link NAME URL` line names each link the first time it moves a byte in that file;
 //! - a record is `T NAME DIR HEX`: seconds since the capture began (six decimals), the link's
-//!   short name (`pack1`, `coil`, `inverter`, `pylon`), `tx` (written by the side that captures)
+//!   short name (`pack1`, `coil`, `inverter`, `pylon`, `can`: an slcan adapter's bytes, a
+//!   SocketCAN interface's frames as slcan lines), `tx` (written by the side that captures)
 //!   or `rx` (read by it), and the bytes in upper-case hex, as they went over the line (one read
 //!   or one write; a frame may span records, and a record may hold garbage).
 //!

@@ -68,3 +68,32 @@ fn a_socketcan_url_without_the_feature_says_how_to_get_it() {
         assert!(e.contains("--features socketcan"), "{e}");
     }
 }
+
+/// A capture's tap on an slcan bus hears its adapter's bytes both ways: the set-up lines and the
+/// frames written, and the other side's frames read.
+#[test]
+fn a_tapped_slcan_bus_tells_every_byte_it_moves() {
+    use std::sync::{Arc, Mutex};
+    let mut listener = CanBus::open("slcan+tcp-listen://127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().unwrap();
+    let mut client = CanBus::open(&format!("slcan+tcp://{addr}")).unwrap();
+    type Heard = Vec<(link::capture::Dir, Vec<u8>)>;
+    let heard: Arc<Mutex<Heard>> = Arc::default();
+    let h = heard.clone();
+    client.set_tap(Arc::new(move |dir: link::capture::Dir, bytes: &[u8]| {
+        h.lock().unwrap().push((dir, bytes.to_vec()))
+    }));
+    exchange(&mut client, &mut listener);
+    let heard = heard.lock().unwrap();
+    let all = |dir| -> String {
+        heard
+            .iter()
+            .filter(|(d, _)| *d == dir)
+            .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+            .collect()
+    };
+    let (tx, rx) = (all(link::capture::Dir::Tx), all(link::capture::Dir::Rx));
+    assert!(tx.contains("S6\r") && tx.contains("O\r"), "the set-up lines: {tx:?}");
+    assert!(tx.contains("t35182C01F401F401E001\r"), "the limits frame written: {tx:?}");
+    assert!(rx.contains("t30580000000000000000\r"), "the heartbeat read: {rx:?}");
+}

@@ -59,14 +59,15 @@ enum Cmd {
         #[arg(long)]
         reset_state: bool,
         /// Record every byte of every line (packs, coil, inverter, the Pylontech RS485 port)
-        /// with its time and direction into DIR (`capture-000001.log`, ...; a copy of the
-        /// configuration beside them), for `pace2pylon replay DIR`. Earlier captures there are
-        /// deleted first.
+        /// with its time and direction into a new folder of its own inside DIR
+        /// (`DIR/capture-<UTC time>/capture-000001.log`, ...; a copy of the configuration
+        /// beside them, secrets left out), for `pace2pylon replay DIR`. Nothing already in DIR
+        /// is touched.
         #[arg(long, value_name = "DIR")]
         capture: Option<std::path::PathBuf>,
         /// The most the capture keeps, MiB: eight files of an eighth each, the oldest deleted.
         #[arg(long, value_name = "MIB", default_value_t = 128, requires = "capture",
-              value_parser = clap::value_parser!(u64).range(1..=65536))]
+              value_parser = clap::value_parser!(u64).range(1..=8192))]
         capture_max_mib: u64,
     },
     /// Decode a capture (`run --capture DIR`) offline: every exchange, and the decisions of the
@@ -358,7 +359,7 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
         "none" => Schedule::none(),
         "default" => Schedule::default_schedule(),
         path => {
-            let text = std::fs::read_to_string(path)
+            let text = daemon::file::read_text_bounded(path.as_ref(), daemon::file::CONFIG_MAX_BYTES)
                 .with_context(|| format!("--faults {path}: cannot read the fault schedule"))?;
             Schedule::parse(&text, path)?
         }
@@ -449,14 +450,25 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
 
 fn load(path: &std::path::Path) -> anyhow::Result<daemon::Config> {
     let name = path.display().to_string();
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read the configuration {name}"))?;
+    let text = daemon::file::read_text_bounded(path, daemon::file::CONFIG_MAX_BYTES)
+        .with_context(|| format!("cannot read the configuration {name}"))?;
     Ok(daemon::Config::parse(&text, &name)?)
 }
 
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     let config = load(path)?;
-    say!("# {}: valid. Effective configuration, defaults filled in:\n", path.display());
+    say!("# {}: valid.", path.display());
+    let mv = u32::from(config.safety.charge_voltage_mv);
+    let cells: Vec<String> =
+        daemon::config::bounds::cell_counts(mv, daemon::config::bounds::CHARGE_PER_CELL_MV)
+            .map(|n| format!("{n} cells ({:.3} V a cell)", f64::from(mv) / f64::from(n) / 1000.0))
+            .collect();
+    say!(
+        "# safety.charge_voltage_mv = {mv} fits a stack of {}; packs with another count get no charge \
+         (config_out_of_range).",
+        cells.join(" or ")
+    );
+    say!("# Effective configuration, defaults filled in:\n");
     say!("{}", config.to_toml().trim_end());
     Ok(())
 }
@@ -562,11 +574,11 @@ fn run(
     let (http, mqtt) = (config.http.clone(), config.mqtt.clone());
     let mut hooks = systemd_watchdog();
     if let Some(dir) = capture {
-        replay::save_config(dir, &config)?;
         let limits = link::capture::Limits { max_file_bytes: (capture_max_mib << 20) / 8, keep_files: 8 };
         let recorder = link::capture::Recorder::start(dir, limits)
             .with_context(|| format!("cannot capture into {}", dir.display()))?;
-        log::info!("capturing every line into {} (at most {capture_max_mib} MiB)", dir.display());
+        replay::save_config(&recorder, &config)?;
+        log::info!("capturing every line into {} (at most {capture_max_mib} MiB)", recorder.dir().display());
         hooks.capture = Some(recorder);
     }
     let recorder = hooks.capture.clone();

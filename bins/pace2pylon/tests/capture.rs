@@ -22,6 +22,17 @@ fn events(dir: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
+/// The capture folder `run --capture DIR` made inside `dir` (its only `capture-…` folder).
+fn capture_folder(dir: &std::path::Path) -> std::path::PathBuf {
+    let folders: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && p.file_name().unwrap().to_string_lossy().starts_with("capture-"))
+        .collect();
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    folders[0].clone()
+}
+
 /// A decision as the event log says it: `charge …, discharge …` and its reasons.
 type Decision = (String, Vec<String>);
 
@@ -124,8 +135,38 @@ fn a_replayed_capture_takes_the_decisions_of_the_live_run() {
         |l| l["link"] == "pack1" && l["answer"].as_str().is_some_and(|a| a.starts_with("0x42: 8 cells"))
     ));
 
+    // A capture that lost 3 s (a full disk): without its gap marker the replay would see
+    // divergences there; with it, nothing inside the gap is compared.
+    let file = capture_folder(&capture).join("capture-000001.log");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let seconds = |l: &str| l.split(' ').next().and_then(|t| t.parse::<f64>().ok());
+    let end = original.lines().filter_map(seconds).fold(0.0, f64::max);
+    let (from, to) = (end / 2.0, end / 2.0 + 3.0);
+    let mut holed = String::new();
+    let mut marked = false;
+    for line in original.lines() {
+        match seconds(line) {
+            Some(t) if !line.starts_with('#') && t >= from && t <= to => {
+                if !marked {
+                    holed += &format!("# gap {from:.6} {to:.6}: 40 records lost (writing failed)\n");
+                    marked = true;
+                }
+            }
+            _ => holed += &format!("{line}\n"),
+        }
+    }
+    std::fs::write(&file, &holed).unwrap();
+    let out = Command::new(BIN).args(["replay", capture.to_str().unwrap(), "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    eprintln!("with a gap: {summary}");
+    assert_eq!(summary["summary"]["gaps"], 1, "{summary}");
+    assert_eq!(summary["summary"]["diverged"], 0, "{summary}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing there is compared"));
+    std::fs::write(&file, &original).unwrap();
+
     // A damaged capture: the bad line is named and passed over, the rest replays.
-    let file = capture.join("capture-000001.log");
     let mut text = std::fs::read_to_string(&file).unwrap();
     text.insert_str(text.find('\n').unwrap() + 1, "1.0 pack1 sideways 7E\n");
     std::fs::write(&file, text).unwrap();
@@ -151,5 +192,78 @@ fn a_replayed_capture_takes_the_decisions_of_the_live_run() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `run --capture DIR` with the operator's own configuration in DIR: it is never written over,
+/// the capture goes into a folder of its own, and its copy of the configuration leaves the
+/// token out (a placeholder would itself have been a valid token). A record dated 1e12 s later
+/// does not hold the replay: it jumps.
+#[test]
+fn run_capture_never_overwrites_the_operators_config() {
+    let dir = std::env::temp_dir().join(format!("p2p-capture-own-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let http = free_port();
+    let own = format!(
+        "[pylon]\nlink = \"tcp-listen://127.0.0.1:{}\"\n\n[[pack]]\nlink = \"tcp://127.0.0.1:1\"\n\n\
+         [state]\nstate_file = \"{1}/state.json\"\nevent_log = \"{1}/events.jsonl\"\n\n\
+         [http]\nlisten = \"127.0.0.1:{http}\"\ntoken = \"s3cret-token-of-the-operator\"\n",
+        free_port(),
+        dir.display()
+    );
+    let config = dir.join("config.toml");
+    std::fs::write(&config, &own).unwrap();
+    let mut run = Guard(
+        Command::new(BIN)
+            .args(["run", "--config", config.to_str().unwrap(), "--capture", dir.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while !dir.read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with("capture-")) {
+        assert!(start.elapsed() < Duration::from_secs(20), "no capture folder");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = Command::new("kill").args(["-TERM", &run.0.id().to_string()]).status();
+    assert!(run.0.wait().unwrap().success());
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), own, "the operator's configuration is untouched");
+    let folder = capture_folder(&dir);
+    let copy = std::fs::read_to_string(folder.join("config.toml")).unwrap();
+    assert!(!copy.contains("s3cret") && !copy.contains("<hidden>"), "{copy}");
+    assert!(copy.contains("# http.token: set, not shown"), "{copy}");
+    let check = Command::new(BIN)
+        .args(["check-config", folder.join("config.toml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(!String::from_utf8_lossy(&check.stdout).contains("token ="), "the copy holds no token");
+
+    // A record dated 1e12 s ahead: the replay warns, jumps and ends. (No pack answered, so the
+    // capture may hold nothing yet.)
+    let file = folder.join("capture-000001.log");
+    let mut text = std::fs::read_to_string(&file)
+        .unwrap_or_else(|_| "# pace2pylon capture 1; t=0 is unix 1764662400.0\n".into());
+    text += "1.000000 pack1 tx 7E0D\n1000000000000.000000 pack1 rx 7E0D\n";
+    std::fs::write(&file, text).unwrap();
+    let mut replay = Guard(
+        Command::new(BIN)
+            .args(["replay", dir.to_str().unwrap(), "--decisions"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while replay.0.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the replay steps through the 1e12 s gap");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(replay.0.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(out.contains("the replay jumps over all but 600 s of it"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -198,6 +198,9 @@ fn sniff(
         ),
         None => None,
     };
+    if let Some(r) = &recorder {
+        eprintln!("capturing into {}", r.dir().display());
+    }
     let url = link.name().to_owned();
     let result = sniff_on(&mut link, cli, count, seconds, recorder.as_deref(), &url, dialect);
     if let Some(r) = recorder {

@@ -134,7 +134,9 @@ fn sniff_prints_every_frame_decoded() {
     assert!(lines.iter().all(|l| l["time"].as_str().is_some_and(|t| t.len() == 12)));
 
     // The same frames in pace2pylon's capture format, seen from the battery's side.
-    let text = std::fs::read_to_string(dir.join("capture-000001.log")).unwrap();
+    let folder = link::capture::find(&dir).unwrap().expect("a capture folder");
+    assert_ne!(folder, dir, "the capture has a folder of its own");
+    let text = std::fs::read_to_string(folder.join("capture-000001.log")).unwrap();
     assert!(link::capture::parse_header(text.lines().next().unwrap()).is_some(), "{text}");
     let records: Vec<link::capture::Record> =
         text.lines().filter_map(|l| link::capture::Record::parse(l).unwrap()).collect();

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod bounds;
+
 /// The whole file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,7 +135,8 @@ pub fn secret(inline: Option<&str>, file: Option<&str>, env: &str) -> Result<Opt
         return Ok(Some(s.to_owned()));
     }
     if let Some(f) = file {
-        let text = std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?;
+        let text = crate::file::read_text_bounded(std::path::Path::new(f), crate::file::SECRET_MAX_BYTES)
+            .map_err(|e| format!("{f}: {e}"))?;
         let first = text.lines().next().unwrap_or("").trim();
         if first.is_empty() {
             return Err(format!("{f} is empty"));
@@ -423,13 +426,8 @@ fn default_can_manufacturer() -> String {
 
 impl Can {
     fn check(&self) -> Result<(), (String, String)> {
-        for (key, v, lo, hi) in [
-            ("can.period_s", self.period_s, 0.1, 10.0),
-            ("can.peer_timeout_s", self.peer_timeout_s, 1.0, 600.0),
-        ] {
-            if !(lo..=hi).contains(&v) {
-                return Err((key.into(), format!("{v} is outside {lo}..{hi}")));
-            }
+        for (key, v) in [("can.period_s", self.period_s), ("can.peer_timeout_s", self.peer_timeout_s)] {
+            bounds::check(key, v).map_err(|e| (key.to_owned(), e))?;
         }
         if self.peer_timeout_s <= self.period_s {
             return Err(("can.peer_timeout_s".into(), "must be longer than can.period_s".into()));
@@ -552,19 +550,45 @@ pub struct Safety {
 #[serde(deny_unknown_fields, default)]
 pub struct TaperTables {
     /// Charge by the highest cell voltage: `[mV, factor]`.
-    pub charge_cell_mv: Vec<[f64; 2]>,
+    pub charge_cell_mv: Vec<TaperPoint>,
     /// Charge by the lowest cell temperature: `[°C, factor]`.
-    pub charge_temp_c: Vec<[f64; 2]>,
+    pub charge_temp_c: Vec<TaperPoint>,
     /// Discharge by the lowest cell voltage: `[mV, factor]`.
-    pub discharge_cell_mv: Vec<[f64; 2]>,
+    pub discharge_cell_mv: Vec<TaperPoint>,
     /// Discharge by the lowest cell temperature: `[°C, factor]`.
-    pub discharge_temp_c: Vec<[f64; 2]>,
+    pub discharge_temp_c: Vec<TaperPoint>,
+}
+
+/// One `[x, factor]` row of a taper table: exactly two numbers (a row with a third is refused,
+/// never cut).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(into = "[f64; 2]")]
+pub struct TaperPoint(pub [f64; 2]);
+
+impl From<TaperPoint> for [f64; 2] {
+    fn from(p: TaperPoint) -> Self {
+        p.0
+    }
+}
+
+impl<'de> Deserialize<'de> for TaperPoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let row = Vec::<f64>::deserialize(d)?;
+        match row[..] {
+            [x, factor] => Ok(Self([x, factor])),
+            _ => Err(serde::de::Error::custom(format!(
+                "a taper row is [x, factor]: two numbers, not {}",
+                row.len()
+            ))),
+        }
+    }
 }
 
 impl Default for TaperTables {
     fn default() -> Self {
         let d = translator::limits::LimitSettings::default();
-        let points = |t: &translator::limits::Taper| t.points().iter().map(|&(x, f)| [x, f]).collect();
+        let points =
+            |t: &translator::limits::Taper| t.points().iter().map(|&(x, f)| TaperPoint([x, f])).collect();
         Self {
             charge_cell_mv: points(&d.charge_by_cell_mv),
             charge_temp_c: points(&d.charge_by_temp_c),
@@ -581,8 +605,8 @@ impl Safety {
     /// The key of a bad taper table and what is wrong with it.
     pub fn limit_settings(&self) -> Result<translator::limits::LimitSettings, (String, String)> {
         use translator::limits::Taper;
-        let table = |key: &str, points: &[[f64; 2]]| {
-            Taper::new(points.iter().map(|p| (p[0], p[1])).collect())
+        let table = |key: &str, points: &[TaperPoint]| {
+            Taper::new(points.iter().map(|TaperPoint([x, f])| (*x, *f)).collect())
                 .map_err(|e| (format!("safety.taper.{key}"), e))
         };
         let t = &self.taper;
@@ -755,28 +779,23 @@ impl Config {
                 );
             }
         }
-        let s = &self.safety;
-        for (key, v, lo, hi) in [
-            ("safety.stale_after_s", s.stale_after_s, 1.0, 600.0),
-            ("safety.decision_max_age_s", s.decision_max_age_s, 0.5, 60.0),
-            ("safety.overcurrent_for_s", s.overcurrent_for_s, 0.0, 60.0),
-            ("safety.current_derating", s.current_derating, 0.1, 1.0),
-            ("safety.limit_rise_per_s", s.limit_rise_per_s, 0.01, 1.0),
-            ("safety.pack_current_guard", s.pack_current_guard, 0.5, 1.0),
-            ("safety.recovery_charge_a", s.recovery_charge_a, 0.0, 50.0),
-            ("poll.period_s", self.poll.period_s, 0.2, 60.0),
-            ("poll.timeout_s", self.poll.timeout_s, 0.05, 10.0),
-            ("poll.limits_every_s", self.poll.limits_every_s, 10.0, 86400.0),
-            ("state.energy_save_s", self.state.energy_save_s, 1.0, 3600.0),
-        ] {
-            if !(lo..=hi).contains(&v) {
-                return bad(key, format!("{v} is outside {lo}..{hi}"));
+        for (key, v) in self.numbers() {
+            if let Err(e) = bounds::check(&key, v) {
+                return bad(&key, e);
             }
         }
-        if s.cell_ov_release_mv >= s.cell_ov_mv || s.cell_uv_release_mv <= s.cell_uv_mv {
-            return bad("safety", "a release threshold must lie on the safe side of its threshold".into());
+        for (k, pack) in self.packs.iter().enumerate() {
+            if let Err(e) = bounds::check("pack.adr", f64::from(pack.adr)) {
+                return bad(&format!("pack[{}].adr", k + 1), e);
+            }
         }
-        if let Err((key, message)) = s.limit_settings() {
+        if let Err((key, message)) = self.orderings() {
+            return bad(key, message);
+        }
+        if let Err((key, message)) = self.safety.limit_settings() {
+            return bad(&key, message);
+        }
+        if let Err((key, message)) = self.taper_inside_thresholds() {
             return bad(&key, message);
         }
         for (k, w) in self.tariff.cheap_windows.iter().enumerate() {
@@ -790,35 +809,14 @@ impl Config {
                 format!("'{}' is not a known time zone (e.g. Europe/Warsaw, UTC)", self.tariff.time_zone),
             );
         }
-        let r = &self.rebalance;
-        if r.regular_capacity_mah >= r.capacity_mah {
-            return bad("rebalance.regular_capacity_mah", "must be below rebalance.capacity_mah".into());
-        }
-        if !(1.0..=365.0).contains(&r.every_days) {
-            return bad("rebalance.every_days", format!("{} is outside 1..365", r.every_days));
-        }
-        for (key, v, lo, hi) in [
-            ("rebalance.balanced_delta_mv", u64::from(r.balanced_delta_mv), 5, 500),
-            ("rebalance.hold_max_s", r.hold_max_s, 0, 7 * 86400),
-            ("rebalance.unlock_grace_s", r.unlock_grace_s, 1, 3600),
-            ("rebalance.settle_max_s", r.settle_max_s, 60, 30 * 86400),
-            ("rebalance.retrigger_min_s", r.retrigger_min_s, 0, 365 * 86400),
-        ] {
-            if !(lo..=hi).contains(&v) {
-                return bad(key, format!("{v} is outside {lo}..{hi}"));
-            }
-        }
-        if self.poll.timeout_s >= self.poll.period_s {
-            return bad(
-                "poll.timeout_s",
-                format!(
-                    "{} must be shorter than poll.period_s ({})",
-                    self.poll.timeout_s, self.poll.period_s
-                ),
-            );
-        }
         if self.http.enabled && self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return bad("http.listen", format!("'{}' is not an address:port", self.http.listen));
+        }
+        if self.http.token.as_deref().is_some_and(|t| t.trim() == "<hidden>") {
+            return bad(
+                "http.token",
+                "'<hidden>' is the placeholder of a copied configuration, not a token".into(),
+            );
         }
         if self.http.token.as_deref().is_some_and(|t| t.len() < 8) {
             return bad("http.token", "must be at least 8 characters".into());
@@ -838,22 +836,208 @@ impl Config {
                 return bad(key, format!("'{v}' must be non-empty, without spaces, '#' or '+'"));
             }
         }
-        if !(1.0..=30.0).contains(&m.state_every_s) {
-            return bad("mqtt.state_every_s", format!("{} is outside 1..30", m.state_every_s));
+        Ok(())
+    }
+
+    /// Every numeric key with its value, as [`bounds::BOUNDS`] names them (a pack's keys once per
+    /// pack, as `pack[N].adr`).
+    fn numbers(&self) -> Vec<(String, f64)> {
+        let (s, p, st, r) = (&self.safety, &self.poll, &self.state, &self.rebalance);
+        let mut n: Vec<(String, f64)> = [
+            ("safety.stale_after_s", s.stale_after_s),
+            ("safety.decision_max_age_s", s.decision_max_age_s),
+            ("safety.overcurrent_for_s", s.overcurrent_for_s),
+            ("safety.cell_ov_mv", f64::from(s.cell_ov_mv)),
+            ("safety.cell_ov_release_mv", f64::from(s.cell_ov_release_mv)),
+            ("safety.cell_uv_mv", f64::from(s.cell_uv_mv)),
+            ("safety.cell_uv_release_mv", f64::from(s.cell_uv_release_mv)),
+            ("safety.cell_ot_c", s.cell_ot_c),
+            ("safety.cell_cold_charge_c", s.cell_cold_charge_c),
+            ("safety.cell_cold_discharge_c", s.cell_cold_discharge_c),
+            ("safety.charge_voltage_mv", f64::from(s.charge_voltage_mv)),
+            ("safety.current_derating", s.current_derating),
+            ("safety.limit_rise_per_s", s.limit_rise_per_s),
+            ("safety.pack_current_guard", s.pack_current_guard),
+            ("safety.recovery_charge_a", s.recovery_charge_a),
+            ("poll.period_s", p.period_s),
+            ("poll.timeout_s", p.timeout_s),
+            ("poll.limits_every_s", p.limits_every_s),
+            ("state.event_log_max_bytes", st.event_log_max_bytes as f64),
+            ("state.event_log_keep", f64::from(st.event_log_keep)),
+            ("state.energy_save_s", st.energy_save_s),
+            ("rebalance.every_days", r.every_days),
+            ("rebalance.capacity_mah", f64::from(r.capacity_mah)),
+            ("rebalance.regular_capacity_mah", f64::from(r.regular_capacity_mah)),
+            ("rebalance.charge_voltage_mv", f64::from(r.charge_voltage_mv)),
+            ("rebalance.threshold_mv", f64::from(r.threshold_mv)),
+            ("rebalance.tail_current_a", r.tail_current_a),
+            ("rebalance.balanced_delta_mv", f64::from(r.balanced_delta_mv)),
+            ("rebalance.hold_max_s", r.hold_max_s as f64),
+            ("rebalance.unlock_grace_s", r.unlock_grace_s as f64),
+            ("rebalance.settle_max_s", r.settle_max_s as f64),
+            ("rebalance.retrigger_min_s", r.retrigger_min_s as f64),
+            ("mqtt.state_every_s", self.mqtt.state_every_s),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        n.extend(self.pylon.iter().map(|p| ("pylon.address".to_owned(), f64::from(p.address))));
+        n.extend(self.coil.iter().map(|c| ("coil.slave".to_owned(), f64::from(c.slave))));
+        n.extend(self.inverter.iter().map(|i| ("inverter.slave".to_owned(), f64::from(i.slave))));
+        n
+    }
+
+    /// The orderings between keys: each release on the safe side of its threshold, the
+    /// temperatures in order, the poll inside the staleness, the rebalance's voltages above the
+    /// regular one and fitting the same number of cells.
+    fn orderings(&self) -> Result<(), (&'static str, String)> {
+        let (s, r) = (&self.safety, &self.rebalance);
+        let order =
+            |ok: bool, key: &'static str, message: String| if ok { Ok(()) } else { Err((key, message)) };
+        order(
+            s.cell_ov_release_mv < s.cell_ov_mv,
+            "safety.cell_ov_release_mv",
+            format!("{} must lie below safety.cell_ov_mv ({})", s.cell_ov_release_mv, s.cell_ov_mv),
+        )?;
+        order(
+            s.cell_uv_release_mv > s.cell_uv_mv,
+            "safety.cell_uv_release_mv",
+            format!("{} must lie above safety.cell_uv_mv ({})", s.cell_uv_release_mv, s.cell_uv_mv),
+        )?;
+        order(
+            s.cell_uv_release_mv < s.cell_ov_release_mv,
+            "safety.cell_uv_release_mv",
+            format!(
+                "{} must lie below safety.cell_ov_release_mv ({}): the two latches would fight",
+                s.cell_uv_release_mv, s.cell_ov_release_mv
+            ),
+        )?;
+        order(
+            s.cell_cold_discharge_c < s.cell_cold_charge_c,
+            "safety.cell_cold_discharge_c",
+            format!(
+                "{} must lie below safety.cell_cold_charge_c ({})",
+                s.cell_cold_discharge_c, s.cell_cold_charge_c
+            ),
+        )?;
+        order(
+            s.cell_cold_charge_c + 10.0 <= s.cell_ot_c,
+            "safety.cell_cold_charge_c",
+            format!(
+                "{} must lie at least 10 °C below safety.cell_ot_c ({})",
+                s.cell_cold_charge_c, s.cell_ot_c
+            ),
+        )?;
+        order(
+            self.poll.period_s * 2.0 <= s.stale_after_s,
+            "poll.period_s",
+            format!(
+                "{} s must be at most half of safety.stale_after_s ({} s): every pack would go stale between two reads",
+                self.poll.period_s, s.stale_after_s
+            ),
+        )?;
+        order(
+            self.poll.timeout_s < self.poll.period_s,
+            "poll.timeout_s",
+            format!("{} must be shorter than poll.period_s ({})", self.poll.timeout_s, self.poll.period_s),
+        )?;
+        let regular = u32::from(s.charge_voltage_mv);
+        let cells: Vec<u16> = bounds::cell_counts(regular, bounds::CHARGE_PER_CELL_MV).collect();
+        let (lo, hi) = bounds::CHARGE_PER_CELL_MV;
+        order(
+            !cells.is_empty(),
+            "safety.charge_voltage_mv",
+            format!(
+                "{regular} mV is {lo}-{hi} mV a cell for no stack of {}-{} cells",
+                bounds::CELLS.0,
+                bounds::CELLS.1
+            ),
+        )?;
+        let max_per_cell = u32::from(s.cell_ov_mv).min(bounds::REBALANCE_PER_CELL_MAX_MV);
+        let rebalance = u32::from(r.charge_voltage_mv);
+        order(
+            rebalance > regular,
+            "rebalance.charge_voltage_mv",
+            format!("{rebalance} must lie above safety.charge_voltage_mv ({regular})"),
+        )?;
+        order(
+            cells.iter().any(|&n| {
+                bounds::charge_voltage_fits(rebalance, n, true) && rebalance <= u32::from(n) * max_per_cell
+            }),
+            "rebalance.charge_voltage_mv",
+            format!(
+                "{rebalance} mV is above {max_per_cell} mV a cell (the lower of safety.cell_ov_mv and {} mV) for the {} cells safety.charge_voltage_mv ({regular}) implies",
+                bounds::REBALANCE_PER_CELL_MAX_MV,
+                cells.iter().map(u16::to_string).collect::<Vec<_>>().join(" or ")
+            ),
+        )?;
+        order(
+            regular < r.threshold_mv && r.threshold_mv < rebalance,
+            "rebalance.threshold_mv",
+            format!(
+                "{} must lie between safety.charge_voltage_mv ({regular}) and rebalance.charge_voltage_mv ({rebalance})",
+                r.threshold_mv
+            ),
+        )?;
+        order(
+            r.regular_capacity_mah < r.capacity_mah,
+            "rebalance.regular_capacity_mah",
+            format!("{} must be below rebalance.capacity_mah ({})", r.regular_capacity_mah, r.capacity_mah),
+        )?;
+        Ok(())
+    }
+
+    /// Each taper table's points lie inside the thresholds of its quantity: a point beyond the
+    /// threshold could never apply before the rule blocks that direction.
+    fn taper_inside_thresholds(&self) -> Result<(), (String, String)> {
+        let (s, t) = (&self.safety, &self.safety.taper);
+        let (uv, ov) = (f64::from(s.cell_uv_mv), f64::from(s.cell_ov_mv));
+        for (key, points, lo, hi, between) in [
+            ("charge_cell_mv", &t.charge_cell_mv, uv, ov, "safety.cell_uv_mv and safety.cell_ov_mv"),
+            ("discharge_cell_mv", &t.discharge_cell_mv, uv, ov, "safety.cell_uv_mv and safety.cell_ov_mv"),
+            (
+                "charge_temp_c",
+                &t.charge_temp_c,
+                s.cell_cold_charge_c,
+                s.cell_ot_c,
+                "safety.cell_cold_charge_c and safety.cell_ot_c",
+            ),
+            (
+                "discharge_temp_c",
+                &t.discharge_temp_c,
+                s.cell_cold_discharge_c,
+                s.cell_ot_c,
+                "safety.cell_cold_discharge_c and safety.cell_ot_c",
+            ),
+        ] {
+            if let Some(TaperPoint([x, _])) = points.iter().find(|TaperPoint([x, _])| !(lo..=hi).contains(x))
+            {
+                return Err((
+                    format!("safety.taper.{key}"),
+                    format!("the point at {x} lies outside {lo}..{hi} (between {between})"),
+                ));
+            }
         }
         Ok(())
     }
 
-    /// The effective configuration, as TOML, with the secrets replaced by `<hidden>`.
+    /// The effective configuration, as TOML, without its secrets: each one set is left out and
+    /// named in a comment at the top, so the text can never be read back with a placeholder as
+    /// the secret's value.
     pub fn to_toml(&self) -> String {
         let mut shown = self.clone();
-        let hide = |s: &mut Option<String>| {
-            if s.is_some() {
-                *s = Some("<hidden>".into());
+        let mut hidden = Vec::new();
+        for (key, secret) in
+            [("http.token", &mut shown.http.token), ("mqtt.password", &mut shown.mqtt.password)]
+        {
+            if secret.take().is_some() {
+                hidden.push(key);
             }
-        };
-        hide(&mut shown.http.token);
-        hide(&mut shown.mqtt.password);
-        toml::to_string(&shown).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
+        }
+        let head: String = hidden.iter().map(|k| format!("# {k}: set, not shown\n")).collect();
+        match toml::to_string(&shown) {
+            Ok(text) => head + &text,
+            Err(e) => format!("# cannot show the configuration: {e}\n"),
+        }
     }
 }

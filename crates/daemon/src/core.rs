@@ -196,7 +196,10 @@ impl Controller {
             charge_voltage_override: inputs.overrides.charge_voltage_mv.map(units::Millivolts::from_raw),
             limits: Some(&limits),
         };
-        let view = translator::aggregate(&input, &self.settings);
+        let mut view = translator::aggregate(&input, &self.settings);
+        let config_out_of_range = view.as_mut().and_then(|v| {
+            keep_charge_voltage_in_range(v, readings, active, inputs.overrides.charge_voltage_mv)
+        });
         let all_limits = readings.iter().all(|r| r.limits_read);
         let obs = Observation {
             now: mono,
@@ -210,6 +213,7 @@ impl Controller {
             // Rule 13: from the completion's unlock on (SAFETY.md §4 steps 3 and 4).
             rebalance_settling: matches!(step, Step::Completing | Step::Settling),
             inverter_silent: inputs.inverter_silent,
+            config_out_of_range,
         };
         let decision = self.maestro.decide(&obs);
         self.observed = observed;
@@ -341,6 +345,34 @@ impl Controller {
         }
         (outcome.targets, pack_commands, coil_actions, outcome.state_changed)
     }
+}
+
+/// The charge voltage the inverter would be told, checked against the cells every reporting pack
+/// has: it must lie within [`config::bounds::CHARGE_PER_CELL_MV`] a cell (up to
+/// [`config::bounds::REBALANCE_PER_CELL_MAX_MV`] in a rebalance). One that does not is never told:
+/// the view's limit falls to the low end for the fewest cells reported (charging is blocked
+/// anyway), and the key that set it is returned for the `config_out_of_range` reason.
+fn keep_charge_voltage_in_range(
+    view: &mut translator::SystemView,
+    readings: &[PackReadings],
+    rebalance_active: bool,
+    charge_voltage_override: Option<u16>,
+) -> Option<&'static str> {
+    let cells = || readings.iter().filter_map(|r| r.analog.as_ref()).map(|(a, _)| a.cells.len() as u16);
+    let told = u32::from(view.charge_voltage_limit.raw());
+    if cells().all(|n| config::bounds::charge_voltage_fits(told, n, rebalance_active)) {
+        return None;
+    }
+    let fewest = u32::from(cells().min().unwrap_or(0));
+    let floor = fewest * config::bounds::CHARGE_PER_CELL_MV.0;
+    view.charge_voltage_limit = units::Millivolts::from_raw(u16::try_from(floor).unwrap_or(0));
+    Some(if rebalance_active {
+        "rebalance.charge_voltage_mv"
+    } else if charge_voltage_override.is_some_and(|o| u32::from(o) == told) {
+        "overrides.charge_voltage_mv"
+    } else {
+        "safety.charge_voltage_mv"
+    })
 }
 
 fn over_voltage(s: &pace_proto::PackStatus) -> bool {

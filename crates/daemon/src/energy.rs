@@ -58,7 +58,29 @@ pub struct Energy {
     pub packs: Vec<Counter>,
 }
 
+/// No meter of a home battery reaches this, Wh (1 GWh): a larger value is a corrupt file.
+pub const METER_MAX_WH: f64 = 1e9;
+
 impl Energy {
+    /// Whether every meter is a number from 0 to [`METER_MAX_WH`].
+    ///
+    /// # Errors
+    /// The first meter that is not, named.
+    pub fn check(&self) -> Result<(), String> {
+        let counters = std::iter::once(("stack".to_owned(), &self.stack))
+            .chain(self.packs.iter().enumerate().map(|(k, c)| (format!("pack {}", k + 1), c)));
+        for (name, c) in counters {
+            for (what, v) in [("charged", c.charged_wh), ("discharged", c.discharged_wh)] {
+                if !(0.0..=METER_MAX_WH).contains(&v) {
+                    return Err(format!(
+                        "the {name} {what} energy meter holds {v} Wh, outside 0..{METER_MAX_WH} Wh"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// As loaded, with one counter for each of `packs` (a pack added to the configuration starts
     /// at zero; counters beyond the configuration's packs are dropped) and nothing negative or
     /// not a number (a hand-edited file).

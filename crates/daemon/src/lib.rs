@@ -18,6 +18,7 @@ pub mod config;
 pub mod control;
 pub mod core;
 pub mod energy;
+pub mod file;
 pub mod handle;
 pub mod history;
 pub mod keeper;

@@ -75,6 +75,23 @@ pub enum Seen {
     },
 }
 
+impl Seen {
+    /// When, since the capture began.
+    pub fn t(&self) -> Duration {
+        match self {
+            Self::Exchange { t, .. }
+            | Self::Event { t, .. }
+            | Self::Diverged { t, .. }
+            | Self::AnswerDiffers { t, .. } => *t,
+        }
+    }
+}
+
+/// The longest stretch without a record that the replay steps through: past it (a record dated
+/// far ahead, a capture resumed after days), it warns and jumps, shifting the later records back,
+/// so one wrong time stamp cannot hold it for weeks.
+pub const MAX_GAP: Duration = Duration::from_secs(600);
+
 /// The replay's counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -249,8 +266,36 @@ pub fn run(
     let mut next_step = Duration::ZERO;
     let no_inverter = InverterReadings::default();
 
+    // Time jumped over so far: later records are replayed this much earlier.
+    let mut shift = Duration::ZERO;
+    let mut last = Duration::ZERO;
+    let mut shifted;
     for r in records {
         summary.records += 1;
+        let t = r.t.saturating_sub(shift);
+        let r = if t > last + MAX_GAP {
+            let jump = t - last - MAX_GAP;
+            shift += jump;
+            seen(Seen::Event {
+                t: last,
+                text: format!(
+                    "the capture holds nothing for {:.0} s here; the replay jumps over all but {} s of it \
+                     (later times are shown {:.0} s earlier)",
+                    (t - last).as_secs_f64(),
+                    MAX_GAP.as_secs(),
+                    shift.as_secs_f64()
+                ),
+                reasons: Vec::new(),
+            });
+            shifted = Record { t: r.t.saturating_sub(shift), ..r.clone() };
+            &shifted
+        } else if shift > Duration::ZERO {
+            shifted = Record { t, ..r.clone() };
+            &shifted
+        } else {
+            r
+        };
+        last = last.max(r.t);
         // Everything due before this record: the lines' deadlines and the controller's steps.
         loop {
             let deadline = packs

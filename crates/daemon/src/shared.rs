@@ -340,7 +340,7 @@ impl Shared {
     fn change(persisted: &Mutex<Persisted>, change: impl FnOnce(&mut Persisted)) {
         let mut p = lock(persisted);
         change(&mut p);
-        p.version = 1;
+        p.version = crate::state::VERSION;
     }
 
     pub(crate) fn event_with(&self, text: String, reasons: Vec<String>) {

@@ -67,18 +67,31 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
 /// # Errors
 /// [`Error::Corrupt`] for a file that does not parse, [`Error::Io`] when it cannot be read.
 pub fn load(path: &Path) -> Result<Persisted, Error> {
-    let bytes = match fs::read(path) {
+    let corrupt = |why: String| Error::Corrupt { path: path.display().to_string(), why };
+    if path.is_dir() {
+        return Err(corrupt("it is a folder, not a file".into()));
+    }
+    let bytes = match crate::file::read_bounded(path, crate::file::STATE_MAX_BYTES) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Persisted::default()),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => return Err(corrupt(e.to_string())),
         Err(e) => return Err(io_err(path)(e)),
     };
-    let text = String::from_utf8(bytes).map_err(|e| Error::Corrupt {
-        path: path.display().to_string(),
-        why: format!("it is not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
-    })?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::Corrupt { path: path.display().to_string(), why: e.to_string() })
+    let text = String::from_utf8(bytes)
+        .map_err(|e| corrupt(format!("it is not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))?;
+    let persisted: Persisted = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+    if persisted.version > VERSION {
+        return Err(corrupt(format!(
+            "its format is version {}, newer than this pace2pylon reads ({VERSION})",
+            persisted.version
+        )));
+    }
+    persisted.energy.check().map_err(corrupt)?;
+    Ok(persisted)
 }
+
+/// The state file's format version, written in every save.
+pub const VERSION: u32 = 1;
 
 /// Moves a state file aside (`<file>.corrupt-<unix seconds>`) for `--reset-state`; returns where.
 ///

@@ -115,7 +115,7 @@ pub struct ReasonStatus {
 
 /// Every reason code, in rule order (for MQTT binary sensors and metrics); `pack_imbalance` is an
 /// alarm that blocks nothing.
-pub const REASON_CODES: [&str; 24] = [
+pub const REASON_CODES: [&str; 25] = [
     "forced_disable",
     "pack_stale",
     "coil_stale",
@@ -139,6 +139,7 @@ pub const REASON_CODES: [&str; 24] = [
     "no_pack_can_charge",
     "no_pack_can_discharge",
     "inverter_silent",
+    "config_out_of_range",
     "pack_imbalance",
 ];
 

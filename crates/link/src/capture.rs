@@ -18,13 +18,20 @@
 //!
 //! A [`Recorder`] writes on a thread of its own through a bounded queue: a link's [`Tap`] never
 //! waits for the disk, and when the queue is full a record is dropped and counted (the next file
-//! header says how many). Files are `capture-000001.log`, `capture-000002.log`, … of at most
-//! `max_file_bytes` each; beyond `keep_files` the oldest is deleted, so a capture never holds
-//! more than their product.
+//! header says how many). When writing fails (a full disk) and later resumes, a
+//! `# gap FROM TO: N records lost (why)` line says which stretch of time the capture does not hold,
+//! so a replay does not mistake the missing bytes for a divergence.
+//!
+//! A capture never writes over anything: it makes a folder of its own with a fresh name
+//! (`capture-20261207T174500Z`, `…-2` if that exists) inside the directory it is given, and every
+//! file in it is created new (`O_CREAT|O_EXCL`, links not followed). Files are
+//! `capture-000001.log`, `capture-000002.log`, … (more digits past 999 999) of at most
+//! `max_file_bytes` each; beyond `keep_files` the oldest this capture wrote is deleted, so a
+//! capture never holds more than their product.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -170,6 +177,7 @@ pub struct Recorder {
     tx: SyncSender<Job>,
     start: Instant,
     dropped: Arc<AtomicU64>,
+    dir: PathBuf,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -180,25 +188,49 @@ impl std::fmt::Debug for Recorder {
 }
 
 impl Recorder {
-    /// Starts capturing into `dir` (made if missing; files of an earlier capture there are
-    /// deleted first, so a capture is one run).
+    /// Starts capturing into a new folder of its own inside `parent` (made if missing), named
+    /// after the time (`capture-20261207T174500Z`, `-2`, `-3`, … if taken): nothing already in
+    /// `parent` is touched.
     ///
     /// # Errors
-    /// The directory cannot be made or cleared, or the thread cannot start.
-    pub fn start(dir: &Path, limits: Limits) -> io::Result<Arc<Self>> {
-        fs::create_dir_all(dir)?;
-        for old in files(dir)? {
-            fs::remove_file(old)?;
-        }
+    /// The folder cannot be made, or the thread cannot start.
+    pub fn start(parent: &Path, limits: Limits) -> io::Result<Arc<Self>> {
+        fs::create_dir_all(parent)?;
         let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let dir = fresh_folder(parent, &folder_name(wall))?;
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
-        let mut files = Files { dir: dir.to_owned(), limits, wall, number: 0, file: None, named: Vec::new() };
+        let mut files = Files {
+            dir: dir.clone(),
+            limits,
+            wall,
+            number: 0,
+            file: None,
+            named: Vec::new(),
+            written: std::collections::VecDeque::new(),
+            records_in_file: 0,
+        };
         let seen_dropped = dropped.clone();
         let thread = std::thread::Builder::new()
             .name("capture".into())
             .spawn(move || files.run(&rx, &seen_dropped))?;
-        Ok(Arc::new(Self { tx, start: Instant::now(), dropped, thread: Mutex::new(Some(thread)) }))
+        Ok(Arc::new(Self { tx, start: Instant::now(), dropped, dir, thread: Mutex::new(Some(thread)) }))
+    }
+
+    /// The capture's own folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes `contents` into a new file `name` of the capture's folder (created new, links not
+    /// followed: an existing file or a planted link is an error, never written through).
+    ///
+    /// # Errors
+    /// The file exists or cannot be written.
+    pub fn write_file(&self, name: &str, contents: &[u8]) -> io::Result<()> {
+        let mut file = create_new(&self.dir.join(name))?;
+        file.write_all(contents)?;
+        file.sync_all()
     }
 
     /// A tap for the link `name` (its URL `url` goes in the file's `# link` line).
@@ -234,24 +266,91 @@ impl Recorder {
     }
 }
 
-/// The capture files of `dir`, oldest first.
+/// `capture-YYYYMMDDTHHMMSSZ` for the wall clock `wall` (since the Unix epoch, UTC).
+fn folder_name(wall: Duration) -> String {
+    let secs = wall.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days to a civil date (Howard Hinnant's algorithm), in integers only.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("capture-{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+/// Makes the folder `parent/name`, or `name-2`, `name-3`, … when taken; never one that exists
+/// (a planted link included: `mkdir` does not follow it).
+fn fresh_folder(parent: &Path, name: &str) -> io::Result<PathBuf> {
+    for k in 1..1000 {
+        let path = if k == 1 { parent.join(name) } else { parent.join(format!("{name}-{k}")) };
+        match fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{name}-2 … {name}-999 all exist")))
+}
+
+/// `O_NOFOLLOW` on Linux (`create_new` already refuses to open through a link; this says so to
+/// the kernel as well).
+const O_NOFOLLOW: i32 = 0o400_000;
+
+/// Creates `path` new, mode 0600, never through a link.
+fn create_new(path: &Path) -> io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(O_NOFOLLOW).open(path)
+}
+
+/// The number of a capture file's name (`capture-000001.log` → 1), whatever its digits.
+fn file_number(name: &str) -> Option<u64> {
+    let k = name.strip_prefix("capture-")?.strip_suffix(".log")?;
+    if k.len() >= 6 && k.bytes().all(|b| b.is_ascii_digit()) { k.parse().ok() } else { None }
+}
+
+/// The capture files of `dir`, oldest first (by number: `capture-1000000.log` follows
+/// `capture-999999.log`).
 ///
 /// # Errors
 /// The directory cannot be read.
 pub fn files(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut found: Vec<PathBuf> = fs::read_dir(dir)?
+    let mut found: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.strip_prefix("capture-")
-                    .and_then(|n| n.strip_suffix(".log"))
-                    .is_some_and(|k| k.len() == 6 && k.bytes().all(|b| b.is_ascii_digit()))
-            })
-        })
+        .filter_map(|p| Some((file_number(p.file_name()?.to_str()?)?, p)))
         .collect();
     found.sort();
-    Ok(found)
+    Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
+/// The capture to read from `dir`: `dir` itself when it holds capture files, else its newest
+/// capture folder (`capture-…`) that does. `None`: neither.
+///
+/// # Errors
+/// `dir` cannot be read.
+pub fn find(dir: &Path) -> io::Result<Option<PathBuf>> {
+    if !files(dir)?.is_empty() {
+        return Ok(Some(dir.to_owned()));
+    }
+    let mut folders: Vec<PathBuf> = fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("capture-")))
+        .collect();
+    folders.sort();
+    Ok(folders.into_iter().rev().find(|f| files(f).is_ok_and(|f| !f.is_empty())))
+}
+
+/// A `# gap FROM TO: …` line: the stretch of time a capture does not hold.
+pub fn parse_gap(line: &str) -> Option<(Duration, Duration)> {
+    let (range, _) = line.strip_prefix("# gap ")?.split_once(':')?;
+    let (from, to) = range.split_once(' ')?;
+    Some((parse_seconds(from)?, parse_seconds(to)?))
 }
 
 /// The writer thread's files.
@@ -259,45 +358,119 @@ struct Files {
     dir: PathBuf,
     limits: Limits,
     wall: Duration,
-    number: u32,
+    number: u64,
     file: Option<(BufWriter<File>, u64)>,
     /// Links named in the current file.
     named: Vec<String>,
+    /// The files this capture wrote, oldest first: the only ones rotation deletes.
+    written: std::collections::VecDeque<PathBuf>,
+    /// Records written into the current file.
+    records_in_file: u64,
+}
+
+/// Records lost while writing failed: how many, from when to when.
+#[derive(Clone, Copy, Debug)]
+struct Lost {
+    count: u64,
+    from: Duration,
+    to: Duration,
+}
+
+impl Lost {
+    /// Both stretches as one.
+    fn and(self, other: &Self) -> Self {
+        Self { count: self.count + other.count, from: self.from.min(other.from), to: self.to.max(other.to) }
+    }
 }
 
 impl Files {
     fn run(&mut self, rx: &Receiver<Job>, dropped: &AtomicU64) {
         let mut reported = 0;
-        let mut failed = false;
+        // Records that went into the writer since its last good flush, and what was lost while
+        // writing failed: the first and last time, and how many.
+        let mut unflushed: Option<Lost> = None;
+        let mut lost: Option<Lost> = None;
         loop {
             // A quiet moment flushes: a record is on disk soon after it happened.
             let job = match rx.recv_timeout(FLUSH_AFTER) {
                 Ok(job) => job,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Some((w, _)) = &mut self.file {
-                        let _ = w.flush();
+                    if let Err(e) = self.flush() {
+                        self.failed(&mut lost, unflushed.take(), &e);
                     }
+                    unflushed = None;
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             let Job::Record(record, url) = job else { break };
             let now = dropped.load(Ordering::Relaxed);
-            let result = self.write(&record, url.as_deref(), now - reported);
+            // Writing resumes with the gap's marker, before the record.
+            let result = match &lost {
+                Some(gap) => self.gap(gap).and_then(|()| self.write(&record, url.as_deref(), now - reported)),
+                None => self.write(&record, url.as_deref(), now - reported),
+            };
             reported = now;
+            let this = Lost { count: 1, from: record.t, to: record.t };
             match result {
-                Ok(()) => failed = false,
-                Err(e) if !failed => {
-                    // Said once per run of failures: a full disk must not flood the log.
-                    eprintln!("capture: {}: {e}", self.dir.display());
-                    failed = true;
+                Ok(()) => {
+                    lost = None;
+                    unflushed = Some(unflushed.map_or(this, |u| u.and(&this)));
                 }
-                Err(_) => {}
+                Err(e) => {
+                    let held = unflushed.take().map_or(this, |u| u.and(&this));
+                    self.failed(&mut lost, Some(held), &e);
+                }
             }
         }
-        if let Some((w, _)) = &mut self.file {
-            let _ = w.flush();
+        let _ = self.flush();
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.file {
+            Some((w, _)) => w.flush(),
+            None => Ok(()),
         }
+    }
+
+    /// Writing failed with `e`: the records `held` are lost (added to `lost`), and the file is
+    /// dropped. Said once per run of failures: a full disk must not flood the log.
+    fn failed(&mut self, lost: &mut Option<Lost>, held: Option<Lost>, e: &io::Error) {
+        if lost.is_none() {
+            eprintln!("capture: {}: {e}", self.dir.display());
+        }
+        if let Some(held) = held {
+            *lost = Some(lost.take().map_or(held, |l| l.and(&held)));
+        }
+        self.abandon_file();
+    }
+
+    /// Drops the file whose write failed (what its writer held is lost with the record; the next
+    /// file starts clean). One that holds no record yet is deleted and its number used again, so
+    /// a disk that stays full does not rotate the capture's good files away.
+    fn abandon_file(&mut self) {
+        if self.file.take().is_some() && self.records_in_file == 0 {
+            if let Some(path) = self.written.pop_back() {
+                let _ = fs::remove_file(path);
+                self.number -= 1;
+            }
+        }
+    }
+
+    /// The marker of the records lost while writing failed, at the head of a new file (the one
+    /// that failed may end in a torn line), flushed before anything follows it.
+    fn gap(&mut self, gap: &Lost) -> io::Result<()> {
+        if self.file.is_none() {
+            self.next_file(0)?;
+        }
+        let at = |t: Duration| format!("{}.{:06}", t.as_secs(), t.subsec_micros());
+        self.put(&format!(
+            "# gap {} {}: {} records lost (writing failed; the disk was full or gone)",
+            at(gap.from),
+            at(gap.to),
+            gap.count
+        ))?;
+        self.flush()
     }
 
     fn write(&mut self, record: &Record, url: Option<&str>, dropped: u64) -> io::Result<()> {
@@ -315,7 +488,9 @@ impl Files {
             self.named.push(record.link.clone());
             self.put(&format!("# link {} {}", record.link, url.unwrap_or("")))?;
         }
-        self.put(&line)
+        self.put(&line)?;
+        self.records_in_file += 1;
+        Ok(())
     }
 
     fn put(&mut self, line: &str) -> io::Result<()> {
@@ -332,8 +507,10 @@ impl Files {
         }
         self.number += 1;
         let path = self.dir.join(format!("capture-{:06}.log", self.number));
-        let file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+        let file = create_new(&path)?;
+        self.written.push_back(path);
         self.file = Some((BufWriter::new(file), 0));
+        self.records_in_file = 0;
         self.named.clear();
         let header = format!(
             "# pace2pylon capture {VERSION}; t=0 is unix {}.{:06}",
@@ -344,9 +521,10 @@ impl Files {
         if dropped > 0 {
             self.put(&format!("# {dropped} records dropped before this file: the disk was behind"))?;
         }
-        let all = files(&self.dir)?;
-        for old in all.iter().take(all.len().saturating_sub(self.limits.keep_files.max(1))) {
-            fs::remove_file(old)?;
+        while self.written.len() > self.limits.keep_files.max(1) {
+            if let Some(old) = self.written.pop_front() {
+                fs::remove_file(old)?;
+            }
         }
         Ok(())
     }
@@ -395,6 +573,149 @@ mod tests {
             Some((1, 1_764_662_400.123_456))
         );
         assert_eq!(parse_header("# something else"), None);
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("p2p-capture-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// What a capture folder holds once the recorder stopped: (file name, text).
+    fn contents(dir: &Path) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), fs::read_to_string(&p).unwrap()))
+            .collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn a_capture_never_overwrites_the_operators_files_nor_writes_through_a_link() {
+        let parent = temp("own");
+        // The operator's files, a file named as a capture's, and links planted where the
+        // capture's folder will be named (this second and the next).
+        fs::write(parent.join("config.toml"), "the operator's own\n").unwrap();
+        fs::write(parent.join("capture-000001.log"), "an earlier capture\n").unwrap();
+        let victim = parent.join("victim");
+        fs::create_dir_all(&victim).unwrap();
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        for ahead in 0..3 {
+            let name = folder_name(wall + Duration::from_secs(ahead));
+            std::os::unix::fs::symlink(&victim, parent.join(name)).unwrap();
+        }
+        let r = Recorder::start(&parent, Limits::default()).unwrap();
+        assert!(r.dir().starts_with(&parent) && r.dir() != parent);
+        assert!(!fs::symlink_metadata(r.dir()).unwrap().file_type().is_symlink(), "{:?}", r.dir());
+        r.write_file("config.toml", b"# the capture's copy\n").unwrap();
+        assert!(r.write_file("config.toml", b"again").is_err(), "an existing file is never written over");
+        std::os::unix::fs::symlink(parent.join("config.toml"), r.dir().join("planted.toml")).unwrap();
+        assert!(r.write_file("planted.toml", b"through the link").is_err());
+        r.record("pack1", "tcp://h:1", Dir::Tx, b"~25");
+        r.stop();
+        assert_eq!(fs::read_to_string(parent.join("config.toml")).unwrap(), "the operator's own\n");
+        assert_eq!(fs::read_to_string(parent.join("capture-000001.log")).unwrap(), "an earlier capture\n");
+        assert_eq!(fs::read_dir(&victim).unwrap().count(), 0, "nothing went through the planted links");
+        let files: Vec<String> = contents(r.dir()).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(files, ["capture-000001.log", "config.toml", "planted.toml"]);
+        // `find` picks the capture in the folder given, then the newest capture folder.
+        assert_eq!(
+            find(&parent).unwrap(),
+            Some(parent.clone()),
+            "the earlier capture lies in the folder itself"
+        );
+        fs::remove_file(parent.join("capture-000001.log")).unwrap();
+        assert_eq!(find(&parent).unwrap().as_deref(), Some(r.dir()));
+        fs::remove_dir_all(&parent).unwrap();
+    }
+
+    #[test]
+    fn capture_file_numbers_past_999999_keep_their_order_and_rotation() {
+        let dir = temp("numbers");
+        for n in [999_998u64, 999_999, 1_000_000, 1_000_001] {
+            fs::write(dir.join(format!("capture-{n:06}.log")), "").unwrap();
+        }
+        fs::write(dir.join("capture-12.log"), "").unwrap();
+        let names: Vec<String> = files(&dir)
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["capture-999998.log", "capture-999999.log", "capture-1000000.log", "capture-1000001.log"]
+        );
+        // The writer names and rotates past the six digits.
+        let mut f = Files {
+            dir: dir.clone(),
+            limits: Limits { max_file_bytes: 1, keep_files: 2 },
+            wall: Duration::ZERO,
+            number: 1_000_001,
+            file: None,
+            named: Vec::new(),
+            written: std::collections::VecDeque::new(),
+            records_in_file: 0,
+        };
+        for k in 0..4 {
+            let r = Record { t: Duration::from_secs(k), link: "pack1".into(), dir: Dir::Rx, bytes: vec![1] };
+            f.write(&r, None, 0).unwrap();
+        }
+        drop(f);
+        assert!(dir.join("capture-1000005.log").exists() && dir.join("capture-1000004.log").exists());
+        assert!(!dir.join("capture-1000002.log").exists(), "rotated away: it was this writer's");
+        assert!(dir.join("capture-999998.log").exists(), "not this writer's: never deleted");
+        assert_eq!(files(&dir).unwrap().len(), 6);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_full_disk_leaves_a_gap_marker_when_writing_resumes() {
+        let dir = temp("gap");
+        let mut f = Files {
+            dir: dir.clone(),
+            limits: Limits::default(),
+            wall: Duration::ZERO,
+            number: 0,
+            file: None,
+            named: Vec::new(),
+            written: std::collections::VecDeque::new(),
+            records_in_file: 0,
+        };
+        let record = |s: u64| Record {
+            t: Duration::from_secs(s),
+            link: "pack1".into(),
+            dir: Dir::Rx,
+            bytes: vec![s as u8],
+        };
+        let dropped = AtomicU64::new(0);
+        let (tx, rx) = mpsc::sync_channel(16);
+        tx.send(Job::Record(record(1), None)).unwrap();
+        tx.send(Job::Stop).unwrap();
+        f.run(&rx, &dropped);
+        // The disk fills: the open file now fails as /dev/full does (ENOSPC), at the flush of
+        // a quiet moment; record 2 is lost, and writing resumes with record 3.
+        let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        f.file = Some((BufWriter::new(full), 0));
+        let (tx, rx) = mpsc::sync_channel(16);
+        let feeder = std::thread::spawn(move || {
+            tx.send(Job::Record(record(2), None)).unwrap();
+            std::thread::sleep(FLUSH_AFTER * 3);
+            tx.send(Job::Record(record(3), None)).unwrap();
+            tx.send(Job::Stop).unwrap();
+        });
+        f.run(&rx, &dropped);
+        feeder.join().unwrap();
+        let names: Vec<String> = contents(&dir).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["capture-000001.log", "capture-000002.log"]);
+        let text = fs::read_to_string(dir.join("capture-000002.log")).unwrap();
+        let line = text.lines().find(|l| l.starts_with("# gap")).unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(parse_gap(line), Some((Duration::from_secs(2), Duration::from_secs(2))), "{text}");
+        assert!(line.contains("1 records lost"), "{line}");
+        assert!(text.lines().last().unwrap().starts_with("3.000000 pack1 rx 03"), "{text}");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     proptest::proptest! {

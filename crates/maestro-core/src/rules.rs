@@ -150,6 +150,9 @@ pub struct Observation<'a> {
     /// The inverter's CAN heartbeat stopped, and the configuration makes that a reason
     /// (`can.peer_timeout_disables`).
     pub inverter_silent: bool,
+    /// The charge voltage the inverter would be told does not fit the cells the packs report: the
+    /// configuration key (or override) that sets it.
+    pub config_out_of_range: Option<&'static str>,
 }
 
 impl Observation<'_> {
@@ -166,6 +169,7 @@ impl Observation<'_> {
             rebalance_active: false,
             rebalance_settling: false,
             inverter_silent: false,
+            config_out_of_range: None,
         }
     }
 }
@@ -263,6 +267,13 @@ pub enum Reason {
     NoPackCanDischarge,
     /// The inverter's CAN heartbeat (0x305) stopped (only with `can.peer_timeout_disables`).
     InverterSilent,
+    /// A charge voltage from the configuration (or the operator's override) does not fit the
+    /// number of cells the packs report: it is never told to the inverter, and charging stays
+    /// off until the key is fixed.
+    ConfigOutOfRange {
+        /// The key that sets it.
+        key: &'static str,
+    },
 }
 
 impl Reason {
@@ -274,6 +285,7 @@ impl Reason {
             | Self::RebalanceSettling
             | Self::BmsChargeTemperature { .. }
             | Self::NoPackCanCharge
+            | Self::ConfigOutOfRange { .. }
             | Self::PackOverCurrent { charging: true, .. } => Blocks::Charge,
             Self::CellUnderVoltage
             | Self::BmsUnderVoltage { .. }
@@ -307,7 +319,8 @@ impl Reason {
             Self::PackOverCurrent { .. }
             | Self::NoPackCanCharge
             | Self::NoPackCanDischarge
-            | Self::InverterSilent => 0,
+            | Self::InverterSilent
+            | Self::ConfigOutOfRange { .. } => 0,
         }
     }
 
@@ -352,6 +365,10 @@ impl Reason {
             Self::NoPackCanCharge => "no pack can take charge (MOSFET off or protecting)".into(),
             Self::NoPackCanDischarge => "no pack can give discharge (MOSFET off or protecting)".into(),
             Self::InverterSilent => "the inverter's CAN heartbeat (0x305) stopped".into(),
+            Self::ConfigOutOfRange { key } => format!(
+                "{key} does not fit the cells the packs report (3.35-3.60 V a cell, 3.65 V in a rebalance); \
+                 charging stays off until it is fixed"
+            ),
         }
     }
 
@@ -381,6 +398,7 @@ impl Reason {
             Self::NoPackCanCharge => "no_pack_can_charge",
             Self::NoPackCanDischarge => "no_pack_can_discharge",
             Self::InverterSilent => "inverter_silent",
+            Self::ConfigOutOfRange { .. } => "config_out_of_range",
         }
     }
 }
@@ -636,6 +654,9 @@ impl Maestro {
         }
         if obs.inverter_silent {
             reasons.push(Reason::InverterSilent);
+        }
+        if let Some(key) = obs.config_out_of_range {
+            reasons.push(Reason::ConfigOutOfRange { key });
         }
         let lowest_cell = obs
             .packs

@@ -79,6 +79,7 @@ fn observation<'a>(
         rebalance_active: s.rebalance,
         rebalance_settling: s.settling,
         inverter_silent: s.silent,
+        config_out_of_range: None,
     }
 }
 

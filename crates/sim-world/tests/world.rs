@@ -137,16 +137,19 @@ fn the_same_seed_gives_the_same_scorecard() {
     );
 }
 
-/// The checker can fail: a configuration that charges to 3.70 V per cell (29.6 V, rule 11 at
-/// 3.80 V, no taper) drives the packs into their BMS's over-voltage protection, where they stay
-/// locked, and the scorecard says so, faults or not.
+/// The checker can fail: a configuration that charges to 3.60 V per cell (28.8 V, the highest a
+/// configuration may set; rule 11 at 3.75 V, no taper) drives the packs into their BMS's
+/// over-voltage protection (3.70 V a cell), where they stay locked, and the scorecard says so,
+/// faults or not. (It charged to 3.70 V a cell with rule 11 at 3.80 V before such values were
+/// refused by the configuration's bounds.)
 #[test]
 fn a_configuration_that_overcharges_is_caught() {
     let weak = config(
         3,
-        "[safety]\ncharge_voltage_mv = 29600\ncell_ov_mv = 3800\ncell_ov_release_mv = 3790\n\n\
+        "[safety]\ncharge_voltage_mv = 28800\ncell_ov_mv = 3750\ncell_ov_release_mv = 3700\n\n\
          [safety.taper]\ncharge_cell_mv = [[3400, 1.0]]\n\n\
-         [rebalance]\ncapacity_mah = 70000\nregular_capacity_mah = 60000\n",
+         [rebalance]\ncapacity_mah = 70000\nregular_capacity_mah = 60000\ncharge_voltage_mv = 29200\n\
+         threshold_mv = 29000\n",
     );
     for faults in [Schedule::none(), Schedule::default_schedule()] {
         let card = simulate(&weak, 2.0, 1, &faults).scorecard;
@@ -156,6 +159,36 @@ fn a_configuration_that_overcharges_is_caught() {
         // Only the checked invariants: the daemon blocks what the BMS's protection blocks.
         assert_eq!(v.enabled_while_rule_holds, 0, "{faults:?}: {card:?}");
     }
+}
+
+/// A one-digit slip that is a valid 48 V configuration (57.35 V charge, 58.00 V rebalance) on a
+/// stack of 8-cell packs: the packs report their cells, the voltage never reaches the inverter,
+/// and charging is blocked with `config_out_of_range` naming the key, while discharging goes on.
+#[test]
+fn a_charge_voltage_that_does_not_fit_the_cells_never_reaches_the_inverter() {
+    let config = config(
+        2,
+        "[safety]\ncharge_voltage_mv = 57350\n\n[rebalance]\ncharge_voltage_mv = 58000\nthreshold_mv = 57700\n\
+         capacity_mah = 44000\nregular_capacity_mah = 39000\n",
+    );
+    let plant = PlantConfig { packs: 2, start_of_day_s: 10.0 * 3600.0, ..PlantConfig::default() };
+    let mut w = World::new(plant, &config);
+    let mut told_volts = Vec::new();
+    for _ in 0..120 {
+        w.step();
+        let limits = w.plant.inverter.limits();
+        if limits.from_bms {
+            told_volts.push(limits.charge_v);
+        }
+    }
+    assert!(!told_volts.is_empty(), "the inverter was told something");
+    let highest = told_volts.iter().copied().fold(0.0, f64::max);
+    assert!(highest <= 8.0 * 3.60, "the inverter was told {highest} V for 8 cells");
+    let d = w.decision().unwrap();
+    assert!(!d.charge && d.discharge, "{d:?}");
+    let reason = d.reasons.iter().find(|r| r.code() == "config_out_of_range").expect("config_out_of_range");
+    assert!(reason.describe().contains("safety.charge_voltage_mv"), "{}", reason.describe());
+    assert!(!w.plant.inverter.limits().charge, "the inverter does not charge");
 }
 
 /// Runs until the responder's 0x63 has both enable bits set again (the fault cleared).

@@ -105,6 +105,11 @@ impl Master {
 }
 
 fn start(nofile: Option<u32>) -> Target {
+    start_with(nofile, None)
+}
+
+/// [`start`] with `history` written as the history file first.
+fn start_with(nofile: Option<u32>, history: Option<&str>) -> Target {
     let (sim, printed, sim_out) = sim_printing_config(env!("CARGO_BIN_EXE_pace2pylon"), 2);
     let (http, pylon) = (free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("p2p-hardening-{}-{http}", std::process::id()));
@@ -127,6 +132,9 @@ fn start(nofile: Option<u32>) -> Target {
     );
     let path = dir.join("run.toml");
     std::fs::write(&path, &config).unwrap();
+    if let Some(history) = history {
+        std::fs::write(dir.join("history.jsonl"), history).unwrap();
+    }
     let mut command = match nofile {
         Some(n) => {
             let mut c = Command::new("prlimit");
@@ -671,4 +679,78 @@ fn the_systemd_unit_verifies() {
     let out = Command::new(analyze).arg("verify").arg(&path).output().unwrap();
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && said.trim().is_empty(), "systemd-analyze verify: {said}");
+}
+
+/// 48 h of one-minute samples of a 64-pack stack ending now, each with 16 reasons, and one
+/// crafted line carrying 5 MB of reasons.
+fn big_history() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let start = now / 60 * 60 - 2880 * 60;
+    let packs: Vec<serde_json::Value> =
+        (0..64).map(|k| serde_json::json!({"current_ma": -1234 - k, "soc_pct": 57})).collect();
+    let reasons: Vec<String> = (1..=16).map(|k| format!("pack {k} has not answered recently")).collect();
+    let mut text = String::new();
+    for m in 0..2880 {
+        let time = jiff::Timestamp::from_second(start + m * 60).unwrap().to_string();
+        let sample = serde_json::json!({
+            "time": time, "soc_pct": 57, "voltage_mv": 53_100, "current_ma": -80_000, "power_w": -4248,
+            "cell_min_mv": 3301, "cell_max_mv": 3342, "charge_enabled": true, "discharge_enabled": true,
+            "charge_limit_ma": 100_000, "discharge_limit_ma": 100_000, "reasons": reasons, "packs": packs,
+        });
+        text += &sample.to_string();
+        text.push('\n');
+        if m == 1000 {
+            let mut crafted = sample.clone();
+            crafted["reasons"] = serde_json::json!(["r".repeat(5 << 20)]);
+            text += &crafted.to_string();
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// 60 clients ask for 48 h of a 64-pack history and never read: the bodies are one shared
+/// encoding sent a frame at a time, at most four at once (the others are told 503), so memory
+/// stays under the bound; a client that reads gets every sample, and the 5 MB line is not one.
+#[test]
+fn history_clients_that_do_not_read_keep_memory_bounded() {
+    let mut t = start_with(None, Some(&big_history()));
+    let from = Instant::now();
+    let before = t.rss_kb();
+    let request = b"GET /api/v1/history?hours=48 HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut idle = Vec::new();
+    for _ in 0..60 {
+        let mut s = TcpStream::connect(("127.0.0.1", t.http)).unwrap();
+        s.write_all(request).unwrap();
+        idle.push(s);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let during = t.rss_kb();
+    eprintln!("history attack: RSS {before} kB before, {during} kB with 60 clients not reading");
+    t.assert_unharmed(from, "60 history clients that do not read");
+    // The ones past the fourth were told busy at once.
+    let mut busy = 0;
+    for s in &mut idle[4..] {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut head = [0u8; 12];
+        if s.read_exact(&mut head).is_ok() && &head[9..12] == b"503" {
+            busy += 1;
+        }
+    }
+    assert!(busy >= 50, "{busy} of 56 were told 503");
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(500));
+    let answer = exchange(t.http, request, Duration::from_secs(10)).unwrap();
+    let (status, body) = parse(&answer);
+    assert_eq!(status, 200, "{}", &answer[..answer.len().min(300)]);
+    let samples = body["samples"].as_array().unwrap();
+    assert!(samples.len() >= 2870, "{}", samples.len());
+    assert!(
+        samples.iter().all(|s| s["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.as_str().unwrap().len() < 300))
+    );
+    assert_eq!(samples[0]["packs"].as_array().unwrap().len(), 64);
 }

@@ -51,6 +51,13 @@ impl Handle {
         crate::shared::lock(&self.shared.history).last(hours, now)
     }
 
+    /// The JSON of each one-minute sample of the last `hours`, oldest first, shared with the
+    /// history itself (nothing is encoded or copied per call).
+    pub fn history_encoded(&self, hours: u32) -> Vec<std::sync::Arc<str>> {
+        let now = jiff::Timestamp::now().as_second();
+        crate::shared::lock(&self.shared.history).last_encoded(hours, now)
+    }
+
     /// The configuration the daemon runs with.
     pub fn config(&self) -> &Config {
         &self.shared.config

@@ -15,6 +15,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -59,8 +60,8 @@ impl HistoryFile {
     pub fn rewrite(&mut self, history: &History) -> io::Result<()> {
         let tmp = PathBuf::from(format!("{}.tmp", self.path.display()));
         let mut text = String::new();
-        for (_, s) in &history.samples {
-            text += &serde_json::to_string(s).map_err(io::Error::other)?;
+        for (_, _, json) in &history.samples {
+            text += json;
             text.push('\n');
         }
         {
@@ -141,6 +142,12 @@ const REASONS_MAX: usize = 16;
 
 /// Packs a loaded sample keeps at most.
 const PACKS_MAX: usize = 255;
+
+/// Characters a loaded reason keeps at most (a reason's text is a sentence).
+const REASON_CHARS_MAX: usize = 200;
+
+/// A history line longer than this is not a sample (16 reasons and 255 packs fit in 32 KiB).
+const LINE_MAX: usize = 64 << 10;
 
 /// One pack's part of a sample.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -330,11 +337,33 @@ impl Minute {
     }
 }
 
-/// The ring of samples and the minute being gathered.
+/// The ring of samples and the minute being gathered. Each sample is kept with its JSON,
+/// encoded once: every `GET /api/v1/history` shares those bytes instead of encoding its own copy.
 #[derive(Clone, Debug, Default)]
 pub struct History {
-    samples: VecDeque<(i64, Sample)>,
+    samples: VecDeque<(i64, Sample, Arc<str>)>,
     minute: Option<Minute>,
+}
+
+/// What loading a history file found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// Lines read.
+    pub lines: usize,
+    /// Lines passed over: they do not parse, or are too long to be a sample.
+    pub bad: usize,
+    /// Lines dated before the line above them (put in their place, not dropped).
+    pub out_of_order: usize,
+    /// Lines older than 48 hours.
+    pub old: usize,
+}
+
+impl Loaded {
+    /// Whether the file holds what should not stay in it (lines that are not samples, or older
+    /// than what is kept, or more than [`KEEP`]): only then is it rewritten.
+    pub fn needs_rewrite(&self) -> bool {
+        self.bad > 0 || self.old > 0 || self.lines > KEEP
+    }
 }
 
 impl History {
@@ -355,58 +384,93 @@ impl History {
     }
 
     fn push(&mut self, start_s: i64, sample: Sample) -> Option<Sample> {
-        if self.samples.back().is_some_and(|(s, _)| *s >= start_s) {
+        if self.samples.back().is_some_and(|(s, _, _)| *s >= start_s) {
             // The clock went back (NTP corrected a clock that ran ahead): the samples from this
             // minute on were in a future that did not happen, and go.
-            let kept = self.samples.iter().take_while(|(s, _)| *s < start_s).count();
+            let kept = self.samples.iter().take_while(|(s, _, _)| *s < start_s).count();
             self.samples.truncate(kept);
         }
         if self.samples.len() == KEEP {
             self.samples.pop_front();
         }
-        self.samples.push_back((start_s, sample.clone()));
+        let json: Arc<str> = serde_json::to_string(&sample).unwrap_or_default().into();
+        self.samples.push_back((start_s, sample.clone(), json));
         Some(sample)
     }
 
     /// The history in the file at `path` (a missing file is an empty history): the samples from
     /// 48 hours before `now_s` on (later ones too: a clock that starts behind after a power cut
-    /// loses nothing), in the order the file gives, a line older than the one before it counting
-    /// as a clock set back. Lines that do not parse are passed over and counted (a torn last
-    /// line after a crash, a hand edit); each keeps at most 16 reasons and 255 packs.
+    /// loses nothing), in time order — a line dated before the one above it (a wrong digit, a
+    /// hand edit) is put in its place and counted, never a reason to drop others; of two lines of
+    /// the same minute the later in the file counts. Lines that do not parse, or are longer than
+    /// a sample can be, are passed over and counted (a torn last line after a crash); each
+    /// sample keeps at most 16 reasons of at most 200 characters, and 255 packs.
     ///
     /// # Errors
     /// The file exists but cannot be read.
-    pub fn load(path: &Path, now_s: i64) -> io::Result<(Self, usize)> {
+    pub fn load(path: &Path, now_s: i64) -> io::Result<(Self, Loaded)> {
         let text = match read_tail(path, READ_MAX) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Self::default(), 0)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Self::default(), Loaded::default())),
             Err(e) => return Err(e),
         };
-        let mut history = Self::default();
-        let mut skipped = 0;
+        let mut loaded = Loaded::default();
         let since = now_s - (KEEP as i64) * INTERVAL_S;
+        let mut found: Vec<(i64, Sample)> = Vec::new();
+        let mut previous = i64::MIN;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let parsed = serde_json::from_str::<Sample>(line).ok().and_then(|mut s| {
-                let t = s.time.parse::<jiff::Timestamp>().ok()?.as_second();
-                s.reasons.truncate(REASONS_MAX);
-                s.packs.truncate(PACKS_MAX);
-                (t % INTERVAL_S == 0).then_some((t, s))
-            });
-            match parsed {
-                Some((t, s)) if t >= since => {
-                    history.push(t, s);
-                }
-                Some(_) => {}
-                None => skipped += 1,
+            loaded.lines += 1;
+            let parsed = (line.len() <= LINE_MAX)
+                .then(|| serde_json::from_str::<Sample>(line).ok())
+                .flatten()
+                .and_then(|mut s| {
+                    let t = s.time.parse::<jiff::Timestamp>().ok()?.as_second();
+                    s.time = jiff::Timestamp::from_second(t).ok()?.to_string();
+                    s.reasons.truncate(REASONS_MAX);
+                    for r in &mut s.reasons {
+                        if let Some((cut, _)) = r.char_indices().nth(REASON_CHARS_MAX) {
+                            r.truncate(cut);
+                        }
+                    }
+                    s.packs.truncate(PACKS_MAX);
+                    (t % INTERVAL_S == 0).then_some((t, s))
+                });
+            let Some((t, s)) = parsed else {
+                loaded.bad += 1;
+                continue;
+            };
+            if t <= previous {
+                loaded.out_of_order += 1;
+            }
+            previous = t;
+            if t < since {
+                loaded.old += 1;
+            } else {
+                found.push((t, s));
             }
         }
-        Ok((history, skipped))
+        // In time order; of one minute's samples the file's last.
+        found.sort_by_key(|(t, _)| *t);
+        let mut history = Self::default();
+        for (k, (t, s)) in found.iter().enumerate() {
+            if found.get(k + 1).is_none_or(|(next, _)| next != t) {
+                history.push(*t, s.clone());
+            }
+        }
+        Ok((history, loaded))
     }
 
     /// The samples of the last `hours` before `now_s`, oldest first.
     pub fn last(&self, hours: u32, now_s: i64) -> Vec<Sample> {
         let since = now_s - i64::from(hours) * 3600;
-        self.samples.iter().filter(|(s, _)| *s >= since).map(|(_, sample)| sample.clone()).collect()
+        self.samples.iter().filter(|(s, _, _)| *s >= since).map(|(_, sample, _)| sample.clone()).collect()
+    }
+
+    /// The JSON of each sample of the last `hours` before `now_s`, oldest first: shared, not
+    /// copied.
+    pub fn last_encoded(&self, hours: u32, now_s: i64) -> Vec<Arc<str>> {
+        let since = now_s - i64::from(hours) * 3600;
+        self.samples.iter().filter(|(s, _, _)| *s >= since).map(|(_, _, json)| json.clone()).collect()
     }
 
     /// Samples kept.
@@ -527,8 +591,8 @@ mod tests {
         }
         let text = fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), KEEP, "cut back once it reached twice that");
-        let (loaded, skipped) = History::load(&path, T0 + 2 * KEEP as i64 * 60).unwrap();
-        assert_eq!((loaded.len(), skipped), (KEEP, 0));
+        let (loaded, found) = History::load(&path, T0 + 2 * KEEP as i64 * 60).unwrap();
+        assert_eq!((loaded.len(), found.bad, found.needs_rewrite()), (KEEP, 0, false));
         assert_eq!(loaded.last(48, T0 + 2 * KEEP as i64 * 60), h.last(48, T0 + 2 * KEEP as i64 * 60));
         let _ = fs::remove_dir_all(&dir);
     }
@@ -546,5 +610,67 @@ mod tests {
         assert_eq!(read_tail(&path, 30).unwrap(), b"first whole line\nsecond\n");
         assert_eq!(read_tail(&path, 1 << 20).unwrap(), text.as_bytes());
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Lines of a history file for minutes `minutes` after T0 (in that order), `extra` appended.
+    fn history_file(name: &str, minutes: &[i64], extra: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("p2p-history-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut h = History::default();
+        let mut samples = std::collections::BTreeMap::new();
+        for m in 0..=minutes.iter().copied().max().unwrap_or(0) + 1 {
+            if let Some(s) = h.observe(&moment(T0 + m * 60, 1000 + m as i32, true, None)) {
+                samples.insert(m - 1, serde_json::to_string(&s).unwrap());
+            }
+        }
+        let mut text: String = minutes.iter().map(|m| samples[m].clone() + "\n").collect();
+        text += extra;
+        let path = dir.join("history.jsonl");
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn one_history_line_out_of_order_loses_nothing() {
+        // Minute 3's line was written (or edited) before minute 2's: both stay, in their order,
+        // and nothing before them is dropped.
+        let path = history_file("order", &[0, 1, 3, 2, 4, 5], "");
+        let now = T0 + 10 * 60;
+        let (h, found) = History::load(&path, now).unwrap();
+        let at = |m: i64| jiff::Timestamp::from_second(T0 + m * 60).unwrap().to_string();
+        let times: Vec<String> = h.last(48, now).into_iter().map(|s| s.time).collect();
+        assert_eq!(times, [at(0), at(1), at(2), at(3), at(4), at(5)]);
+        assert_eq!((found.lines, found.out_of_order, found.bad), (6, 1, 0));
+        assert!(!found.needs_rewrite(), "nothing in the file is bad: it is not rewritten");
+        let _ = fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn history_fields_read_from_the_file_are_bounded() {
+        // A crafted line with 5 MB of reasons is not a sample; one with long reasons keeps 200
+        // characters of each; a line with 100 reasons keeps 16.
+        let mut h = History::default();
+        h.observe(&moment(T0 + 600, 0, true, None));
+        let mut crafted = serde_json::to_value(h.observe(&moment(T0 + 660, 0, true, None)).unwrap()).unwrap();
+        crafted["reasons"] = serde_json::json!(["x".repeat(5 << 20)]);
+        let mut long = crafted.clone();
+        long["time"] = serde_json::json!(jiff::Timestamp::from_second(T0 + 720).unwrap().to_string());
+        long["reasons"] = serde_json::json!(["é".repeat(10_000), "b".repeat(300)]);
+        let mut many = crafted.clone();
+        many["time"] = serde_json::json!(jiff::Timestamp::from_second(T0 + 780).unwrap().to_string());
+        many["reasons"] = serde_json::json!((0..100).map(|k| format!("reason {k}")).collect::<Vec<_>>());
+        let extra = format!("{crafted}\n{long}\n{many}\n");
+        let path = history_file("bounded", &[0, 1], &extra);
+        let (h, found) = History::load(&path, T0 + 900).unwrap();
+        assert_eq!((found.lines, found.bad), (5, 1), "the 5 MB line is passed over");
+        assert!(found.needs_rewrite());
+        let samples = h.last(48, T0 + 900);
+        assert_eq!(samples.len(), 4);
+        assert_eq!(samples[2].reasons.iter().map(|r| r.chars().count()).collect::<Vec<_>>(), [200, 200]);
+        assert_eq!(samples[3].reasons.len(), REASONS_MAX);
+        let encoded = h.last_encoded(48, T0 + 900);
+        assert!(encoded.iter().all(|j| j.len() < LINE_MAX), "every shared encoding is a sample's size");
+        let _ = fs::remove_dir_all(path.parent().unwrap());
     }
 }

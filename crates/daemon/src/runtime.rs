@@ -352,17 +352,31 @@ fn open_can(url: &str, shared: &Shared) -> Result<link::CanBus, link::Error> {
 fn load_history(path: &std::path::Path) -> (history::History, Option<history::HistoryFile>) {
     let now = jiff::Timestamp::now().as_second();
     match history::History::load(path, now) {
-        Ok((kept, skipped)) => {
-            if skipped > 0 {
+        Ok((kept, loaded)) => {
+            if loaded.bad > 0 {
                 log::warn!(
-                    "{}: passed over {skipped} lines that do not parse or are out of order",
-                    path.display()
+                    "{}: passed over {} lines that are not samples (they do not parse, or are too long)",
+                    path.display(),
+                    loaded.bad
                 );
             }
-            let mut file = history::HistoryFile::new(path.to_owned(), kept.len());
-            if let Err(e) = file.rewrite(&kept) {
-                log::warn!("{}: cannot be written ({e}); the history is kept in memory only", path.display());
-                return (kept, None);
+            if loaded.out_of_order > 0 {
+                log::warn!(
+                    "{}: {} lines are dated before the line above them; each is put in its place",
+                    path.display(),
+                    loaded.out_of_order
+                );
+            }
+            let mut file = history::HistoryFile::new(path.to_owned(), loaded.lines);
+            // Rewritten only for what is known bad: lines that are not samples, or beyond 48 h.
+            if loaded.needs_rewrite() {
+                if let Err(e) = file.rewrite(&kept) {
+                    log::warn!(
+                        "{}: cannot be written ({e}); the history is kept in memory only",
+                        path.display()
+                    );
+                    return (kept, None);
+                }
             }
             (kept, Some(file))
         }

@@ -129,13 +129,27 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// `Allow` header for 405.
     pub allow: Option<&'static str>,
+    /// Shared pieces sent after `body`, a frame at a time as the client reads (a large body
+    /// that many clients share, such as the history, is never copied whole per client).
+    pub tail: Option<Joined>,
+}
+
+/// Pieces of a body sent one after the other: `items` joined by `separator`, then `end`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Joined {
+    /// The pieces, shared.
+    pub items: Vec<std::sync::Arc<str>>,
+    /// Between two pieces.
+    pub separator: &'static str,
+    /// After the last.
+    pub end: &'static str,
 }
 
 impl Reply {
     fn json(status: u16, value: &impl serde::Serialize) -> Self {
         let body = serde_json::to_vec(value)
             .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialize: {e}\"}}").into_bytes());
-        Self { status, content_type: "application/json", body, allow: None }
+        Self { status, content_type: "application/json", body, allow: None, tail: None }
     }
 
     fn error(status: u16, message: impl Into<String>) -> Self {
@@ -143,7 +157,7 @@ impl Reply {
     }
 
     fn text(content_type: &'static str, body: &str) -> Self {
-        Self { status: 200, content_type, body: body.as_bytes().to_vec(), allow: None }
+        Self { status: 200, content_type, body: body.as_bytes().to_vec(), allow: None, tail: None }
     }
 }
 
@@ -255,14 +269,13 @@ impl Api {
                 }
             }
         }
-        Reply::json(
-            200,
-            &serde_json::json!({
-                "interval_s": daemon::history::INTERVAL_S,
-                "hours": hours,
-                "samples": self.shared.history(hours),
-            }),
-        )
+        // The samples' JSON is shared with every other request: only the head is made here.
+        let head =
+            format!("{{\"interval_s\":{},\"hours\":{hours},\"samples\":[", daemon::history::INTERVAL_S);
+        Reply {
+            tail: Some(Joined { items: self.shared.history_encoded(hours), separator: ",", end: "]}" }),
+            ..Reply::text("application/json", &head)
+        }
     }
 
     fn health(&self) -> Reply {

@@ -44,6 +44,8 @@ pub const MAX_CONNECTIONS: usize = 64;
 const MAX_REFUSING: usize = 64;
 /// Event streams open at once.
 pub const MAX_STREAMS: usize = 16;
+/// History responses being sent at once; the next get a 503 until one is done.
+pub const MAX_HISTORIES: usize = 4;
 /// The longest a connection other than a stream may live.
 pub const CONNECTION_MAX: Duration = Duration::from_secs(30);
 /// An event stream ends after this; the browser's `EventSource` opens a new one by itself.
@@ -54,6 +56,13 @@ pub const STREAM_PERIOD: Duration = Duration::from_millis(500);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 type Body = BoxBody<Bytes, Infallible>;
+
+/// The semaphores of the responses that last: event streams and history bodies.
+#[derive(Debug)]
+struct Gates {
+    streams: Arc<Semaphore>,
+    histories: Arc<Semaphore>,
+}
 
 /// Connections still waiting for their head, oldest first: when every slot is taken, the
 /// oldest of them makes room (a client that opens connections and sends nothing cannot keep
@@ -90,7 +99,10 @@ impl Waiting {
 pub async fn serve(listener: TcpListener, api: Arc<Api>, mut stop: watch::Receiver<bool>) {
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
-    let streams = Arc::new(Semaphore::new(MAX_STREAMS));
+    let gates = Arc::new(Gates {
+        streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+        histories: Arc::new(Semaphore::new(MAX_HISTORIES)),
+    });
     let waiting = Arc::new(Mutex::new(Waiting::default()));
     let mut last_accept_error: Option<Instant> = None;
     loop {
@@ -118,7 +130,7 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, mut stop: watch::Receiv
             permit = freed.await.ok().and_then(Result::ok);
         }
         if let Some(permit) = permit {
-            tokio::spawn(connection(stream, api.clone(), streams.clone(), waiting.clone(), permit));
+            tokio::spawn(connection(stream, api.clone(), gates.clone(), waiting.clone(), permit));
         } else if let Ok(permit) = refusing.clone().try_acquire_owned() {
             let busy = Reply::error(503, format!("busy: {MAX_CONNECTIONS} connections are open; try again"));
             tokio::spawn(async move {
@@ -133,7 +145,7 @@ pub async fn serve(listener: TcpListener, api: Arc<Api>, mut stop: watch::Receiv
 async fn connection(
     mut stream: TcpStream,
     api: Arc<Api>,
-    streams: Arc<Semaphore>,
+    gates: Arc<Gates>,
     waiting: Arc<Mutex<Waiting>>,
     _permit: OwnedSemaphorePermit,
 ) {
@@ -145,7 +157,7 @@ async fn connection(
         Ok(None) => return,
         Err(reply) => return refuse(stream, reply).await,
     };
-    let service = hyper::service::service_fn(move |request| handle(request, api.clone(), streams.clone()));
+    let service = hyper::service::service_fn(move |request| handle(request, api.clone(), gates.clone()));
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(false)
         .max_buf_size(4 * HEAD_MAX)
@@ -250,13 +262,25 @@ const SECURITY_HEADERS: [(&str, &str); 4] = [
 async fn handle(
     request: Request<HyperBody>,
     api: Arc<Api>,
-    streams: Arc<Semaphore>,
+    gates: Arc<Gates>,
 ) -> Result<Response<Body>, Infallible> {
     let method = request.method().as_str().to_owned();
     let url = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
     if url == "/api/v1/stream" || url.starts_with("/api/v1/stream?") {
-        return Ok(stream(&method, api, &streams));
+        return Ok(stream(&method, api, &gates.streams));
     }
+    // A history body lasts as long as its client reads: only so many at once.
+    let history_permit = if url == "/api/v1/history" || url.starts_with("/api/v1/history?") {
+        match gates.histories.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                let busy = format!("busy: {MAX_HISTORIES} history responses are being sent; try again");
+                return Ok(response(Reply::error(503, busy)));
+            }
+        }
+    } else {
+        None
+    };
     let authorization =
         request.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body = Limited::new(request.into_body(), MAX_BODY).collect();
@@ -285,10 +309,15 @@ async fn handle(
     if reply.status >= 400 {
         log::debug!("http: {method} {} -> {}", head::echo(&url), reply.status);
     }
-    Ok(response(reply))
+    Ok(response_holding(reply, history_permit))
 }
 
 fn response(reply: Reply) -> Response<Body> {
+    response_holding(reply, None)
+}
+
+/// The response of `reply`; `permit` lives as long as its body is being sent.
+fn response_holding(reply: Reply, permit: Option<OwnedSemaphorePermit>) -> Response<Body> {
     let mut builder = Response::builder().status(reply.status).header("Content-Type", reply.content_type);
     for (name, value) in SECURITY_HEADERS {
         builder = builder.header(name, value);
@@ -296,7 +325,23 @@ fn response(reply: Reply) -> Response<Body> {
     if let Some(allow) = reply.allow {
         builder = builder.header("Allow", allow);
     }
-    builder.body(Full::new(Bytes::from(reply.body)).boxed()).unwrap_or_else(|e| {
+    let body = match reply.tail {
+        None => Full::new(Bytes::from(reply.body)).boxed(),
+        Some(tail) => JoinedBody {
+            left: (reply.body.len()
+                + tail.items.iter().map(|i| i.len()).sum::<usize>()
+                + tail.separator.len() * tail.items.len().saturating_sub(1)
+                + tail.end.len()) as u64,
+            head: Some(Bytes::from(reply.body)),
+            items: tail.items.into_iter(),
+            separator: tail.separator,
+            end: Some(tail.end),
+            first: true,
+            _permit: permit,
+        }
+        .boxed(),
+    };
+    builder.body(body).unwrap_or_else(|e| {
         let mut r = Response::new(Full::new(Bytes::from(format!("{{\"error\":\"{e}\"}}"))).boxed());
         *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
         r
@@ -375,6 +420,61 @@ impl http_body::Body for StatusEvents {
                 return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b": keep-alive\n\n")))));
             }
         }
+    }
+}
+
+/// A body of shared pieces ([`crate::Joined`]), made a frame of about [`FRAME`] bytes at a time
+/// when hyper can send it: a client that stops reading holds a few pointers and one frame, not
+/// a copy of the whole body.
+struct JoinedBody {
+    /// Bytes still to send: the length is known, so the response has a `Content-Length`.
+    left: u64,
+    head: Option<Bytes>,
+    items: std::vec::IntoIter<Arc<str>>,
+    separator: &'static str,
+    end: Option<&'static str>,
+    first: bool,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// The size a [`JoinedBody`] frame grows to before it is sent.
+const FRAME: usize = 16 << 10;
+
+impl http_body::Body for JoinedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(head) = self.head.take() {
+            self.left -= head.len() as u64;
+            return Poll::Ready(Some(Ok(Frame::data(head))));
+        }
+        let mut frame = Vec::new();
+        while frame.len() < FRAME {
+            let Some(item) = self.items.next() else { break };
+            if !std::mem::take(&mut self.first) {
+                frame.extend_from_slice(self.separator.as_bytes());
+            }
+            frame.extend_from_slice(item.as_bytes());
+        }
+        if frame.len() < FRAME {
+            if let Some(end) = self.end.take() {
+                frame.extend_from_slice(end.as_bytes());
+            }
+        }
+        self.left = self.left.saturating_sub(frame.len() as u64);
+        Poll::Ready((!frame.is_empty()).then(|| Ok(Frame::data(Bytes::from(frame)))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0 && self.head.is_none()
     }
 }
 

@@ -164,6 +164,6 @@ mod tests {
         assert!(!charge_voltage_fits(27_350, 0, false));
         assert_eq!(cell_counts(57_350, CHARGE_PER_CELL_MV).collect::<Vec<_>>(), [16]);
         assert_eq!(cell_counts(27_350, CHARGE_PER_CELL_MV).collect::<Vec<_>>(), [8]);
-        assert_eq!(cell_counts(31_000, CHARGE_PER_CELL_MV).count(), 0, "between 8 and 9 cells");
+        assert_eq!(cell_counts(29_500, CHARGE_PER_CELL_MV).count(), 0, "between 8 and 9 cells");
     }
 }

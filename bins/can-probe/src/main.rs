@@ -1,6 +1,6 @@
 //! `can-probe`: watch a Pylontech-style CAN bus, decode frames offline, or send frames.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -108,6 +108,12 @@ fn print(
     out.flush()
 }
 
+/// At most 48 characters of what the input held, for an error message.
+fn shown(text: &str) -> String {
+    let cut: String = text.chars().take(48).collect();
+    if cut.len() < text.len() { format!("{cut}…") } else { cut }
+}
+
 fn parse_frames(texts: &[String]) -> anyhow::Result<Vec<CanFrame>> {
     texts.iter().map(|t| t.parse::<CanFrame>().with_context(|| format!("'{t}'"))).collect()
 }
@@ -140,13 +146,32 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 Ok(())
             };
             if frames.len() == 1 && frames[0] == "-" {
-                for line in io::stdin().lock().lines() {
-                    let line = line?;
-                    // candump's log format ("(time) can0 351#..."): take the last word.
-                    if let Some(word) = line.split_whitespace().find(|w| w.contains('#')) {
-                        one(word, &mut out)?;
-                    }
-                }
+                // As pylon-probe decode -: bounded lines, any bytes, `line N: …` on standard
+                // error and, with --json, `{"line":N,"error":…}` among the results.
+                let input = io::BufReader::with_capacity(1 << 16, io::stdin().lock());
+                let (profile, json) = (cli.profile, cli.json);
+                let bad =
+                    probe_kit::decode_lines(input, &mut out, &mut io::stderr().lock(), json, |line, out| {
+                        let text = String::from_utf8_lossy(line);
+                        // Blank lines and comment lines are passed over.
+                        if text.trim().is_empty() || text.trim_start().starts_with('#') {
+                            return Ok(());
+                        }
+                        // candump's log format ("(time) can0 351#..."): the word with the '#'.
+                        let Some(word) = text.split_whitespace().find(|w| w.contains('#')) else {
+                            return Err(format!("no frame (ID#DATA) in \"{}\"", shown(&text)));
+                        };
+                        let frame = word.split('#').take(2).collect::<Vec<_>>().join("#");
+                        let f = frame
+                            .trim()
+                            .parse::<CanFrame>()
+                            .map_err(|e| format!("\"{}\": {e}", shown(word)))?;
+                        match Message::decode(profile, &f) {
+                            Err(e) => Err(format!("{}: {e}", shown(word))),
+                            Ok(_) => print(&f, profile, None, json, out).map_err(|e| e.to_string()),
+                        }
+                    })?;
+                return Ok(if bad > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS });
             } else {
                 for f in frames {
                     one(f, &mut out)?;
@@ -221,7 +246,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if e.chain().any(probe_kit::is_broken_pipe) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("can-probe: {e:#}");
+            eprintln!("can-probe: {}", probe_kit::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

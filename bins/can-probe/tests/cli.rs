@@ -33,6 +33,40 @@ fn decode_reads_a_capture_from_standard_input_as_json() {
     assert_eq!(lines[5]["message"]["name"], "PYLON");
 }
 
+/// `decode -` as `pylon-probe decode -` behaves: bounded lines, any bytes, `line N: …` on
+/// standard error and `{"line":N,"error":…}` with `--json`, nothing echoed whole.
+#[test]
+fn can_probe_decode_stdin_is_bounded_and_names_each_bad_line() {
+    let mut input = b"351#1402C012C012C201\n".to_vec();
+    input.extend_from_slice(b"\xff\xfe not text\n");
+    input.extend_from_slice(b"# a comment\n\n");
+    input.extend_from_slice(format!("{}#00\n", "7".repeat(100_000)).as_bytes());
+    input.extend_from_slice(format!("35X#{}\n", "0".repeat(5000)).as_bytes());
+    input.extend_from_slice(b"355#58005E00\n");
+    let mut child = Command::new(BIN)
+        .args(["--json", "decode", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "bad lines fail the command");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 2: no frame (ID#DATA) in"), "{stderr}");
+    assert!(stderr.contains("line 5: too long (more than 65536 bytes); skipped"), "{stderr}");
+    assert!(stderr.contains("line 6: \"35X#0000"), "{stderr}");
+    assert!(stderr.len() < 2000, "nothing is echoed whole: {} bytes", stderr.len());
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines[0]["message"]["charge_voltage_dv"], 532);
+    assert_eq!(lines[1]["line"], 2);
+    assert_eq!((lines[2]["line"].as_u64(), lines[3]["line"].as_u64()), (Some(5), Some(6)));
+    assert_eq!(lines[4]["message"]["soc_pct"], 88, "decoding goes on after the bad lines");
+}
+
 #[test]
 fn bad_frames_are_named_and_fail_the_command() {
     let out = Command::new(BIN).args(["decode", "351#14", "35X#00", "123#00"]).output().unwrap();

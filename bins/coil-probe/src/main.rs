@@ -62,7 +62,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if probe_kit::is_broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("coil-probe: {e:#}");
+            eprintln!("coil-probe: {}", probe_kit::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -237,7 +237,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pace2pylon: {e:#}");
+            eprintln!("pace2pylon: {}", probe_kit::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -522,12 +522,54 @@ impl Commands {
     }
 }
 
+/// Signals that stop the process cleanly, as SIGTERM does (the stop event and the final save):
+/// the operator's, and the kernel's resource limits (CPU time, file size) and a refused system
+/// call (a seccomp filter), which would otherwise kill it without either.
+const STOPPING: [(i32, &str); 5] = [
+    (signal_hook::consts::SIGTERM, "SIGTERM"),
+    (signal_hook::consts::SIGINT, "SIGINT"),
+    (signal_hook::consts::SIGXCPU, "SIGXCPU"),
+    (signal_hook::consts::SIGXFSZ, "SIGXFSZ"),
+    (signal_hook::consts::SIGSYS, "SIGSYS"),
+];
+
+/// Signals whose default is to end a process but that mean nothing to this one: each is noted
+/// in the log and otherwise ignored.
+const IGNORED: [(i32, &str); 7] = [
+    (signal_hook::consts::SIGUSR1, "SIGUSR1"),
+    (signal_hook::consts::SIGUSR2, "SIGUSR2"),
+    (signal_hook::consts::SIGALRM, "SIGALRM"),
+    (signal_hook::consts::SIGVTALRM, "SIGVTALRM"),
+    (signal_hook::consts::SIGPROF, "SIGPROF"),
+    (signal_hook::consts::SIGIO, "SIGIO"),
+    (SIGPWR, "SIGPWR"),
+];
+
+/// SIGPWR on Linux (x86, ARM, RISC-V); `signal_hook` does not name it.
+const SIGPWR: i32 = 30;
+
+/// The flag [`STOPPING`] signals set; [`IGNORED`] ones are caught so they do not end the
+/// process (see [`ignored_signal`]).
 fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, stop.clone()).context("cannot install the signal handler")?;
+    for (signal, name) in STOPPING {
+        signal_hook::flag::register(signal, stop.clone())
+            .with_context(|| format!("cannot install the {name} handler"))?;
+    }
+    for (signal, name) in IGNORED {
+        signal_hook::flag::register_usize(signal, IGNORED_SEEN.clone(), signal as usize)
+            .with_context(|| format!("cannot install the {name} handler"))?;
     }
     Ok(stop)
+}
+
+static IGNORED_SEEN: std::sync::LazyLock<Arc<std::sync::atomic::AtomicUsize>> =
+    std::sync::LazyLock::new(|| Arc::new(std::sync::atomic::AtomicUsize::new(0)));
+
+/// The name of an [`IGNORED`] signal received since the last call, if any.
+fn ignored_signal() -> Option<&'static str> {
+    let signal = IGNORED_SEEN.swap(0, Ordering::Relaxed);
+    IGNORED.iter().find(|(s, _)| *s as usize == signal && signal != 0).map(|(_, name)| *name)
 }
 
 /// SIGHUP, the logrotate convention, never ends the daemon: the flag it sets is taken by the
@@ -603,6 +645,9 @@ fn run(
         std::thread::sleep(Duration::from_millis(100));
         if hup.swap(false, Ordering::Relaxed) {
             log::info!("SIGHUP: the event log is reopened at its next line; the daemon goes on");
+        }
+        if let Some(name) = ignored_signal() {
+            log::info!("{name}: ignored; the daemon goes on (SIGTERM stops it)");
         }
     }
     log::info!("stopping");

@@ -40,8 +40,11 @@ pub struct ScanArgs {
 pub enum Found {
     /// An inverter polls here as a Pylontech master: its BMS port.
     InverterBmsPort {
-        /// What it polled, e.g. `0x63 at ADR 02`.
+        /// What it polled, e.g. `0x63 at ADR 02` (the first [`POLLS_SHOWN`] kinds).
         polls: Vec<String>,
+        /// Kinds of polls heard beyond those.
+        #[serde(skip_serializing_if = "is_zero")]
+        other_polls: usize,
     },
     /// A Pace pack (0x42 answered with VER 25).
     PacePack {
@@ -131,10 +134,43 @@ fn fatal(e: &link::Error) -> bool {
     matches!(e, link::Error::Open { .. } | link::Error::Backoff { .. } | link::Error::Url { .. })
 }
 
-/// Listens without writing: the Pylontech requests an inverter sends on its BMS port.
-fn inverter_polls(link: &mut Link, listen: Duration) -> Result<Vec<String>, link::Error> {
+/// Kinds of polls named per line; a peer that polls every command gets a count beyond these.
+const POLLS_SHOWN: usize = 16;
+
+/// The most characters of a serial shown or written.
+const SERIAL_MAX: usize = 32;
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// A device's text made safe for a terminal and a TOML comment: printable ASCII only (every
+/// other byte, a newline included, becomes `?`), at most [`SERIAL_MAX`] characters.
+fn printable(text: &str) -> String {
+    text.chars().take(SERIAL_MAX).map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' }).collect()
+}
+
+/// `text` as a TOML basic string, quoted, with `"`, `\` and every control character escaped.
+fn toml_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Listens without writing: the Pylontech requests an inverter sends on its BMS port: the
+/// first [`POLLS_SHOWN`] kinds, and how many other kinds were heard.
+fn inverter_polls(link: &mut Link, listen: Duration) -> Result<(Vec<String>, usize), link::Error> {
     let mut framer = ascii_envelope::Framer::new();
     let mut polls = Vec::new();
+    let mut others = std::collections::HashSet::new();
     let until = Instant::now() + listen;
     let mut buf = [0u8; 512];
     while Instant::now() < until {
@@ -150,13 +186,16 @@ fn inverter_polls(link: &mut Link, listen: Duration) -> Result<Vec<String>, link
             }
             if let Ok(r) = pylon_proto::Request::parse(f) {
                 let poll = format!("0x{:02X} at ADR {:02X}", r.command.cid2(), r.adr);
-                if !polls.contains(&poll) {
+                if polls.contains(&poll) {
+                } else if polls.len() < POLLS_SHOWN {
                     polls.push(poll);
+                } else {
+                    others.insert((r.command.cid2(), r.adr));
                 }
             }
         });
     }
-    Ok(polls)
+    Ok((polls, others.len()))
 }
 
 fn ask(link: &mut Link, frame: &[u8], rtu: bool, timeout: Duration) -> Result<Option<Vec<u8>>, link::Error> {
@@ -191,7 +230,7 @@ fn pace_packs(link: &mut Link, timeout: Duration) -> Result<Vec<Found>, link::Er
         let serial = if (Request { adr, command: Command::Serial }).emit(&mut serial_frame).is_ok() {
             ask(link, &serial_frame, false, timeout)?.and_then(|b| Reply::parse(0xC2, &b).ok()).and_then(
                 |r| match r.outcome {
-                    Ok(Response::Serial { serial }) => Some(serial.trimmed().trim().to_owned()),
+                    Ok(Response::Serial { serial }) => Some(printable(serial.trimmed().trim())),
                     _ => None,
                 },
             )
@@ -275,9 +314,9 @@ pub fn scan_line(line: &str, timeout: Duration, listen: Duration) -> LineReport 
         let mut link = Link::new(endpoint);
         let result = (|| -> Result<Vec<Found>, link::Error> {
             // At every rate: an inverter heard at 19200 only is never spoken to either.
-            let polls = inverter_polls(&mut link, listen)?;
+            let (polls, other_polls) = inverter_polls(&mut link, listen)?;
             if !polls.is_empty() {
-                return Ok(vec![Found::InverterBmsPort { polls }]);
+                return Ok(vec![Found::InverterBmsPort { polls, other_polls }]);
             }
             let mut found = pace_packs(&mut link, timeout)?;
             if found.is_empty() {
@@ -315,8 +354,14 @@ fn text(report: &LineReport) -> String {
     let link = report.link.as_deref().unwrap_or(&report.line);
     for f in &report.found {
         let _ = match f {
-            Found::InverterBmsPort { polls } => {
-                write!(s, "\n  inverter BMS port on {link}: it polls {} (listened only)", polls.join(", "))
+            Found::InverterBmsPort { polls, other_polls } => {
+                let more =
+                    if *other_polls > 0 { format!(" and {other_polls} other kinds") } else { String::new() };
+                write!(
+                    s,
+                    "\n  inverter BMS port on {link}: it polls {}{more} (listened only)",
+                    polls.join(", ")
+                )
             }
             Found::PacePack { adr, cells, voltage_mv, soc_pct, serial } => write!(
                 s,
@@ -351,7 +396,7 @@ pub fn config(reports: &[LineReport]) -> String {
     let link = |r: &LineReport| r.link.clone().unwrap_or_else(|| r.line.clone());
     match reports.iter().find(|r| r.found.iter().any(|f| matches!(f, Found::InverterBmsPort { .. }))) {
         Some(r) => {
-            let _ = writeln!(s, "[pylon]\n# The inverter polls here.\nlink = \"{}\"\naddress = 2\n", link(r));
+            let _ = writeln!(s, "[pylon]\n# The inverter polls here.\nlink = {}\naddress = 2\n", toml_string(&link(r)));
         }
         None => s.push_str(
             "# No inverter was heard polling a line: give its BMS port here ([pylon], RS485) or a\n# [can] bus (see README, Inverters).\n# [pylon]\n# link = \"/dev/ttyUSB9\"\n\n",
@@ -368,24 +413,24 @@ pub fn config(reports: &[LineReport]) -> String {
             .collect();
         // pace2pylon polls one pack per line (RS232): a bus with more is named, not configured.
         if let Some((adr, serial)) = packs.first() {
-            let note = serial.map_or(String::new(), |s| format!("# serial {s}\n"));
-            let _ = writeln!(s, "[[pack]]\n{note}link = \"{}\"\nadr = {adr}\n", link(r));
+            let note = serial.map_or(String::new(), |s| format!("# serial {}\n", printable(s)));
+            let _ = writeln!(s, "[[pack]]\n{note}link = {}\nadr = {adr}\n", toml_string(&link(r)));
         }
         if packs.len() > 1 {
             let others: Vec<String> = packs[1..].iter().map(|(adr, _)| adr.to_string()).collect();
             let _ = writeln!(
                 s,
                 "# {} also answers at ADR {}: pace2pylon needs each pack on a line of its own.\n",
-                link(r),
+                printable(&link(r)),
                 others.join(", ")
             );
         }
     }
     if let Some(r) = reports.iter().find(|r| r.found.iter().any(|f| matches!(f, Found::Coil { .. }))) {
-        let _ = writeln!(s, "[coil]\nlink = \"{}\"\nslave = 1\n", link(r));
+        let _ = writeln!(s, "[coil]\nlink = {}\nslave = 1\n", toml_string(&link(r)));
     }
     if let Some(r) = reports.iter().find(|r| r.found.iter().any(|f| matches!(f, Found::Vevor { .. }))) {
-        let _ = writeln!(s, "[inverter]\nlink = \"{}\"\nslave = 1\n", link(r));
+        let _ = writeln!(s, "[inverter]\nlink = {}\nslave = 1\n", toml_string(&link(r)));
     }
     s
 }
@@ -424,4 +469,54 @@ pub fn run(args: &ScanArgs, mut say: impl FnMut(&str)) -> anyhow::Result<bool> {
         say(config(&reports).trim_end());
     }
     Ok(reports.iter().any(|r| !r.found.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(link: &str, found: Vec<Found>) -> LineReport {
+        LineReport { line: link.into(), link: Some(link.into()), found, error: None }
+    }
+
+    /// A pack's C2 serial holding newlines, and a line name with a quote, are written so that the
+    /// configuration holds exactly what was found: no phantom `[[pack]]` or `[http]` table.
+    #[test]
+    fn scan_print_config_escapes_every_byte_from_a_device() {
+        let serial = "SN1\n[[pack]]\nlink = \"tcp://evil:1\"\n[http]\nlisten = \"0.0.0.0:80\"\u{7}\u{1b}[2J";
+        let pack = Found::PacePack {
+            adr: 0,
+            cells: 8,
+            voltage_mv: 26_500,
+            soc_pct: Some(50),
+            serial: Some(printable(serial)),
+        };
+        let inverter = Found::InverterBmsPort { polls: vec!["0x63 at ADR 02".into()], other_polls: 0 };
+        let reports = [report("tcp://h:1", vec![inverter]), report("tcp://h:2\"\n[http]", vec![pack])];
+        let text = config(&reports);
+        assert_eq!(text.matches("[[pack]]").count(), 1, "{text}");
+        assert!(!text.lines().any(|l| l.trim_start().starts_with("[http]")), "{text}");
+        assert!(!text.bytes().any(|b| b == 0x07 || b == 0x1b), "no control bytes: {text}");
+        let parsed = daemon::Config::parse(&text, "scan").map_err(|e| e.to_string());
+        // The quoted line name is kept whole as the pack's link (not a valid URL: refused as such).
+        let e = parsed.unwrap_err();
+        assert!(e.contains("pack[1].link"), "{e}");
+        // With a plain line name the same pack makes a valid configuration of one pack.
+        let reports = [
+            reports[0].clone(),
+            LineReport { line: "tcp://h:2".into(), link: Some("tcp://h:2".into()), ..reports[1].clone() },
+        ];
+        let parsed = daemon::Config::parse(&config(&reports), "scan").unwrap();
+        assert_eq!(parsed.packs.len(), 1);
+        assert!(parsed.http.enabled && parsed.http.listen == "127.0.0.1:8080", "no [http] came in");
+    }
+
+    /// A fake inverter polling every command: 16 kinds are named, the rest counted.
+    #[test]
+    fn a_peer_polling_every_command_gives_a_bounded_line() {
+        let polls: Vec<String> = (0..16).map(|k| format!("0x{k:02X} at ADR 02")).collect();
+        let r = report("tcp://h:1", vec![Found::InverterBmsPort { polls, other_polls: 65_000 }]);
+        let line = text(&r);
+        assert!(line.len() < 600 && line.contains("and 65000 other kinds"), "{line}");
+    }
 }

@@ -24,6 +24,7 @@ const RSS_LIMIT_KB: u64 = 64 * 1024;
 /// The daemon under attack, its plant, and a master polling it.
 struct Target {
     run: Guard,
+    dir: std::path::PathBuf,
     _sim: (Guard, BufReader<std::process::ChildStdout>),
     http: u16,
     master_port: u16,
@@ -155,7 +156,7 @@ fn start_with(nofile: Option<u32>, history: Option<&str>) -> Target {
             .unwrap(),
     );
     let master = Master::start(pylon);
-    let target = Target { run, _sim: (sim, sim_out), http, master_port: pylon, master };
+    let target = Target { run, dir, _sim: (sim, sim_out), http, master_port: pylon, master };
     let started = Instant::now();
     while target.master.answered() == 0 || healthz(http, Duration::from_secs(2)).is_none_or(|s| s != 200) {
         assert!(started.elapsed() < Duration::from_secs(30), "the daemon did not start answering");
@@ -343,6 +344,34 @@ fn sighup_does_not_kill_the_daemon() {
         std::thread::sleep(Duration::from_millis(300));
     }
     t.assert_unharmed(from, "three SIGHUPs");
+}
+
+/// Every signal whose default would end the process: the ones that mean nothing to it are
+/// ignored (the daemon goes on, unharmed); the resource limits' stop it cleanly, with its stop
+/// event written, as SIGTERM does.
+#[test]
+fn signals_either_stop_cleanly_or_are_ignored() {
+    let mut t = start(None);
+    let from = Instant::now();
+    for signal in ["USR1", "USR2", "ALRM", "VTALRM", "PROF", "IO", "PWR"] {
+        let sent =
+            Command::new("kill").args([&format!("-{signal}"), &t.run.0.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(t.run.0.try_wait().unwrap().is_none(), "SIG{signal} ended the daemon");
+    }
+    t.assert_unharmed(from, "seven signals that mean nothing to the daemon");
+    let sent = Command::new("kill").args(["-XFSZ", &t.run.0.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let stopped = Instant::now();
+    while t.run.0.try_wait().unwrap().is_none() {
+        assert!(stopped.elapsed() < Duration::from_secs(10), "SIGXFSZ did not stop the daemon");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(t.run.0.wait().unwrap().success(), "a clean stop");
+    eprintln!("SIGXFSZ: stopped cleanly in {:?}", stopped.elapsed());
+    let events = std::fs::read_to_string(t.dir.join("events.jsonl")).unwrap();
+    assert!(events.lines().last().unwrap().contains("pace2pylon stopped"), "{events}");
 }
 
 #[test]

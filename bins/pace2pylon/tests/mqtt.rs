@@ -286,3 +286,56 @@ fn regression_a_restarted_broker_gets_the_discovery_again() {
     let _ = Command::new("kill").args(["-TERM", &d.0.id().to_string()]).status();
     let _ = d.0.wait();
 }
+
+/// Home Assistant's birth message repeated as fast as a client can send it: the log gets a few
+/// lines, not one per message, and the discovery is re-announced at most every 5 s.
+#[test]
+fn a_flood_of_home_assistant_births_is_neither_a_log_flood_nor_a_discovery_flood() {
+    let (_broker, port) = broker();
+    let (_sub, seen) = Seen::watch(port);
+    let mut d = Guard(
+        Command::new(env!("CARGO_BIN_EXE_pace2pylon"))
+            .args(["demo", "--packs", "1", "--http", "127.0.0.1:0"])
+            .args(["--mqtt", &format!("mqtt://127.0.0.1:{port}")])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (err, l) = (d.0.stderr.take().unwrap(), log.clone());
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            l.lock().unwrap().push(line);
+        }
+    });
+    let config = "homeassistant/sensor/pace2pylon/pack1_voltage/config";
+    seen.wait("the first discovery", Duration::from_secs(30), |s| s.count(|t| t == config) > 0);
+    let before = seen.count(|t| t == config);
+    let lines_before = log.lock().unwrap().len();
+    let started = Instant::now();
+    let mut flood = Command::new(tool("mosquitto_pub"))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", "homeassistant/status", "-l", "-q", "0"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = flood.stdin.take().unwrap();
+        let births = "online\n".repeat(50_000);
+        std::io::Write::write_all(&mut stdin, births.as_bytes()).unwrap();
+    }
+    assert!(flood.wait().unwrap().success());
+    std::thread::sleep(Duration::from_secs(6));
+    let took = started.elapsed().as_secs_f64();
+    let announced = seen.count(|t| t == config) - before;
+    let lines = log.lock().unwrap()[lines_before..].to_vec();
+    eprintln!("50 000 births in {took:.1} s: {announced} re-announcements, {} log lines", lines.len());
+    assert!(announced >= 1, "the birth is answered");
+    assert!(announced as f64 <= took / 5.0 + 2.0, "{announced} re-announcements in {took:.1} s");
+    let warnings = lines.iter().filter(|l| l.contains("WARN")).count();
+    assert!(warnings <= 5, "{warnings} warnings: {:?}", &lines[..lines.len().min(20)]);
+    let _ = Command::new("kill").args(["-TERM", &d.0.id().to_string()]).status();
+    let _ = d.0.wait();
+}

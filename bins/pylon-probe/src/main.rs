@@ -97,7 +97,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if probe_kit::is_broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pylon-probe: {e:#}");
+            eprintln!("pylon-probe: {}", probe_kit::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if probe_kit::is_broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vevor-probe: {e:#}");
+            eprintln!("vevor-probe: {}", probe_kit::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

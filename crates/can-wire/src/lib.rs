@@ -47,11 +47,23 @@ pub enum Error {
     /// A line that is not a frame in the slcan syntax.
     #[error("not an slcan frame ({reason}): {line}")]
     Line {
-        /// The line, escaped.
+        /// The line, escaped, cut at [`SHOWN_MAX`] characters.
         line: String,
         /// What is wrong with it.
         reason: &'static str,
     },
+}
+
+/// The most characters of a bad line an error shows.
+pub const SHOWN_MAX: usize = 48;
+
+/// `escaped` cut at [`SHOWN_MAX`] characters (`…` marks the cut): an error never carries a
+/// whole flood.
+pub(crate) fn shown(escaped: &str) -> String {
+    match escaped.char_indices().nth(SHOWN_MAX) {
+        Some((cut, _)) => format!("{}…", &escaped[..cut]),
+        None => escaped.to_owned(),
+    }
 }
 
 /// A CAN identifier: standard (11 bits) or extended (29 bits).
@@ -193,7 +205,8 @@ impl fmt::Debug for CanFrame {
 impl std::str::FromStr for CanFrame {
     type Err = Error;
     fn from_str(text: &str) -> Result<Self, Error> {
-        let bad = |reason: &'static str| Error::Line { line: text.escape_default().to_string(), reason };
+        let bad =
+            |reason: &'static str| Error::Line { line: shown(&text.escape_default().to_string()), reason };
         let (id, data) = text.trim().split_once('#').ok_or_else(|| bad("no '#' between id and data"))?;
         // from_str_radix would take a sign: only hex digits are an id.
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -136,7 +136,7 @@ fn hex_value(text: &[u8]) -> Option<u32> {
 }
 
 fn invalid(line: &[u8], reason: &'static str) -> Error {
-    Error::Line { line: line.escape_ascii().to_string(), reason }
+    Error::Line { line: crate::shown(&line.escape_ascii().to_string()), reason }
 }
 
 /// Parses one line (without its CR) as a frame.

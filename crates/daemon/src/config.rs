@@ -688,6 +688,24 @@ pub enum Error {
     },
 }
 
+/// The address a listening link (`tcp-listen://`, `slcan+tcp-listen://`) binds.
+fn listen_addr(url: &str) -> Option<std::net::SocketAddr> {
+    let endpoint = match link::CanEndpoint::parse(url) {
+        Ok(link::CanEndpoint::Slcan { line, .. }) => line,
+        _ => link::Endpoint::parse(url).ok()?,
+    };
+    match endpoint {
+        link::Endpoint::TcpListen { addr } => addr.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Whether two listening addresses take the same port (an unspecified address takes every one).
+fn same_port(a: Option<std::net::SocketAddr>, b: Option<std::net::SocketAddr>) -> bool {
+    let (Some(a), Some(b)) = (a, b) else { return false };
+    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 /// Words that mark a line as holding a secret.
 const SECRET_WORDS: [&str; 3] = ["token", "password", "secret"];
 
@@ -776,6 +794,14 @@ impl Config {
                 return bad(
                     key,
                     format!("{url} is already used by {other}; every device needs its own line"),
+                );
+            }
+            // Two listening links on one port: the second could never be bound.
+            let port = listen_addr(url);
+            if let Some((other, _)) = links[..k].iter().find(|(_, u)| same_port(port, listen_addr(u))) {
+                return bad(
+                    key,
+                    format!("{url} listens on the port {other} listens on; give each its own port"),
                 );
             }
         }

@@ -90,6 +90,44 @@ pub enum Refused {
     /// It was applied in memory but the state file could not be written (HTTP 500).
     #[error("{0}")]
     NotSaved(String),
+    /// Orders come faster than [`OrderRate`] takes them (HTTP 429).
+    #[error("{0}")]
+    TooMany(String),
+}
+
+/// Orders taken in a burst at most, then refilled at [`OrderRate::PER_S`]: a flood of orders
+/// (a script in a loop, a broker replaying commands) costs refusals, never a state-file write or
+/// an event per order.
+#[derive(Debug)]
+pub struct OrderRate {
+    tokens: f64,
+    at: Option<std::time::Instant>,
+}
+
+impl Default for OrderRate {
+    fn default() -> Self {
+        Self { tokens: Self::BURST, at: None }
+    }
+}
+
+impl OrderRate {
+    /// Orders taken at once.
+    pub const BURST: f64 = 10.0;
+    /// Orders taken per second after the burst.
+    pub const PER_S: f64 = 2.0;
+
+    /// Takes one order at `now`, if the rate allows it.
+    pub fn take(&mut self, now: std::time::Instant) -> bool {
+        let elapsed = self.at.map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+        self.at = Some(now);
+        self.tokens = (self.tokens + elapsed * Self::PER_S).min(Self::BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// The charging priorities of register 331, by name (the inverter map's names).
@@ -150,20 +188,42 @@ impl Shared {
     /// # Errors
     /// [`Refused`] naming why not.
     pub fn control(&self, order: &Control) -> Result<String, Refused> {
-        // Each order changes only its own field, in place: two orders at once never undo each other.
-        let save = |what: &str, change: &dyn Fn(&mut crate::state::Overrides)| {
+        if !lock(&self.order_rate).take(std::time::Instant::now()) {
+            return Err(Refused::TooMany(format!(
+                "too many orders: at most {} at once and {} a second; try again in a second",
+                OrderRate::BURST,
+                OrderRate::PER_S
+            )));
+        }
+        // Each order changes only its own field, in place: two orders at once never undo each
+        // other. One that changes nothing is a no-op: no event, no write.
+        let save = |what: &str, change: &dyn Fn(&mut crate::state::Overrides)| -> Result<bool, Refused> {
+            let before = lock(&self.persisted).overrides.clone();
+            let mut after = before.clone();
+            change(&mut after);
+            if after == before {
+                return Ok(false);
+            }
             self.event(format!("operator: {what}"));
             self.persist_confirmed(|p| change(&mut p.overrides))
-                .map_err(|e| Refused::NotSaved(format!("applied, but not saved: {e}")))
+                .map_err(|e| Refused::NotSaved(format!("applied, but not saved: {e}")))?;
+            Ok(true)
+        };
+        let done = |changed: bool, what: &str| {
+            if changed { what.to_owned() } else { format!("{what} already; nothing changed") }
         };
         match order {
             Control::ForceDisable => {
-                save("forced_disable: true", &|o| o.forced_disable = true)?;
-                Ok("charging and discharging forced off".into())
+                let changed = save("forced_disable: true", &|o| o.forced_disable = true)?;
+                Ok(done(changed, "charging and discharging forced off"))
             }
             Control::ReleaseForceDisable => {
-                save("forced_disable: false", &|o| o.forced_disable = false)?;
-                Ok("forced disable released; the fail-safe rules decide again".into())
+                let changed = save("forced_disable: false", &|o| o.forced_disable = false)?;
+                Ok(if changed {
+                    "forced disable released; the fail-safe rules decide again".into()
+                } else {
+                    "not forced off; nothing changed".into()
+                })
             }
             Control::RebalanceStart => {
                 // A settling rebalance does not refuse a new one: the start ends the settling.
@@ -198,12 +258,13 @@ impl Shared {
                         "charge_voltage_mv {mv} must lie above 27000 and below the lowest pack over-voltage alarm ({lowest_ov})"
                     )));
                 }
-                save(&format!("charge_voltage_mv: {mv}"), &|o| o.charge_voltage_mv = Some(*mv))?;
-                Ok(format!("charge voltage limit set to {mv} mV"))
+                let changed =
+                    save(&format!("charge_voltage_mv: {mv}"), &|o| o.charge_voltage_mv = Some(*mv))?;
+                Ok(done(changed, &format!("charge voltage limit set to {mv} mV")))
             }
             Control::SetChargeVoltage { charge_voltage_mv: None } => {
-                save("charge_voltage_mv: none", &|o| o.charge_voltage_mv = None)?;
-                Ok("charge voltage override cleared".into())
+                let changed = save("charge_voltage_mv: none", &|o| o.charge_voltage_mv = None)?;
+                Ok(done(changed, "charge voltage override cleared"))
             }
             Control::ForceChargingPriority { priority } => {
                 let value = charging_priority(priority)?;

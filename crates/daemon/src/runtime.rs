@@ -182,6 +182,7 @@ impl Daemon {
             pylon_link: Mutex::new(link::Stats::default()),
             can: Mutex::new(crate::shared::CanReadings::default()),
             history: Mutex::new(history),
+            order_rate: Mutex::new(crate::control::OrderRate::default()),
             energy_on_disk,
             config: config.clone(),
             started: jiff::Timestamp::now(),
@@ -248,11 +249,11 @@ impl Daemon {
             let (shared, stop2, url) = (shared.clone(), stop.clone(), pylon.link.clone());
             // A listening port is bound now: one that cannot be is a start-up error, not a
             // daemon the inverter can never reach.
-            let mut first = open(&url, "pylon", &shared)?;
+            let mut first = open_pylon(&url, &shared)?;
             first.local_addr()?;
             let first = Mutex::new(Some(first));
             threads.push(supervise("pylon".into(), stop.clone(), move || {
-                let link = lock(&first).take().map_or_else(|| open(&url, "pylon", &shared), Ok);
+                let link = lock(&first).take().map_or_else(|| open_pylon(&url, &shared), Ok);
                 if let Ok(link) = link {
                     respond_loop(link, &settings, &shared, &stop2);
                 }
@@ -335,6 +336,14 @@ fn open(url: &str, name: &str, shared: &Shared) -> Result<Link, link::Error> {
     if let Some(capture) = &shared.hooks.capture {
         link.set_tap(capture.tap(name, url));
     }
+    Ok(link)
+}
+
+/// The inverter's Pylontech line: on a listening port a newer peer takes over only with a
+/// request of good checksum.
+fn open_pylon(url: &str, shared: &Shared) -> Result<Link, link::Error> {
+    let mut link = open(url, "pylon", shared)?;
+    link.take_over_on(|| Box::new(link::AsciiDeframer::new()));
     Ok(link)
 }
 

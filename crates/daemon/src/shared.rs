@@ -232,6 +232,8 @@ pub(crate) struct Shared {
     /// The CAN side's counters and the inverter's heartbeat.
     pub can: Mutex<CanReadings>,
     /// The last 48 hours in one-minute samples.
+    /// The rate at which operator orders are taken.
+    pub order_rate: Mutex<crate::control::OrderRate>,
     pub history: Mutex<crate::history::History>,
     /// The energy meters as the state file holds them: what the status shows, so a restart,
     /// a crash or a failed write never shows less than was shown.

@@ -55,3 +55,32 @@ fn a_second_start_while_one_is_queued_is_refused() {
     assert!(matches!(d.control(&Control::RebalanceStart), Err(Refused::Conflict(_))));
     d.stop();
 }
+
+/// A flood of the same order (a script in a loop, a broker repeating a command): the first
+/// changes the state and writes one event; the repeats change nothing and write nothing; past
+/// the burst the orders are refused as too many, never queued.
+#[test]
+fn a_flood_of_identical_orders_writes_one_event_and_is_rate_limited() {
+    let d = daemon("flood");
+    let mut refused = 0;
+    let mut taken = Vec::new();
+    for _ in 0..200 {
+        match d.control(&Control::ForceDisable) {
+            Ok(done) => taken.push(done),
+            Err(Refused::TooMany(_)) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let forced: Vec<String> = events(&d).into_iter().filter(|e| e.contains("forced_disable")).collect();
+    assert_eq!(forced, ["operator: forced_disable: true"], "one event for one change");
+    assert_eq!(taken[0], "charging and discharging forced off");
+    assert!(taken[1..].iter().all(|t| t.ends_with("already; nothing changed")), "{taken:?}");
+    assert!(taken.len() <= 12 && refused >= 188, "{} taken, {refused} refused", taken.len());
+    // The rate refills: a second later an order is taken again.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        d.control(&Control::ReleaseForceDisable).unwrap(),
+        "forced disable released; the fail-safe rules decide again"
+    );
+    d.stop();
+}

@@ -90,8 +90,63 @@ impl Options {
 /// thread hears it; `synced` once our marker came back after them.
 #[derive(Debug, Default)]
 struct Retained {
-    configs: BTreeMap<String, String>,
+    /// Their topics (only the topics matter: their payloads are never kept), at most
+    /// [`RETAINED_MAX`].
+    configs: std::collections::BTreeSet<String>,
+    /// Retained configs beyond the bound, or with topics too long to be ours: passed over.
+    ignored: u64,
     synced: bool,
+    /// Home Assistant's birth was heard and its re-announcement is not done yet: further births
+    /// until then add nothing.
+    birth_pending: bool,
+}
+
+impl Retained {
+    /// Notes a retained config's topic, within the bounds.
+    fn hear(&mut self, topic: String) {
+        if self.configs.len() < RETAINED_MAX && topic.len() <= TOPIC_MAX {
+            self.configs.insert(topic);
+        } else {
+            self.ignored += 1;
+        }
+    }
+}
+
+/// Home Assistant is re-announced to at most this often, however often it says it is online.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
+
+/// Retained discovery topics under our prefix kept at most (64 packs of 16 cells announce about
+/// 1 500): a broker holding more costs a count, never memory.
+const RETAINED_MAX: usize = 4096;
+/// A discovery topic longer than this is not one of ours.
+const TOPIC_MAX: usize = 256;
+
+/// A log line said at most once per [`Throttle::EVERY`], with how many were held back: a flood
+/// (a broker repeating a message, a script sending orders in a loop) is counted, not logged line
+/// by line.
+#[derive(Debug, Default)]
+struct Throttle {
+    last: Option<Instant>,
+    held: u64,
+}
+
+impl Throttle {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    /// `Some(held back since the last time)` when the line may be said now.
+    fn pass(&mut self, now: Instant) -> Option<u64> {
+        if self.last.is_some_and(|t| now.duration_since(t) < Self::EVERY) {
+            self.held += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held))
+    }
+}
+
+/// ` (and N more like it)` for a throttled line that held `n` back.
+fn more(n: u64) -> String {
+    if n == 0 { String::new() } else { format!(" (and {n} more like it in the last 10 s)") }
 }
 
 /// The longest wait for the marker before publishing without it.
@@ -121,10 +176,12 @@ impl Note {
 /// commands (logged), never memory, and never stalls the connection.
 const NOTES: usize = 64;
 
-/// Hands `n` to the publisher without waiting.
-fn note(notes: &SyncSender<Note>, n: Note) {
+/// Hands `n` to the publisher without waiting; what is dropped is logged through `behind`.
+fn note(notes: &SyncSender<Note>, n: Note, behind: &mut Throttle) {
     if let Err(TrySendError::Full(n)) = notes.try_send(n) {
-        log::warn!("mqtt: the publisher is behind; dropped {}", n.what());
+        if let Some(held) = behind.pass(Instant::now()) {
+            log::warn!("mqtt: the publisher is behind; dropped {}{}", n.what(), more(held));
+        }
     }
 }
 
@@ -202,6 +259,7 @@ fn poll_connection(
     let waiting_since = Instant::now();
     let mut told_no_connack = false;
     let mut drain_until: Option<Instant> = None;
+    let mut behind = Throttle::default();
     loop {
         if stop.load(Ordering::Relaxed) && drain_until.is_none() {
             drain_until = Some(Instant::now() + Duration::from_secs(3));
@@ -217,24 +275,25 @@ fn poll_connection(
                 last_failure = None;
                 backoff = Duration::from_millis(500);
                 *lock(retained) = Retained::default();
-                note(notes, Note::Connected);
+                note(notes, Note::Connected, &mut behind);
             }
             Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
                 let payload = String::from_utf8_lossy(&p.payload).trim().to_owned();
                 if p.topic == ha_status {
-                    if payload == "online" {
-                        note(notes, Note::HomeAssistantOnline);
+                    // One waiting re-announcement covers any number of births.
+                    if payload == "online" && !std::mem::replace(&mut lock(retained).birth_pending, true) {
+                        note(notes, Note::HomeAssistantOnline, &mut behind);
                     }
                 } else if p.topic == sync {
                     lock(retained).synced = true;
-                    note(notes, Note::Synced);
+                    note(notes, Note::Synced, &mut behind);
                 } else if options.is_discovery(&p.topic) {
                     // Only what the broker kept from before; our own publications come back live.
-                    if p.retain && !payload.is_empty() {
-                        lock(retained).configs.insert(p.topic, payload);
+                    if p.retain && !p.payload.is_empty() {
+                        lock(retained).hear(p.topic);
                     }
                 } else if p.topic.starts_with(&control) {
-                    note(notes, Note::Command { topic: p.topic, payload });
+                    note(notes, Note::Command { topic: p.topic, payload }, &mut behind);
                 }
             }
             Ok(Ok(Event::Outgoing(Outgoing::Disconnect))) if drain_until.is_some() => return,
@@ -401,6 +460,8 @@ fn publish_loop(
     // Kept until carried out: a connection or Home Assistant's birth during the sync wait is
     // not forgotten.
     let mut announce = false;
+    let mut last_announce: Option<Instant> = None;
+    let mut refused = Throttle::default();
     let availability = options.availability();
     while !stop.load(Ordering::Relaxed) {
         match notes.recv_timeout(Duration::from_secs(1)) {
@@ -434,7 +495,7 @@ fn publish_loop(
             }
             Ok(Note::Synced) => {}
             Ok(Note::HomeAssistantOnline) => announce = true,
-            Ok(Note::Command { topic, payload }) => command(shared, options, &topic, &payload),
+            Ok(Note::Command { topic, payload }) => command(shared, options, &topic, &payload, &mut refused),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
@@ -450,10 +511,17 @@ fn publish_loop(
                 log::warn!("mqtt: the broker did not return the sync marker; publishing without it");
             }
             let configs = std::mem::take(&mut r.configs);
+            let ignored = std::mem::take(&mut r.ignored);
             drop(r);
+            if ignored > 0 {
+                log::warn!(
+                    "mqtt: the broker holds {ignored} more retained configs under {}/ than pace2pylon announces (at most {RETAINED_MAX} are looked at); the rest are left alone",
+                    options.discovery_prefix
+                );
+            }
             before = Before {
-                announced: Announced::from_topics(configs.keys().map(String::as_str), options),
-                unwanted: configs.into_keys().collect(),
+                announced: Announced::from_topics(configs.iter().map(String::as_str), options),
+                unwanted: configs.into_iter().collect(),
             };
             syncing = None;
             if let Err(e) = client.try_unsubscribe(options.discovery_filter()) {
@@ -461,9 +529,11 @@ fn publish_loop(
             }
         }
         let status = shared.status();
-        if announce {
+        if announce && last_announce.is_none_or(|t: Instant| t.elapsed() >= ANNOUNCE_EVERY) {
             sent = Sent::default();
             announce = false;
+            last_announce = Some(Instant::now());
+            lock(retained).birth_pending = false;
         }
         let wanted = entities(&status, options, &before.announced);
         // Discovery depends only on what the devices are, not on their values: rebuilt when that
@@ -496,8 +566,9 @@ fn publish_loop(
     let _ = client.try_disconnect();
 }
 
-/// Carries out a command from Home Assistant (only with `allow_control`).
-fn command(shared: &Handle, options: &Options, topic: &str, payload: &str) {
+/// Carries out a command from Home Assistant (only with `allow_control`); what is refused or
+/// unknown is logged through `refused`.
+fn command(shared: &Handle, options: &Options, topic: &str, payload: &str, refused: &mut Throttle) {
     if !options.allow_control {
         return;
     }
@@ -510,13 +581,20 @@ fn command(shared: &Handle, options: &Options, topic: &str, payload: &str) {
         ("rebalance_start/press", _) => Control::RebalanceStart,
         ("rebalance_cancel/press", _) => Control::RebalanceCancel,
         _ => {
-            log::warn!("mqtt: unknown command {topic} = {payload:?}");
+            if let Some(held) = refused.pass(Instant::now()) {
+                let shown: String = payload.chars().take(64).collect();
+                log::warn!("mqtt: unknown command {topic} = {shown:?}{}", more(held));
+            }
             return;
         }
     };
     match shared.control(&order) {
         Ok(done) => log::info!("mqtt: {done}"),
-        Err(e) => log::warn!("mqtt: {topic}: {e}"),
+        Err(e) => {
+            if let Some(held) = refused.pass(Instant::now()) {
+                log::warn!("mqtt: {topic}: {e}{}", more(held));
+            }
+        }
     }
 }
 
@@ -549,5 +627,28 @@ mod tests {
         let nested = options("ha/discovery", "home/battery");
         assert!(nested.is_discovery("ha/discovery/switch/home/battery/stack_forced_disable/config"));
         assert!(!nested.is_discovery("ha/discovery/switch/home/other/stack_forced_disable/config"));
+    }
+
+    #[test]
+    fn retained_discovery_is_bounded_in_count_and_topic_size() {
+        let mut r = Retained::default();
+        for k in 0..RETAINED_MAX + 600 {
+            r.hear(format!("homeassistant/sensor/pace2pylon/x{k}/config"));
+        }
+        r.hear(format!("homeassistant/sensor/pace2pylon/{}/config", "y".repeat(1000)));
+        assert_eq!(r.configs.len(), RETAINED_MAX);
+        assert_eq!(r.ignored, 601);
+    }
+
+    #[test]
+    fn a_throttled_line_is_said_once_per_period_with_the_count_held_back() {
+        let mut t = Throttle::default();
+        let t0 = Instant::now();
+        assert_eq!(t.pass(t0), Some(0));
+        for k in 1..=1000 {
+            assert_eq!(t.pass(t0 + Duration::from_millis(k)), None);
+        }
+        assert_eq!(t.pass(t0 + Throttle::EVERY), Some(1000));
+        assert_eq!(more(1000), " (and 1000 more like it in the last 10 s)");
     }
 }

@@ -203,7 +203,9 @@ struct Slcan {
 }
 
 impl Slcan {
-    fn new(link: Link, bitrate: Bitrate) -> Box<Self> {
+    fn new(mut link: Link, bitrate: Bitrate) -> Box<Self> {
+        // On a listening line, a newer peer takes over only with a parseable slcan line.
+        link.take_over_on(|| Box::new(SlcanDeframer::new()));
         Box::new(Self { link, deframer: SlcanDeframer::new(), bitrate, set_up_for: None })
     }
 

@@ -26,6 +26,9 @@ pub struct Stats {
     pub bytes_out: u64,
     /// Whether the link is connected now.
     pub connected: bool,
+    /// Bytes from a listening link's waiting peers that were no valid frame: counted, not
+    /// obeyed (see [`Link::take_over_on`]).
+    pub ignored_peer_bytes: u64,
 }
 
 enum Conn {
@@ -42,6 +45,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Silence on the line this long counts as an inter-frame gap (Modbus RTU's 3.5 characters are
 /// 4 ms at 9600 baud; console servers forward in chunks, so the gap is generous).
 const GAP: Duration = Duration::from_millis(50);
+/// The longest a link drains stale bytes before a request (a flooding peer never runs dry).
+const DRAIN_MAX: Duration = Duration::from_millis(50);
+/// The most stale bytes drained before a request.
+const DRAIN_MAX_BYTES: u64 = 64 << 10;
 /// How often a listening link with a peer looks for a newer one.
 const LISTEN_POLL: Duration = Duration::from_millis(200);
 /// How often a listening link without a peer looks for one (an inverter that connects waits at
@@ -82,12 +89,24 @@ pub struct Link {
     conn_spoke: bool,
     /// Told every byte written and read (a capture).
     tap: Option<crate::capture::Tap>,
+    /// A listening link's peer takes over only once it sent a valid frame of this framing.
+    takeover: Option<fn() -> Box<dyn Deframer>>,
 }
 
 /// A peer of a listening link other than the one it answers (non-blocking socket).
 struct Candidate {
     stream: TcpStream,
     spoke: bool,
+    /// With a take-over framing: its frames so far, none valid yet.
+    deframer: Option<Box<dyn Deframer>>,
+    /// It sent bytes that were no valid frame: never promoted.
+    garbage: bool,
+}
+
+impl Candidate {
+    fn new(stream: TcpStream, spoke: bool, framing: Option<fn() -> Box<dyn Deframer>>) -> Self {
+        Self { stream, spoke, deframer: framing.map(|f| f()), garbage: false }
+    }
 }
 
 /// A listening link keeps at most this many peers besides the current one; beyond that the
@@ -124,7 +143,16 @@ impl Link {
             taken_over: Vec::new(),
             conn_spoke: false,
             tap: None,
+            takeover: None,
         }
+    }
+
+    /// On a listening link, a newer peer takes over only once it has sent a valid frame of
+    /// `framing` (a request with a good checksum, a parseable slcan line); until then it waits,
+    /// and what else it sends is counted ([`Stats::ignored_peer_bytes`]), never obeyed. Without
+    /// this, any bytes make a peer take over.
+    pub fn take_over_on(&mut self, framing: fn() -> Box<dyn Deframer>) {
+        self.takeover = Some(framing);
     }
 
     /// Tells `tap` every byte this link writes and reads from now on (stale input it throws
@@ -379,16 +407,21 @@ impl Link {
     }
 
     /// Reads and throws away whatever arrives until the line has been quiet for [`IDLE`] (at most
-    /// [`IDLE_MAX`]), counting it as stale.
+    /// [`IDLE_MAX`] and [`DRAIN_MAX_BYTES`]), counting it as stale.
     fn wait_until_idle(&mut self, deframer: &mut dyn Deframer) {
         let until = Instant::now() + IDLE_MAX;
         let mut buf = [0u8; 1024];
         self.stats.stale_bytes += (deframer.clear() + self.pending.len()) as u64;
         self.pending.clear();
-        while Instant::now() < until {
+        let mut read = 0u64;
+        // A flood is never idle: the wait also ends after a bound of bytes.
+        while Instant::now() < until && read < DRAIN_MAX_BYTES {
             match self.read_into(&mut buf, IDLE) {
                 Ok(0) | Err(_) => return,
-                Ok(n) => self.stats.stale_bytes += n as u64,
+                Ok(n) => {
+                    read += n as u64;
+                    self.stats.stale_bytes += n as u64;
+                }
             }
         }
     }
@@ -408,7 +441,10 @@ impl Link {
             Conn::Tcp(s) => {
                 if s.set_nonblocking(true).is_ok() {
                     let mut buf = [0u8; 512];
-                    loop {
+                    // A peer that floods never runs dry: draining stops after a bound of time
+                    // and bytes, and the request goes out all the same.
+                    let until = Instant::now() + DRAIN_MAX;
+                    while dropped < DRAIN_MAX_BYTES && Instant::now() < until {
                         match s.read(&mut buf) {
                             Ok(0) => {
                                 let _ = s.set_nonblocking(false);
@@ -548,11 +584,11 @@ impl Link {
                 let _ = stream.set_nonblocking(false);
                 self.install(Conn::Tcp(stream));
             } else if stream.set_nonblocking(true).is_ok() {
-                self.candidates.push(Candidate { stream, spoke: false });
+                self.candidates.push(Candidate::new(stream, false, self.takeover));
             }
         }
         while self.candidates.len() > MAX_CANDIDATES {
-            let k = self.candidates.iter().position(|c| !c.spoke).unwrap_or(0);
+            let k = self.candidates.iter().position(|c| c.garbage || !c.spoke).unwrap_or(0);
             self.candidates.remove(k);
         }
         let mut k = 0;
@@ -561,17 +597,35 @@ impl Link {
             match self.candidates[k].stream.read(&mut buf) {
                 Ok(0) => drop(self.candidates.remove(k)),
                 Ok(n) => {
+                    let candidate = &mut self.candidates[k];
+                    let said = match candidate.deframer.as_mut() {
+                        None => buf[..n].to_vec(),
+                        Some(deframer) => {
+                            deframer.push(&buf[..n]);
+                            match deframer.next_frame() {
+                                Some(frame) => frame,
+                                None => {
+                                    // Not (yet) a valid frame: it waits, is never promoted, and
+                                    // its bytes are counted.
+                                    candidate.garbage = true;
+                                    self.stats.ignored_peer_bytes += n as u64;
+                                    k += 1;
+                                    continue;
+                                }
+                            }
+                        }
+                    };
                     let speaker = self.candidates.remove(k);
                     if speaker.stream.set_nonblocking(false).is_err() {
                         continue;
                     }
                     if let Some(Conn::Tcp(old)) = self.conn.take() {
                         if old.set_nonblocking(true).is_ok() {
-                            self.candidates.push(Candidate { stream: old, spoke: self.conn_spoke });
+                            self.candidates.push(Candidate::new(old, self.conn_spoke, self.takeover));
                         }
                     }
                     self.pending.clear();
-                    self.taken_over = buf[..n].to_vec();
+                    self.taken_over = said;
                     self.install(Conn::Tcp(speaker.stream));
                     self.conn_spoke = true;
                     return;
@@ -591,13 +645,15 @@ impl Link {
     /// when the peer left, or did not answer a request (a master on a listening link is never
     /// spoken to first, so its peers are tried newest first).
     fn promote_newest_candidate(&mut self) {
-        let Some(newest) = self.candidates.pop() else { return };
+        // One that sent garbage is never promoted.
+        let Some(k) = self.candidates.iter().rposition(|c| !c.garbage) else { return };
+        let newest = self.candidates.remove(k);
         if newest.stream.set_nonblocking(false).is_err() {
             return;
         }
         if let Some(Conn::Tcp(old)) = self.conn.take() {
             if old.set_nonblocking(true).is_ok() {
-                self.candidates.insert(0, Candidate { stream: old, spoke: self.conn_spoke });
+                self.candidates.insert(0, Candidate::new(old, self.conn_spoke, self.takeover));
             }
         }
         self.pending.clear();

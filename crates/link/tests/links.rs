@@ -344,3 +344,69 @@ fn a_rejected_frame_is_named_with_its_raw_bytes_escaped() {
     assert!(why.chars().all(|c| c.is_ascii() && !c.is_ascii_control()), "{why:?}");
     assert!(why.contains("\\t") && why.contains("\\xff"), "{why}");
 }
+
+/// A peer that floods the line never runs dry: draining the stale bytes before a request is
+/// bounded, so the request goes out and times out as it would, within a second.
+#[test]
+fn a_flooding_peer_does_not_keep_drop_stale_reading_forever() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", listener.local_addr().unwrap());
+    let flood = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let junk = [b'x'; 4096];
+        let until = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < until && s.write_all(&junk).is_ok() {}
+    });
+    let mut link = Link::open(&url).unwrap();
+    link.connect().unwrap();
+    thread::sleep(Duration::from_millis(200));
+    let mut d = AsciiDeframer::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let result = link.request(REQUEST, &mut d, Duration::from_millis(300));
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "a request took {took:?} against a flood");
+        assert!(matches!(result, Err(Error::Timeout { .. })), "{result:?}");
+    }
+    assert!(link.stats().stale_bytes > 0);
+    drop(link);
+    flood.join().unwrap();
+}
+
+/// On a listening link a newer peer that sends garbage never takes the line over from the
+/// master that polls: it waits, its bytes are counted, and it is never promoted; one that sends
+/// a request with a good checksum takes over.
+#[test]
+fn a_garbage_peer_on_a_listening_link_never_takes_over() {
+    let mut link = Link::open("tcp-listen://127.0.0.1:0").unwrap();
+    link.take_over_on(|| Box::new(AsciiDeframer::new()));
+    let addr = link.local_addr().unwrap().unwrap();
+    let mut d = AsciiDeframer::new();
+    let mut master = TcpStream::connect(addr).unwrap();
+    master.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut answer = |link: &mut Link, master: &mut TcpStream| {
+        master.write_all(REQUEST).unwrap();
+        let got = link.receive(&mut d, Instant::now() + Duration::from_secs(2)).unwrap();
+        assert_eq!(got.as_deref(), Some(REQUEST));
+        link.send(ACK).unwrap();
+        let mut buf = vec![0u8; ACK.len()];
+        master.read_exact(&mut buf).unwrap();
+    };
+    answer(&mut link, &mut master);
+    let mut garbage = TcpStream::connect(addr).unwrap();
+    garbage.write_all(b"\x00\xffGET / HTTP/1.1\r\n~2501464200\r~garbage\r").unwrap();
+    thread::sleep(Duration::from_millis(100));
+    for _ in 0..5 {
+        answer(&mut link, &mut master);
+    }
+    assert!(link.stats().ignored_peer_bytes > 0, "{:?}", link.stats());
+    assert_eq!(link.stats().reconnects, 0, "the garbage peer never took the line");
+    // A real master reconnecting (the old connection lost without a FIN) takes over with a
+    // request of good checksum.
+    let mut newer = TcpStream::connect(addr).unwrap();
+    newer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    thread::sleep(Duration::from_millis(50));
+    answer(&mut link, &mut newer);
+    assert_eq!(link.stats().reconnects, 1);
+    drop(garbage);
+}

@@ -128,6 +128,24 @@ pub const MAX_DECODE_LINE: usize = 64 * 1024;
 /// # Errors
 /// I/O errors of the input or the outputs.
 pub fn decode_stream<R: BufRead, W: Write, E: Write>(
+    input: R,
+    out: &mut W,
+    err: &mut E,
+    json: bool,
+    mut decode: impl FnMut(&[u8], &mut W) -> Result<(), String>,
+) -> io::Result<usize> {
+    decode_lines(input, out, err, json, |line, out| match frame_in_line(line) {
+        Some(frame) => decode(frame, out),
+        None => Ok(()),
+    })
+}
+
+/// As [`decode_stream`], handing `decode` each whole line (without its newline; any bytes, UTF-8
+/// or not): it says what the line holds, or what is wrong with it.
+///
+/// # Errors
+/// I/O errors of the input or the outputs.
+pub fn decode_lines<R: BufRead, W: Write, E: Write>(
     mut input: R,
     out: &mut W,
     err: &mut E,
@@ -141,10 +159,7 @@ pub fn decode_stream<R: BufRead, W: Write, E: Write>(
         let result = match read_line_bounded(&mut input, &mut line, MAX_DECODE_LINE)? {
             Line::End => break,
             Line::TooLong => Err(format!("too long (more than {MAX_DECODE_LINE} bytes); skipped")),
-            Line::Line => match frame_in_line(&line) {
-                Some(frame) => decode(frame, out),
-                None => Ok(()),
-            },
+            Line::Line => decode(&line, out),
         };
         n += 1;
         if let Err(e) = result {
@@ -477,5 +492,46 @@ pub fn modbus_call(
             None => return Ok(None),
         }
         next = link.receive(&mut deframer, deadline).map_err(|e| e.to_string())?;
+    }
+}
+
+/// An error and its causes on one line, `outer: cause: …`, each cause said once: one whose text
+/// the line already holds (an error that prints its source itself) is not said again.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::error_chain;
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "tcp-listen://0.0.0.0:502: cannot open: {}", self.0)
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn errors_print_their_cause_once() {
+        let e = Outer(std::io::Error::from(std::io::ErrorKind::AddrInUse));
+        let text = error_chain(&e);
+        assert_eq!(text.matches("address in use").count(), 1, "{text}");
     }
 }

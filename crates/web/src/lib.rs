@@ -240,9 +240,19 @@ impl Api {
             match pair.split_once('=') {
                 Some(("limit", v)) => match v.parse::<usize>() {
                     Ok(n) if (1..=1000).contains(&n) => limit = n,
-                    _ => return Reply::error(400, format!("limit={v}: give a number from 1 to 1000")),
+                    _ => {
+                        return Reply::error(
+                            400,
+                            format!("limit={}: give a number from 1 to 1000", head::echo(v)),
+                        );
+                    }
                 },
-                _ => return Reply::error(400, format!("unknown parameter '{pair}'; only limit=N is known")),
+                _ => {
+                    return Reply::error(
+                        400,
+                        format!("unknown parameter '{}'; only limit=N is known", head::echo(pair)),
+                    );
+                }
             }
         }
         Reply::json(200, &serde_json::json!({ "events": self.shared.recent_events(limit) }))
@@ -323,6 +333,7 @@ impl Api {
             Ok(done) => Reply::json(200, &serde_json::json!({ "ok": true, "message": done })),
             Err(e @ Refused::BadRequest(_)) => Reply::error(400, e.to_string()),
             Err(e @ Refused::Conflict(_)) => Reply::error(409, e.to_string()),
+            Err(e @ Refused::TooMany(_)) => Reply::error(429, e.to_string()),
             Err(e) => Reply::error(500, e.to_string()),
         }
     }

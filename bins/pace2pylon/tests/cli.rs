@@ -397,3 +397,31 @@ fn simulate_runs_a_fault_schedule_file_and_names_a_bad_line() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Configurations that cannot be: one that never ends (a link to /dev/zero), and [can] and
+/// [pylon] listening on one port (`run` died naming neither).
+#[test]
+fn config_files_are_read_bounded_and_listening_ports_are_not_shared() {
+    let dir = std::env::temp_dir().join(format!("p2p-cli-bounded-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let zero = dir.join("zero.toml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let started = Instant::now();
+    let out = Command::new(BIN).arg("check-config").arg(&zero).output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("zero.toml") && err.contains("more than 1048576 bytes"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (code, _, err) = check(
+        "[pylon]\nlink = \"tcp-listen://0.0.0.0:5020\"\n\n[can]\nlink = \"slcan+tcp-listen://127.0.0.1:5020\"\n\n\
+         [[pack]]\nlink = \"tcp://h:2\"\n",
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("can.link: slcan+tcp-listen://127.0.0.1:5020 listens on the port pylon.link listens on"),
+        "{err}"
+    );
+    // Each cause is said once.
+    assert_eq!(err.matches("listens on").count(), 2, "{err}");
+}

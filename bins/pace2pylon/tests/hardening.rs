@@ -783,3 +783,71 @@ fn history_clients_that_do_not_read_keep_memory_bounded() {
     );
     assert_eq!(samples[0]["packs"].as_array().unwrap().len(), 64);
 }
+
+/// A TCP peer that floods its line: `scan` ends in bounded time instead of reading forever, and
+/// the daemon polling it stops within a second of SIGTERM.
+#[test]
+fn a_flooding_peer_neither_holds_scan_nor_the_daemons_stop() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let flooder = std::thread::spawn(move || {
+        listener.set_nonblocking(true).unwrap();
+        let mut peers: Vec<TcpStream> = Vec::new();
+        let junk = [0x55u8; 8192];
+        while !s.load(Ordering::Relaxed) {
+            if let Ok((p, _)) = listener.accept() {
+                p.set_nonblocking(true).unwrap();
+                peers.push(p);
+            }
+            peers.retain_mut(
+                |p| !matches!(p.write(&junk), Err(e) if e.kind() != std::io::ErrorKind::WouldBlock),
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .args(["scan", &format!("tcp://127.0.0.1:{port}"), "--timeout", "0.3", "--listen", "1"])
+        .output()
+        .unwrap();
+    let scan = started.elapsed();
+    eprintln!("scan against a flooding peer: {scan:?}");
+    assert!(scan < Duration::from_secs(30), "scan took {scan:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).is_empty() || !out.stderr.is_empty());
+
+    let dir = std::env::temp_dir().join(format!("p2p-flood-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = format!(
+        "[pylon]\nlink = \"tcp-listen://127.0.0.1:{}\"\n\n[[pack]]\nlink = \"tcp://127.0.0.1:{port}\"\n\n\
+         [state]\nstate_file = \"{1}/state.json\"\nevent_log = \"{1}/events.jsonl\"\n\n[http]\nenabled = false\n",
+        free_port(),
+        dir.display()
+    );
+    std::fs::write(dir.join("run.toml"), config).unwrap();
+    let mut run = pace2pylon(
+        &["run", "--config", dir.join("run.toml").to_str().unwrap()],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(run.0.try_wait().unwrap().is_none(), "the daemon runs against the flood");
+    let ticks = cpu_ticks(run.0.id());
+    std::thread::sleep(Duration::from_secs(2));
+    let busy = cpu_ticks(run.0.id()) - ticks;
+    eprintln!("daemon polling a flooding peer: {busy} CPU ticks in 2 s");
+    let sent = Instant::now();
+    let _ = Command::new("kill").args(["-TERM", &run.0.id().to_string()]).status();
+    while run.0.try_wait().unwrap().is_none() {
+        assert!(sent.elapsed() < Duration::from_secs(5), "SIGTERM under a flood took over 5 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stopped = sent.elapsed();
+    eprintln!("stopped {stopped:?} after SIGTERM under a flood");
+    assert!(stopped < Duration::from_millis(1500), "{stopped:?}");
+    stop.store(true, Ordering::Relaxed);
+    flooder.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

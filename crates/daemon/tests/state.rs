@@ -88,3 +88,46 @@ fn a_state_file_from_before_the_energy_meters_loads_with_them_at_zero() {
     assert!(loaded.overrides.forced_disable);
     assert_eq!(loaded.energy, Energy::default());
 }
+
+/// Each refusal names `--reset-state`: a state file too big to be one, a link to /dev/zero, a
+/// folder, a newer format version, and energy meters no battery can hold.
+#[test]
+fn state_files_are_read_bounded_and_validated() {
+    let d = dir("bounded");
+    let path = d.join("state.json");
+    let refused = |why: &str| {
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains(why) && e.contains("--reset-state"), "{why}: {e}");
+    };
+    std::fs::write(&path, vec![b' '; 3 << 20]).unwrap();
+    refused("more than 1048576 bytes");
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+    refused("more than 1048576 bytes");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    refused("it is a folder");
+    std::fs::remove_dir(&path).unwrap();
+    std::fs::write(&path, r#"{"version": 2}"#).unwrap();
+    refused("version 2, newer than this pace2pylon reads (1)");
+    for (meter, why) in [
+        (
+            r#"{"stack": {"charged_wh": -5e9, "discharged_wh": 0}, "packs": []}"#,
+            "stack charged energy meter holds -5000000000 Wh",
+        ),
+        (
+            r#"{"stack": {"charged_wh": 0, "discharged_wh": 1e308}, "packs": []}"#,
+            "stack discharged energy meter",
+        ),
+        (
+            r#"{"stack": {"charged_wh": 0, "discharged_wh": 0}, "packs": [{"charged_wh": 2e9, "discharged_wh": 0}]}"#,
+            "pack 1 charged energy meter",
+        ),
+    ] {
+        std::fs::write(&path, format!(r#"{{"version": 1, "energy": {meter}}}"#)).unwrap();
+        refused(why);
+    }
+    std::fs::write(&path, r#"{"version": 1}"#).unwrap();
+    assert_eq!(load(&path).unwrap().version, 1);
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -410,3 +410,41 @@ fn a_garbage_peer_on_a_listening_link_never_takes_over() {
     assert_eq!(link.stats().reconnects, 1);
     drop(garbage);
 }
+
+/// The CAN side's listening link: random bytes from a newer client never make it the adapter;
+/// the real one goes on getting every line, and an adapter that sends a parseable slcan frame
+/// takes over.
+#[test]
+fn a_garbage_client_never_takes_the_can_listening_link() {
+    let mut link = Link::open("tcp-listen://127.0.0.1:0").unwrap();
+    link.take_over_on(|| Box::new(link::SlcanDeframer::new()));
+    let addr = link.local_addr().unwrap().unwrap();
+    let mut adapter = TcpStream::connect(addr).unwrap();
+    adapter.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    link.connect().unwrap();
+    let line = b"t35E8PYLON   \r";
+    let mut got = vec![0u8; line.len()];
+    link.send(line).unwrap();
+    adapter.read_exact(&mut got).unwrap();
+    let mut garbage = TcpStream::connect(addr).unwrap();
+    garbage.write_all(&[0x13, 0x37, 0xFF, b'\r', b'x', b'y', b'\r']).unwrap();
+    thread::sleep(Duration::from_millis(50));
+    for _ in 0..10 {
+        let mut d = link::SlcanDeframer::new();
+        assert_eq!(link.receive(&mut d, Instant::now() + Duration::from_millis(20)).unwrap(), None);
+        link.send(line).unwrap();
+        adapter.read_exact(&mut got).unwrap();
+        assert_eq!(got, line, "the real adapter gets every line");
+    }
+    assert!(link.stats().ignored_peer_bytes >= 7, "{:?}", link.stats());
+    let mut newer = TcpStream::connect(addr).unwrap();
+    newer.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    newer.write_all(b"t30580000000000000000\r").unwrap();
+    thread::sleep(Duration::from_millis(50));
+    let mut d = link::SlcanDeframer::new();
+    let frame = link.receive(&mut d, Instant::now() + Duration::from_secs(1)).unwrap();
+    assert_eq!(frame.as_deref(), Some(&b"t30580000000000000000\r"[..]));
+    link.send(line).unwrap();
+    newer.read_exact(&mut got).unwrap();
+    drop(garbage);
+}

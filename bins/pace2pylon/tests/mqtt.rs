@@ -312,7 +312,8 @@ fn a_flood_of_home_assistant_births_is_neither_a_log_flood_nor_a_discovery_flood
         }
     });
     let config = "homeassistant/sensor/pace2pylon/pack1_voltage/config";
-    seen.wait("the first discovery", Duration::from_secs(30), |s| s.count(|t| t == config) > 0);
+    seen.wait("online", Duration::from_secs(30), |s| s.last(AVAILABILITY).as_deref() == Some("online"));
+    seen.wait("the first discovery", Duration::from_secs(60), |s| s.count(|t| t == config) > 0);
     let before = seen.count(|t| t == config);
     let lines_before = log.lock().unwrap().len();
     let started = Instant::now();

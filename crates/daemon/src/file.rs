@@ -12,6 +12,25 @@ pub const STATE_MAX_BYTES: u64 = 1 << 20;
 /// The most a file holding one secret may hold.
 pub const SECRET_MAX_BYTES: u64 = 64 << 10;
 
+/// `O_NOFOLLOW` on Linux: the daemon's own files are never opened through a link.
+pub const O_NOFOLLOW: i32 = 0o400_000;
+
+/// A new, empty file at `path` (mode 0600) for a temp file about to be renamed into place:
+/// whatever is there (a leftover, or a link planted there) is removed first, and the file is
+/// created new, never through a link.
+///
+/// # Errors
+/// It cannot be removed or created.
+pub fn create_fresh(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(O_NOFOLLOW).open(path)
+}
+
 /// The whole of `path` if it holds at most `limit` bytes.
 ///
 /// # Errors
@@ -45,6 +64,22 @@ pub fn read_text_bounded(path: &Path, limit: u64) -> io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_temp_file_is_never_written_through_a_planted_link() {
+        let dir = std::env::temp_dir().join(format!("p2p-fresh-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let tmp = dir.join("state.json.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        let mut f = create_fresh(&tmp).unwrap();
+        std::io::Write::write_all(&mut f, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&tmp).unwrap(), "new");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_file_beyond_its_bound_is_refused_and_dev_zero_ends() {

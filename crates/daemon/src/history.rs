@@ -65,7 +65,7 @@ impl HistoryFile {
             text.push('\n');
         }
         {
-            let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            let mut f = crate::file::create_fresh(&tmp)?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
         }
@@ -81,7 +81,12 @@ impl HistoryFile {
     pub fn append(&mut self, sample: &Sample) -> io::Result<()> {
         let mut line = serde_json::to_string(sample).map_err(io::Error::other)?;
         line.push('\n');
-        let mut f = OpenOptions::new().append(true).create(true).mode(0o600).open(&self.path)?;
+        let mut f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(crate::file::O_NOFOLLOW)
+            .open(&self.path)?;
         f.write_all(line.as_bytes())?;
         self.lines += 1;
         if self.lines >= 2 * KEEP {

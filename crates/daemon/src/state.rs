@@ -115,13 +115,7 @@ pub fn save(path: &Path, state: &Persisted) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(state).map_err(|e| io_err(path)(io::Error::other(e)))?;
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
     {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
+        let mut f = crate::file::create_fresh(&tmp).map_err(io_err(&tmp))?;
         f.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
         f.write_all(b"\n").map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
@@ -211,6 +205,7 @@ impl EventLog {
             .append(true)
             .create(true)
             .mode(0o600)
+            .custom_flags(crate::file::O_NOFOLLOW)
             .open(&self.path)
             .map_err(io_err(&self.path))?;
         let mut text = serde_json::to_string(line).map_err(|e| io_err(&self.path)(io::Error::other(e)))?;

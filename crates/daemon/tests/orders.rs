@@ -71,6 +71,7 @@ fn a_flood_of_identical_orders_writes_one_event_and_is_rate_limited() {
             Err(e) => panic!("{e}"),
         }
     }
+    eprintln!("200 identical orders: {} taken, {refused} refused", taken.len());
     let forced: Vec<String> = events(&d).into_iter().filter(|e| e.contains("forced_disable")).collect();
     assert_eq!(forced, ["operator: forced_disable: true"], "one event for one change");
     assert_eq!(taken[0], "charging and discharging forced off");

@@ -98,7 +98,8 @@ pub fn bound(key: &str) -> Option<&'static Bound> {
 pub fn check(key: &str, v: f64) -> Result<(), String> {
     let Some(b) = bound(key) else { return Err(format!("no bound is known for {key}")) };
     if !v.is_finite() {
-        return Err(format!("{v} is not a number; give a value from {} to {}", b.lo, b.hi));
+        let what = if v.is_nan() { "not a number" } else { "not a finite number" };
+        return Err(format!("{v} is {what}; give a value from {} to {}", b.lo, b.hi));
     }
     if !(b.lo..=b.hi).contains(&v) {
         return Err(format!("{v} is outside {}..{} ({})", b.lo, b.hi, b.why));
@@ -146,7 +147,7 @@ mod tests {
         for b in BOUNDS {
             for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
                 let e = check(b.key, v).unwrap_err();
-                assert!(e.contains("not a number"), "{}: {e}", b.key);
+                assert!(e.contains("number; give a value from"), "{}: {e}", b.key);
             }
             assert!(check(b.key, b.lo).is_ok() && check(b.key, b.hi).is_ok(), "{}", b.key);
             assert!(check(b.key, b.hi + 1.0).is_err(), "{}", b.key);

@@ -46,6 +46,9 @@ use wire::{Dir, Noise, Wire};
 
 /// How often the simulated inverter asks 0x63, ms.
 pub const INVERTER_EVERY_MS: u64 = 1000;
+
+/// The simulated inverter runs on its no-comm settings after this long without an answer.
+pub const INVERTER_NO_COMM_S: u64 = 30;
 /// A Pace BMS's think time before it answers, ms.
 pub const PACK_REPLY_DELAY_MS: u64 = 30;
 /// The inverter's 0x63 request at ADR 2.
@@ -189,6 +192,8 @@ pub struct World {
     /// Times the responder's 0x63 answer turned to both enable bits clear (exact: the answer
     /// only changes at a controller step).
     pub both_off_answers: u64,
+    /// When the inverter last heard an answer to its poll, plant seconds (`None`: never).
+    pub answered_at: Option<u64>,
     decision: Option<Decision>,
     limits: Option<Limits>,
     /// The snapshot's enable flags and view when the 0x63 answer was last probed.
@@ -242,6 +247,7 @@ impl World {
             limits: None,
             probed: None,
             both_off_answers: 0,
+            answered_at: None,
             orders: Vec::new(),
             events: Vec::new(),
             told: Vec::new(),
@@ -478,6 +484,7 @@ impl World {
                     }
                 }
                 Dir::ToDaemon => {
+                    self.answered_at = Some(self.t);
                     self.plant.inverter.bms = Reply::parse(0x63, &transfer.bytes, Dialect::default())
                         .ok()
                         .and_then(|r| match r.outcome {
@@ -488,10 +495,15 @@ impl World {
             }
         }
         if now >= self.next_bms_poll_ms {
+            // Polls that go unanswered (a daemon restarting stays silent until its first complete
+            // snapshot) are a lost BMS too: after 30 s the inverter runs on its no-comm settings.
+            if self.answered_at.is_some_and(|at| self.t.saturating_sub(at) >= INVERTER_NO_COMM_S) {
+                self.plant.inverter.bms = None;
+            }
             match self.inverter_lost_at {
                 None => self.bms_wire.send(now, REQUEST_0X63.to_vec()),
                 // It keeps the last answer for 30 s, then runs on its no-comm settings.
-                Some(at) if self.t.saturating_sub(at) >= 30 => self.plant.inverter.bms = None,
+                Some(at) if self.t.saturating_sub(at) >= INVERTER_NO_COMM_S => self.plant.inverter.bms = None,
                 Some(_) => {}
             }
             self.next_bms_poll_ms = now + INVERTER_EVERY_MS;
@@ -591,6 +603,14 @@ impl World {
     /// Whether the inverter polls (no `lose inverter` in force).
     pub fn inverter_polling(&self) -> bool {
         self.inverter_lost_at.is_none()
+    }
+
+    /// Whether the inverter hears the daemon: it polls, and an answer came within `within_s`.
+    /// While the daemon is silent by design (before its first complete snapshot after a start)
+    /// the inverter runs on what it last heard, then on its own settings: not the daemon's
+    /// decisions.
+    pub fn inverter_hears_the_daemon(&self, within_s: u64) -> bool {
+        self.inverter_polling() && self.answered_at.is_some_and(|at| self.t.saturating_sub(at) <= within_s)
     }
 
     /// Whether an event line containing `needle` was written.

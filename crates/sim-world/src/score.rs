@@ -309,8 +309,10 @@ pub fn simulate(config: &Config, days: f64, seed: u64, schedule: &Schedule) -> R
         }
         cell_over = over;
         // Enabled while a rule holds, judged on the packs' true BMS state (rules 4, 5, 6, 15, 16) —
-        // while the inverter listens: an inverter that lost its BMS runs on its own settings.
-        let wrong = w.inverter_polling()
+        // while the inverter hears the daemon: one that lost its BMS, or polls a daemon that is
+        // silent by design (before its first complete snapshot after a restart, SAFETY.md §3),
+        // runs on what it last heard and then on its own settings.
+        let wrong = w.inverter_hears_the_daemon(detect_s)
             && w.plant.packs.iter().any(|p| {
                 let (c, d) = blocks(p, rebalancing);
                 (charge && c) || (discharge && d)

@@ -109,3 +109,20 @@ proptest! {
         );
     }
 }
+
+/// Found by `random_fault_schedules_violate_nothing` (seed 723064): a daemon restart while its one
+/// pack is noisy leaves the responder silent by design (no complete snapshot yet). The inverter ran
+/// on the last answer it heard, and the scorer took that for the daemon's decision. Now the
+/// inverter falls back to its own settings after 30 s of unanswered polls, and "enabled while a
+/// rule holds" is judged only while the inverter hears the daemon.
+#[test]
+fn regression_a_silent_restarted_daemon_is_not_taken_for_its_last_answer() {
+    let text = "every 4h ±80m: noise pack * for 742s then quiet pack * | silence pack * for 165s then restore pack * | restart daemon for 15s | lose inverter for 165s then restore inverter\n\
+                every 4h ±80m: restart daemon for 15s | silence pack * for 190s then restore pack * | noise pack * for 894s then quiet pack *\n\
+                every 1h ±20m: silence pack * for 32s then restore pack * | fault pack * cell-ov for 126s then clear pack *\n\
+                every 4h ±80m: fault pack * mosfet-fault for 494s then clear pack *\n";
+    let config = default_config(1).unwrap();
+    let schedule = Schedule::parse(text, "generated").unwrap();
+    let run = simulate(&config, 1.0, 723_064, &schedule);
+    assert_eq!(run.scorecard.safety_violations.total, 0, "{}", report(&run, 1, 1.0, "FILE"));
+}

@@ -473,6 +473,12 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `x` rounded to tenths, a negative zero made positive: a current of -0.04 A shows as +0.0 A.
+fn tenths(x: f64) -> f64 {
+    let r = (x * 10.0).round() / 10.0;
+    if r == 0.0 { 0.0 } else { r }
+}
+
 /// The longest command line taken from standard input; longer ones are skipped.
 const MAX_COMMAND_LINE: usize = 4096;
 
@@ -1035,7 +1041,7 @@ fn print_status(sim: &Sim, daemon: &daemon::runtime::Daemon) {
         .packs
         .iter()
         .max_by(|a, b| a.current_a.abs().total_cmp(&b.current_a.abs()))
-        .map_or(String::new(), |p| format!(" | worst pack {} {:+.1} A", p.number, p.current_a));
+        .map_or(String::new(), |p| format!(" | worst pack {} {:+.1} A", p.number, tenths(p.current_a)));
     let trips: u32 = plant.packs.iter().map(|p| p.charge_oc_trips + p.discharge_oc_trips).sum();
     let damage = match (trips, plant.blown_fuses()) {
         (0, 0) => String::new(),
@@ -1049,7 +1055,7 @@ fn print_status(sim: &Sim, daemon: &daemon::runtime::Daemon) {
         onoff(discharge),
         view.map_or("-".into(), |v| format!("{} %", v.soc.raw())),
         plant.bus_v,
-        plant.current_a,
+        tenths(plant.current_a),
         plant.inverter.pv_w,
         plant.inverter.load_w,
         plant.inverter.grid_w,

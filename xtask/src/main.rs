@@ -586,7 +586,7 @@ fn soak(root: &Path, days: f64, seeds: Option<u64>) -> Result<()> {
     let mut rows: Vec<_> = rows.into_inner().map_err(|_| anyhow::anyhow!("a soak thread panicked"))?;
     rows.sort_by_key(|r| r.as_ref().map_or(0, |r| r.0));
     println!(
-        "\n| seed | packs | violations | lock-out h | time-to-safe reported / silent s | rebalances | events | took s |\n|---:|---:|---:|---:|---|---:|---:|---:|"
+        "\n| seed | packs | violations | harm: OC trips / fuses / OV trips / excused | worst pack A | lock-out h | time-to-safe reported / silent s | rebalances | events | took s |\n|---:|---:|---:|---|---:|---:|---|---:|---:|---:|"
     );
     let mut failed = Vec::new();
     let mut plant_s = 0.0;
@@ -594,15 +594,25 @@ fn soak(root: &Path, days: f64, seeds: Option<u64>) -> Result<()> {
         let (seed, packs, took, card) = row?;
         let v = card["safety_violations"]["total"].as_u64().context("not a scorecard")?;
         let lockout = card["availability"]["lockout_hours"].as_f64().unwrap_or(0.0);
+        let h = &card["harm"];
+        let harmed = ["bms_over_current_trips", "fuses_blown", "bms_over_voltage_trips_outside_rebalance"]
+            .iter()
+            .map(|k| h[k].as_u64().unwrap_or(0))
+            .sum::<u64>();
         plant_s += days * 86400.0;
         println!(
-            "| {seed} | {packs} | {v} | {lockout} | {} / {} | {} | {} | {took:.1} |",
+            "| {seed} | {packs} | {v} | {} / {} / {} / {} | {} | {lockout} | {} / {} | {} | {} | {took:.1} |",
+            h["bms_over_current_trips"],
+            h["fuses_blown"],
+            h["bms_over_voltage_trips_outside_rebalance"],
+            h["excused_step_trips"],
+            h["worst_pack_current_a"],
             card["time_to_safe_s"]["reported_fault_max"],
             card["time_to_safe_s"]["silent_pack_max"],
             card["rebalances"]["started"],
             card["events"]
         );
-        if v > 0 || lockout > 0.0 {
+        if v > 0 || harmed > 0 || lockout > 0.0 {
             failed.push(format!(
                 "pace2pylon simulate --days {days} --seed {seed} --packs {packs} --faults default --trace"
             ));
@@ -616,7 +626,7 @@ fn soak(root: &Path, days: f64, seeds: Option<u64>) -> Result<()> {
     );
     if !failed.is_empty() {
         bail!(
-            "{} seeds violated an invariant or locked out; replay each with:\n  {}",
+            "{} seeds violated an invariant, harmed the plant or locked out; replay each with:\n  {}",
             failed.len(),
             failed.join("\n  ")
         );

@@ -405,6 +405,15 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
         a.grid_to_load_kwh,
         a.pv_unused_kwh
     );
+    let h = &card.harm;
+    say!(
+        "  harm: BMS over-current trips {}, fuses blown {}, BMS over-voltage trips outside a rebalance {}, excused step trips {}, worst pack current {:.1} A",
+        h.bms_over_current_trips,
+        h.fuses_blown,
+        h.bms_over_voltage_trips_outside_rebalance,
+        h.excused_step_trips,
+        h.worst_pack_current_a
+    );
     let r = &card.rebalances;
     say!("  rebalances: {} started, {} completed, {} cancelled", r.started, r.completed, r.cancelled);
     let secs = |s: Option<f64>| s.map_or("-".to_owned(), |s| format!("{s:.2} s"));
@@ -413,9 +422,10 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
         secs(card.time_to_safe_s.reported_fault_max),
         secs(card.time_to_safe_s.silent_pack_max)
     );
-    let violations: Vec<&String> = run.events.iter().filter(|e| e.contains(" violation: ")).collect();
+    let violations: Vec<&String> =
+        run.events.iter().filter(|e| e.contains(" violation: ") || e.contains(" harm: ")).collect();
     if !violations.is_empty() {
-        say!("  the violations (the first 20), with what led to each:");
+        say!("  the violations and harm (the first 20), with what led to each:");
         for line in violations.iter().take(20) {
             // The events of the 5 plant minutes before it, at most 8.
             let k = run.events.iter().position(|e| std::ptr::eq(e, *line)).unwrap_or(0);

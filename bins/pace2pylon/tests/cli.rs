@@ -99,7 +99,11 @@ fn the_v2_keys_are_checked_naming_the_key() {
             "safety.taper.charge_temp_c: a taper table needs at least one point",
         ),
         ("[safety.taper]\ncharge_cells = []\n", "unknown field `charge_cells`"),
-        ("[rebalance]\nunlock_grace_s = 0\n", "rebalance.unlock_grace_s: 0 is outside 1..3600"),
+        ("[rebalance]\nhold_charge_a = 20\n", "rebalance.hold_charge_a: 20 is outside 0..10"),
+        ("[rebalance]\nunlock_grace_s = 30\n", "rebalance.unlock_grace_s: this key is gone"),
+        ("[safety]\njoin_delta_mv = 1000\n", "safety.join_delta_mv: 1000 is outside 20..300"),
+        ("[safety]\njoin_settle_s = 0\n", "safety.join_settle_s: 0 is outside 1..600"),
+        ("[safety]\njoin_wait_max_s = 5\n", "safety.join_wait_max_s: 5 is outside 10..86400"),
         ("[rebalance]\nbalanced_delta_mv = 2\n", "rebalance.balanced_delta_mv: 2 is outside 5..500"),
     ] {
         let (code, _, err) = check(&format!("{base}\n{extra}"));

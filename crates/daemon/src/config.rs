@@ -166,8 +166,11 @@ pub struct Rebalance {
     pub balanced_delta_mv: u16,
     /// ... unless this long has passed since the threshold was hit, seconds.
     pub hold_max_s: u64,
-    /// At completion, rules 6 and 11 stay relaxed until the packs are unlocked or this long, seconds.
-    pub unlock_grace_s: u64,
+    /// During the top hold, charge at most this per pack that can take charge, A (SAFETY.md §2b).
+    pub hold_charge_a: f64,
+    /// The v2 key, replaced by `safety.join_wait_max_s`: refused with a message saying so.
+    #[serde(skip_serializing)]
+    pub unlock_grace_s: Option<u64>,
     /// Settling ends after this long at the latest, seconds.
     pub settle_max_s: u64,
     /// A rule-14 trigger this soon after the last completion raises `pack_imbalance` instead of
@@ -186,7 +189,8 @@ impl Default for Rebalance {
             tail_current_a: 5.0,
             balanced_delta_mv: 40,
             hold_max_s: 4 * 3600,
-            unlock_grace_s: 30,
+            hold_charge_a: 2.0,
+            unlock_grace_s: None,
             settle_max_s: 36 * 3600,
             retrigger_min_s: 3 * 86400,
         }
@@ -541,6 +545,14 @@ pub struct Safety {
     pub pack_current_guard: f64,
     /// §2a: while a BMS under-voltage protection holds, charge at most this per pack, A.
     pub recovery_charge_a: f64,
+    /// §2b: a pack's MOSFET is switched on only within this of the bus, mV.
+    pub join_delta_mv: u16,
+    /// §2b: the next pack joins after the last one's current stayed below half its alarm this
+    /// long, seconds.
+    pub join_settle_s: f64,
+    /// §2b: a pack too far from the bus blocks the direction that widens the gap at most this
+    /// long, seconds; then it is left out and joins when the gap closes.
+    pub join_wait_max_s: u64,
     /// §2a: the taper tables.
     pub taper: TaperTables,
 }
@@ -603,7 +615,10 @@ impl Safety {
     ///
     /// # Errors
     /// The key of a bad taper table and what is wrong with it.
-    pub fn limit_settings(&self) -> Result<translator::limits::LimitSettings, (String, String)> {
+    pub fn limit_settings(
+        &self,
+        hold_charge_a: f64,
+    ) -> Result<translator::limits::LimitSettings, (String, String)> {
         use translator::limits::Taper;
         let table = |key: &str, points: &[TaperPoint]| {
             Taper::new(points.iter().map(|TaperPoint([x, f])| (*x, *f)).collect())
@@ -619,6 +634,7 @@ impl Safety {
             limit_rise_per_s: self.limit_rise_per_s,
             pack_current_guard: self.pack_current_guard,
             recovery_charge_a: self.recovery_charge_a,
+            hold_charge_a,
         })
     }
 }
@@ -641,6 +657,9 @@ impl Default for Safety {
             limit_rise_per_s: 0.10,
             pack_current_guard: 0.9,
             recovery_charge_a: 2.0,
+            join_delta_mv: 100,
+            join_settle_s: 5.0,
+            join_wait_max_s: 15 * 60,
             taper: TaperTables::default(),
         }
     }
@@ -754,6 +773,15 @@ impl Config {
         if self.packs.is_empty() {
             return bad("pack", "at least one [[pack]] is needed".into());
         }
+        if self.rebalance.unlock_grace_s.is_some() {
+            return bad(
+                "rebalance.unlock_grace_s",
+                "this key is gone: packs now join the bus one at a time, each only within \
+                 safety.join_delta_mv of it, and the completion waits for them at most \
+                 safety.join_wait_max_s (900 s by default); remove the line"
+                    .into(),
+            );
+        }
         if self.pylon.is_none() && self.can.is_none() {
             return bad(
                 "pylon",
@@ -818,7 +846,7 @@ impl Config {
         if let Err((key, message)) = self.orderings() {
             return bad(key, message);
         }
-        if let Err((key, message)) = self.safety.limit_settings() {
+        if let Err((key, message)) = self.safety.limit_settings(self.rebalance.hold_charge_a) {
             return bad(&key, message);
         }
         if let Err((key, message)) = self.taper_inside_thresholds() {
@@ -885,6 +913,9 @@ impl Config {
             ("safety.limit_rise_per_s", s.limit_rise_per_s),
             ("safety.pack_current_guard", s.pack_current_guard),
             ("safety.recovery_charge_a", s.recovery_charge_a),
+            ("safety.join_delta_mv", f64::from(s.join_delta_mv)),
+            ("safety.join_settle_s", s.join_settle_s),
+            ("safety.join_wait_max_s", s.join_wait_max_s as f64),
             ("poll.period_s", p.period_s),
             ("poll.timeout_s", p.timeout_s),
             ("poll.limits_every_s", p.limits_every_s),
@@ -899,7 +930,7 @@ impl Config {
             ("rebalance.tail_current_a", r.tail_current_a),
             ("rebalance.balanced_delta_mv", f64::from(r.balanced_delta_mv)),
             ("rebalance.hold_max_s", r.hold_max_s as f64),
-            ("rebalance.unlock_grace_s", r.unlock_grace_s as f64),
+            ("rebalance.hold_charge_a", r.hold_charge_a),
             ("rebalance.settle_max_s", r.settle_max_s as f64),
             ("rebalance.retrigger_min_s", r.retrigger_min_s as f64),
             ("mqtt.state_every_s", self.mqtt.state_every_s),

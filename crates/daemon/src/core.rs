@@ -9,6 +9,7 @@
 //!          snapshot, decision, limits, targets, pack commands, coil actions, events, persist }
 //! ```
 
+use maestro_core::join::{JoinConfig, JoinPack, Joiner, Waiting};
 use maestro_core::{
     Action, Decision, Maestro, Millis, Observation, PackObservation, Reason, Rebalance, RebalanceConfig,
     RebalanceInput, RebalanceState, Step, Targets, Thresholds,
@@ -95,6 +96,8 @@ pub struct Controller {
     last: Option<(bool, bool)>,
     observed: Vec<PackObservation>,
     next: Millis,
+    /// SAFETY.md §2b: when a pack the rebalance left locked may be switched back on.
+    joiner: Joiner,
 }
 
 impl Controller {
@@ -130,7 +133,7 @@ impl Controller {
             every_s: (r.every_days * 86400.0) as u64,
             balanced_delta_mv: r.balanced_delta_mv,
             hold_max_s: r.hold_max_s,
-            unlock_grace_s: r.unlock_grace_s,
+            join_wait_max_s: s.join_wait_max_s,
             settle_max_s: r.settle_max_s,
             retrigger_min_s: r.retrigger_min_s,
             cheap_windows: config
@@ -144,7 +147,7 @@ impl Controller {
         Self {
             maestro,
             // Checked when the configuration was read.
-            limiter: Limiter::new(s.limit_settings().unwrap_or_default()),
+            limiter: Limiter::new(s.limit_settings(r.hold_charge_a).unwrap_or_default()),
             rebalance: Rebalance::new(rebalance_config, state),
             settings,
             tz: jiff::tz::TimeZone::get(&config.tariff.time_zone).unwrap_or(jiff::tz::TimeZone::UTC),
@@ -153,6 +156,11 @@ impl Controller {
             last: None,
             observed: Vec::new(),
             next: Millis(0),
+            joiner: Joiner::new(JoinConfig {
+                delta_mv: u32::from(s.join_delta_mv),
+                settle_ms: (s.join_settle_s * 1000.0) as u64,
+                wait_max_ms: s.join_wait_max_s * 1000,
+            }),
         }
     }
 
@@ -177,10 +185,15 @@ impl Controller {
         let flows: Vec<PackFlow> = readings.iter().map(|r| pack_flow(r, mono, stale_ms)).collect();
         // Refilled in place: the observations keep their cell and temperature buffers from one
         // step to the next.
+        // §2b: the packs the rebalance left to join, which of them may be switched on now, and
+        // which wait (their reasons go into this decision).
+        let (join_command, waiting) = self.join(mono, coil, readings, &flows);
+        let joining = &self.rebalance.state().joining;
         let mut observed = std::mem::take(&mut self.observed);
         observed.resize_with(readings.len(), PackObservation::default);
-        for ((o, r), f) in observed.iter_mut().zip(readings).zip(&flows) {
+        for (k, ((o, r), f)) in observed.iter_mut().zip(readings).zip(&flows).enumerate() {
             observe(o, r, f);
+            o.rebalance_locked = joining.contains(&(k + 1));
         }
         let packs: Vec<PackInput<'_>> = readings
             .iter()
@@ -188,7 +201,9 @@ impl Controller {
             .collect();
         let step = self.rebalance.state().step;
         let active = self.rebalance.state().active();
-        let limits = self.limiter.update(mono.0, &limit_input(readings, &flows, mono, stale_ms));
+        // §2b: the top hold charges at the hold current.
+        let hold = step == Step::Running && self.rebalance.state().threshold_hit;
+        let limits = self.limiter.update(mono.0, &limit_input(readings, &flows, mono, stale_ms, hold));
         let input = Input {
             packs: &packs,
             coil: coil.as_ref().map(|(c, _)| c),
@@ -214,12 +229,22 @@ impl Controller {
             rebalance_settling: matches!(step, Step::Completing | Step::Settling),
             inverter_silent: inputs.inverter_silent,
             config_out_of_range,
+            joining: &waiting,
         };
         let decision = self.maestro.decide(&obs);
         self.observed = observed;
         let mut out_events = Vec::new();
-        let (targets, pack_commands, coil_actions, persist) =
+        let (targets, mut pack_commands, coil_actions, mut persist) =
             self.run_rebalance(now, &decision, inputs, &mut out_events);
+        if let Some(k) = join_command {
+            let delta = readings[k].analog.as_ref().map(|(a, _)| a.voltage.raw());
+            out_events.push((
+                format!("join: pack {} switched on (charge MOSFET), at {} mV", k + 1, delta.unwrap_or(0)),
+                Vec::new(),
+            ));
+            pack_commands.push((k, Command::ChargeMosfet(pace_proto::MosfetSwitch::On)));
+        }
+        persist |= self.keep_joining(readings, mono);
         let complete = readings.iter().all(|r| r.analog.is_some() && r.status.is_some() && r.limits_read)
             && (!self.coil_configured || coil.is_some());
         let comm_lost =
@@ -301,7 +326,9 @@ impl Controller {
                 .filter_map(|r| r.analog.as_ref()?.0.cell_extremes())
                 .map(|(min, max)| max.1.raw().saturating_sub(min.1.raw()))
                 .max(),
-            packs_locked: readings.iter().any(|r| r.status.as_ref().is_some_and(|(s, _)| over_voltage(s))),
+            packs_locked: !self.rebalance.state().joining.is_empty()
+                || (self.rebalance.state().step == Step::Running
+                    && readings.iter().any(|r| r.status.as_ref().is_some_and(|(s, _)| over_voltage(s)))),
             start: order == Some(Order::Start),
             cancel: order == Some(Order::Cancel),
             coil_voltage_mv: coil.map(|c| c.voltage_mv()),
@@ -315,19 +342,27 @@ impl Controller {
         if let Some(Order::ChargingPriority(priority)) = order {
             self.rebalance.force_charging_priority(priority);
         }
-        let outcome = self.rebalance.step(&input);
+        let before = self.rebalance.state().joining.clone();
+        let mut outcome = self.rebalance.step(&input);
         let (mut pack_commands, mut coil_actions) = (Vec::new(), Vec::new());
         for action in outcome.actions {
             match action {
                 Action::UnlockPacks => {
+                    // A pack held off by its over-voltage lock (or with its charge MOSFET off)
+                    // joins the bus by §2b, one at a time, only within join_delta_mv; one that
+                    // reports "fully" with its MOSFET on is on the bus already and is told at once.
+                    let mut joining = self.rebalance.state().joining.clone();
                     for (k, r) in readings.iter().enumerate() {
-                        let locked = r.status.as_ref().is_some_and(|(s, _)| {
-                            over_voltage(s) || s.protect2.contains(pace_proto::Protect2::FULLY)
-                        });
-                        if locked {
+                        let Some((s, _)) = r.status.as_ref() else { continue };
+                        if held_off(s) {
+                            if !joining.contains(&(k + 1)) {
+                                joining.push(k + 1);
+                            }
+                        } else if s.protect2.contains(pace_proto::Protect2::FULLY) {
                             pack_commands.push((k, Command::ChargeMosfet(pace_proto::MosfetSwitch::On)));
                         }
                     }
+                    self.rebalance.set_joining(&joining);
                 }
                 calibrate @ Action::CalibrateCoilFull { .. } => coil_actions.push(calibrate),
             }
@@ -343,8 +378,81 @@ impl Controller {
             };
             events.push((text, Vec::new()));
         }
+        outcome.state_changed |= self.rebalance.state().joining != before;
         (outcome.targets, pack_commands, coil_actions, outcome.state_changed)
     }
+
+    /// SAFETY.md §2b for this step: the pack to switch on now (if any) and the packs that wait.
+    /// The bus is the coil's voltage when fresh, else the mean of the fresh packs that can carry
+    /// and are not waiting (none: an empty bus).
+    fn join(
+        &mut self,
+        now: Millis,
+        coil: Option<(coil_modbus::Reading, Millis)>,
+        readings: &[PackReadings],
+        flows: &[PackFlow],
+    ) -> (Option<usize>, Vec<Waiting>) {
+        let joining = &self.rebalance.state().joining;
+        if joining.is_empty() {
+            return (None, Vec::new());
+        }
+        let fresh = |at: Millis| now.since(at) <= self.stale_ms;
+        let voltage = |r: &PackReadings| {
+            r.analog.as_ref().filter(|(_, at)| fresh(*at)).map(|(a, _)| u32::from(a.voltage.raw()))
+        };
+        let on_bus: Vec<u32> = readings
+            .iter()
+            .zip(flows)
+            .enumerate()
+            .filter(|(k, (_, f))| !joining.contains(&(k + 1)) && (f.can_charge || f.can_discharge))
+            .filter_map(|(_, (r, _))| voltage(r))
+            .collect();
+        let bus = coil
+            .filter(|(_, at)| fresh(*at))
+            .map(|(c, _)| c.voltage_mv())
+            .or_else(|| (!on_bus.is_empty()).then(|| on_bus.iter().sum::<u32>() / on_bus.len() as u32));
+        let packs: Vec<JoinPack> = readings
+            .iter()
+            .enumerate()
+            .map(|(k, r)| JoinPack {
+                waiting: joining.contains(&(k + 1)),
+                voltage_mv: voltage(r),
+                current_ma: r.analog.as_ref().map(|(a, _)| a.current.to_milliamps()),
+                alarm_a: [r.limits.charge_oc_alarm_a, r.limits.discharge_oc_alarm_a]
+                    .into_iter()
+                    .flatten()
+                    .min(),
+            })
+            .collect();
+        let out = self.joiner.step(now, bus, &packs);
+        (out.command, out.waiting)
+    }
+
+    /// Drops from the join list every pack that has joined: fresh status, no over-voltage lock,
+    /// charge MOSFET on (a pack whose BMS released by itself joined too). Whether the list changed.
+    fn keep_joining(&mut self, readings: &[PackReadings], now: Millis) -> bool {
+        let joining = &self.rebalance.state().joining;
+        let still: Vec<usize> = joining
+            .iter()
+            .copied()
+            .filter(|&pack| {
+                let status = readings
+                    .get(pack.wrapping_sub(1))
+                    .and_then(|r| r.status.as_ref())
+                    .filter(|(_, at)| now.since(*at) <= self.stale_ms);
+                // A pack no longer in the configuration is dropped; an unknown status keeps it.
+                readings.len() >= pack && status.is_none_or(|(s, _)| held_off(s))
+            })
+            .collect();
+        let changed = still != *joining;
+        self.rebalance.set_joining(&still);
+        changed
+    }
+}
+
+/// Held off the bus: its over-voltage lock, or its charge MOSFET off.
+fn held_off(s: &pace_proto::PackStatus) -> bool {
+    over_voltage(s) || !s.system.contains(pace_proto::SystemState::CHARGE_MOSFET_ON)
 }
 
 /// The charge voltage the inverter would be told, checked against the cells every reporting pack
@@ -424,6 +532,7 @@ fn limit_input<'a>(
     flows: &'a [PackFlow],
     now: Millis,
     stale_ms: u64,
+    hold: bool,
 ) -> LimitInput<'a> {
     let fresh: Vec<&PackReadings> = readings
         .iter()
@@ -447,6 +556,7 @@ fn limit_input<'a>(
                 )
             })
         }),
+        hold,
     }
 }
 

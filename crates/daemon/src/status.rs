@@ -109,13 +109,16 @@ pub struct ReasonStatus {
     pub blocks: &'static str,
     /// The pack it is about, if any.
     pub pack: Option<usize>,
+    /// `pack_joining` and `pack_isolated`: the pack's voltage minus the bus's, mV.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta_mv: Option<i32>,
     /// In plain words.
     pub text: String,
 }
 
-/// Every reason code, in rule order (for MQTT binary sensors and metrics); `pack_imbalance` is an
-/// alarm that blocks nothing.
-pub const REASON_CODES: [&str; 25] = [
+/// Every reason code, in rule order (for MQTT binary sensors and metrics); `pack_isolated` and
+/// `pack_imbalance` are alarms that block nothing.
+pub const REASON_CODES: [&str; 27] = [
     "forced_disable",
     "pack_stale",
     "coil_stale",
@@ -140,6 +143,8 @@ pub const REASON_CODES: [&str; 25] = [
     "no_pack_can_discharge",
     "inverter_silent",
     "config_out_of_range",
+    "pack_joining",
+    "pack_isolated",
     "pack_imbalance",
 ];
 
@@ -152,7 +157,9 @@ pub fn reason_code(r: &Reason) -> (&'static str, Option<usize>) {
         | Reason::BmsOverVoltage { pack }
         | Reason::BmsUnderVoltage { pack }
         | Reason::BmsChargeTemperature { pack }
-        | Reason::PackOverCurrent { pack, .. } => Some(*pack),
+        | Reason::PackOverCurrent { pack, .. }
+        | Reason::PackJoining { pack, .. }
+        | Reason::PackIsolated { pack, .. } => Some(*pack),
         _ => None,
     };
     (r.code(), pack)
@@ -586,6 +593,12 @@ impl Shared {
                                 Blocks::Both => "both",
                                 Blocks::Charge => "charge",
                                 Blocks::Discharge => "discharge",
+                                Blocks::Nothing => "nothing",
+                            },
+                            delta_mv: match r {
+                                Reason::PackJoining { delta_mv, .. } => Some(*delta_mv),
+                                Reason::PackIsolated { delta_mv, .. } => *delta_mv,
+                                _ => None,
                             },
                             pack,
                             text: r.describe(),
@@ -619,6 +632,7 @@ impl Shared {
                 rule: 0,
                 blocks: "nothing",
                 pack: None,
+                delta_mv: None,
                 text: Reason::InverterSilent.describe(),
             });
         }
@@ -628,6 +642,7 @@ impl Shared {
                 rule: 14,
                 blocks: "nothing",
                 pack: Some(i.pack),
+                delta_mv: None,
                 text: format!(
                     "pack {} cell {} drifted low again soon after a rebalance: probably a weak cell",
                     i.pack, i.cell
@@ -771,8 +786,8 @@ impl Shared {
                     config.rebalance.hold_max_s as f64 / 3600.0
                 ),
                 Step::Completing => format!(
-                    "completing: charging stopped, packs unlocked; waiting for them to leave over-voltage protection (at most {} s)",
-                    config.rebalance.unlock_grace_s
+                    "completing: charging stopped; the locked packs join the bus one at a time, each within {} mV of it (at most {} s)",
+                    config.safety.join_delta_mv, config.safety.join_wait_max_s
                 ),
                 Step::Running => format!(
                     "charging to {:.2} V; waiting for the coil voltage above {:.2} V",

@@ -124,15 +124,20 @@ impl Joiner {
         &self.config
     }
 
-    /// One step at `now` with the bus at `bus_mv` (the coil's voltage when fresh, else the mean of
-    /// the packs that can carry; `None`: unknown, and nothing joins).
+    /// One step at `now` with the bus at `bus_mv`: the coil's voltage when fresh, else the mean of
+    /// the packs that can carry. `None` is an empty bus — no coil and no pack on it — where
+    /// nothing can drive current into a pack, so every waiting pack is within reach (a pack whose
+    /// own voltage is unknown never is).
     pub fn step(&mut self, now: Millis, bus_mv: Option<u32>, packs: &[JoinPack]) -> JoinOutput {
         self.waiting_since.resize(packs.len(), None);
         for (since, p) in self.waiting_since.iter_mut().zip(packs) {
             *since = if p.waiting { Some(since.unwrap_or(now)) } else { None };
         }
         let settled = self.settled(now, packs);
-        let delta = |p: &JoinPack| Some(i64::from(p.voltage_mv?) - i64::from(bus_mv?));
+        let delta = |p: &JoinPack| {
+            let own = i64::from(p.voltage_mv?);
+            Some(bus_mv.map_or(0, |bus| own - i64::from(bus)))
+        };
         let within = |d: i64| d.unsigned_abs() <= u64::from(self.config.delta_mv);
         let command = settled
             .then(|| {
@@ -207,8 +212,11 @@ mod tests {
         }
         let out = j.step(Millis(3000), Some(28_100), &[pack(true, 28_000, 0)]);
         assert_eq!(out.command, Some(0), "exactly delta away joins");
-        let out = j.step(Millis(4000), None, &[pack(true, 28_000, 0)]);
-        assert_eq!(out.command, None, "an unknown bus joins nothing");
+        let unknown = JoinPack { voltage_mv: None, ..pack(true, 28_000, 0) };
+        let out = j.step(Millis(9000), Some(28_000), &[unknown]);
+        assert_eq!(out.command, None, "a pack of unknown voltage never joins");
+        let out = j.step(Millis(20_000), None, &[pack(true, 28_000, 0)]);
+        assert_eq!(out.command, Some(0), "an empty bus drives nothing into it");
     }
 
     #[test]

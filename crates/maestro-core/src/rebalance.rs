@@ -6,7 +6,7 @@
 //!        trigger (rule 14/15, operator, every 14 days)     threshold hit ∧ I < 5 A ∧ no balancing
 //!                                                           ∧ (spread ≤ 40 mV ∨ held 4 h)
 //!   Idle ─────────────────────────────────────► Running ──────────────────────────────► Completing
-//!    ▲  ▲                                        ▲  │ cancel          packs unlocked ∨ 30 s │
+//!    ▲  ▲                                        ▲  │ cancel        packs joined ∨ 15 min │
 //!    │  │                                        │  ▼                                       ▼
 //!    │  └────────────────────────────────────────┼──┴──── remaining ≤ regular ∨ 36 h ── Settling
 //!    │                                           └──────────── a new rebalance starts ─────┘
@@ -51,9 +51,10 @@ pub struct RebalanceConfig {
     pub balanced_delta_mv: u16,
     /// ... unless this long has passed since the threshold was hit, seconds.
     pub hold_max_s: u64,
-    /// At completion, rules 6 and 11 stay relaxed until the packs report their over-voltage
-    /// protection gone, or this long, seconds.
-    pub unlock_grace_s: u64,
+    /// At completion, the packs locked by the rebalance join the bus one at a time (SAFETY.md
+    /// §2b); the completion waits for them at most this long, seconds (`join_wait_max_s`). A pack
+    /// still locked then is left out and joins later.
+    pub join_wait_max_s: u64,
     /// Settling ends after this long at the latest, seconds.
     pub settle_max_s: u64,
     /// A rule-14 trigger this soon after the last completion starts no rebalance, seconds.
@@ -73,7 +74,7 @@ impl Default for RebalanceConfig {
             cheap_windows: vec![(0, 360), (780, 900), (1320, 1440)],
             balanced_delta_mv: 40,
             hold_max_s: 4 * 3600,
-            unlock_grace_s: 30,
+            join_wait_max_s: 15 * 60,
             settle_max_s: 36 * 3600,
             retrigger_min_s: 3 * 24 * 3600,
         }
@@ -89,8 +90,8 @@ pub enum Step {
     Idle,
     /// Charging towards over-voltage protection and balancing.
     Running,
-    /// Done; the packs are being unlocked while rules 6 and 11 stay relaxed; charging is
-    /// already blocked (rule 13), discharging is not.
+    /// Done; the packs locked by the rebalance join the bus one at a time (SAFETY.md §2b) while
+    /// rules 6 and 11 stay relaxed; charging is already blocked (rule 13), discharging is not.
     Completing,
     /// Completed; charging stays off until the stack has given back the extra capacity.
     Settling,
@@ -132,6 +133,10 @@ pub struct RebalanceState {
     /// The `pack_imbalance` alarm: a cell drifted low again soon after a rebalance.
     #[serde(default)]
     pub imbalance: Option<Imbalance>,
+    /// The packs (1-based) a completion or cancel left to join the bus (SAFETY.md §2b): rules 6
+    /// and 11 stay relaxed for them alone until each has joined, across a restart too.
+    #[serde(default)]
+    pub joining: Vec<usize>,
 }
 
 /// A cell that drifted low again less than `retrigger_min_s` after a completed rebalance:
@@ -264,16 +269,11 @@ pub enum Trigger {
     Due,
 }
 
-/// While completing, the unlock is sent again this often to packs still (or again) locked, s.
-pub const UNLOCK_RESEND_S: u64 = 5;
-
 /// The procedure.
 #[derive(Clone, Debug, Default)]
 pub struct Rebalance {
     config: RebalanceConfig,
     state: RebalanceState,
-    /// When the unlock was last sent (not persisted: a restart sends it again at once).
-    unlock_last_s: Option<u64>,
 }
 
 /// What one step produced.
@@ -292,7 +292,7 @@ pub struct Outcome {
 impl Rebalance {
     /// The procedure, resuming from `state` (as loaded at start).
     pub fn new(config: RebalanceConfig, state: RebalanceState) -> Self {
-        Self { config, state, unlock_last_s: None }
+        Self { config, state }
     }
 
     /// The settings.
@@ -312,6 +312,14 @@ impl Rebalance {
         self.state.forced_charging_priority = priority;
         if released && !self.state.active() {
             self.state.restore_charging_priority = Some(CHARGE_PV_ONLY);
+        }
+    }
+
+    /// The packs (1-based) left to join the bus changed (the daemon's join rule keeps this list):
+    /// they are persisted with the state.
+    pub fn set_joining(&mut self, packs: &[usize]) {
+        if self.state.joining != packs {
+            self.state.joining = packs.to_vec();
         }
     }
 
@@ -364,11 +372,11 @@ impl Rebalance {
                 let balanced =
                     input.cell_spread_mv.is_some_and(|d| d <= c.balanced_delta_mv) || held_long_enough;
                 if self.state.threshold_hit && tail && !input.balancing && balanced {
-                    // Unlock first; active stays set (rules 6 and 11 relaxed) until the packs
-                    // report the protection gone, so completing never blocks both directions.
+                    // Charging stops and the locked packs join the bus one at a time (§2b);
+                    // active stays set (rules 6 and 11 relaxed) until they have joined, so
+                    // completing never blocks both directions.
                     self.state.step = Step::Completing;
                     self.state.unlock_sent_s = Some(input.now_s);
-                    self.unlock_last_s = Some(input.now_s);
                     out.actions.push(Action::UnlockPacks);
                     out.events.push(Event::Unlocking);
                     out.targets.settling = true;
@@ -377,19 +385,13 @@ impl Rebalance {
             }
             Step::Completing => {
                 let waited = self.state.unlock_sent_s.map_or(u64::MAX, |t| input.now_s.saturating_sub(t));
-                if !input.packs_locked || waited >= c.unlock_grace_s {
-                    if input.packs_locked {
-                        out.actions.push(Action::UnlockPacks);
-                    }
+                if !input.packs_locked || waited >= c.join_wait_max_s {
+                    // A pack still locked stays on the join list: it is left out (isolated)
+                    // and joins when the gap closes.
                     self.complete(input, &c, &mut out);
                 } else {
-                    // A pack may still be above its protect level when the first unlock arrives,
-                    // or trip again at the raised voltage: unlock again while one is locked.
-                    let last = self.unlock_last_s.map_or(u64::MAX, |t| input.now_s.saturating_sub(t));
-                    if last >= UNLOCK_RESEND_S {
-                        self.unlock_last_s = Some(input.now_s);
-                        out.actions.push(Action::UnlockPacks);
-                    }
+                    // The join rule sends each pack its command when it is within reach of the
+                    // bus, and again if its BMS kept it locked.
                     self.run_targets(input, &c, &mut out.targets);
                     // Charging stops already (rule 13), so no pack trips again while the others
                     // are unlocked; discharging goes on (rules 6 and 11 stay relaxed).

@@ -1,5 +1,7 @@
 use pace_proto::{FaultState, Protect1, Protect2};
 
+use crate::join::Waiting;
+
 /// A monotonic instant in milliseconds, from any epoch the caller keeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Millis(pub u64);
@@ -111,6 +113,10 @@ pub struct PackObservation {
     pub can_charge: bool,
     /// It can give discharge now.
     pub can_discharge: bool,
+    /// A rebalance's completion or cancel left it to join the bus (SAFETY.md §2b, §4 step 3): its
+    /// over-voltage lock is the rebalance's doing, so rules 6 and 11 are relaxed for it alone
+    /// until it has joined.
+    pub rebalance_locked: bool,
 }
 
 impl PackObservation {
@@ -153,6 +159,8 @@ pub struct Observation<'a> {
     /// The charge voltage the inverter would be told does not fit the cells the packs report: the
     /// configuration key (or override) that sets it.
     pub config_out_of_range: Option<&'static str>,
+    /// The packs waiting to join the bus and not joined this step (SAFETY.md §2b).
+    pub joining: &'a [Waiting],
 }
 
 impl Observation<'_> {
@@ -170,6 +178,7 @@ impl Observation<'_> {
             rebalance_settling: false,
             inverter_silent: false,
             config_out_of_range: None,
+            joining: &[],
         }
     }
 }
@@ -183,6 +192,8 @@ pub enum Blocks {
     Charge,
     /// Discharging only.
     Discharge,
+    /// Nothing: an alarm.
+    Nothing,
 }
 
 /// Why charging and/or discharging is off. Packs are numbered from 1.
@@ -274,6 +285,22 @@ pub enum Reason {
         /// The key that sets it.
         key: &'static str,
     },
+    /// §2b: a pack waits to join the bus and is too far from it; the direction that widens the
+    /// gap is blocked (charging when the pack lies below the bus, discharging when above).
+    PackJoining {
+        /// The pack.
+        pack: usize,
+        /// Its voltage minus the bus's, mV.
+        delta_mv: i32,
+    },
+    /// §2b: a pack waited `join_wait_max_s` and is left out; an alarm that blocks nothing. It is
+    /// joined when the gap closes.
+    PackIsolated {
+        /// The pack.
+        pack: usize,
+        /// Its voltage minus the bus's, mV (`None`: one of them unknown).
+        delta_mv: Option<i32>,
+    },
 }
 
 impl Reason {
@@ -291,6 +318,9 @@ impl Reason {
             | Self::BmsUnderVoltage { .. }
             | Self::NoPackCanDischarge
             | Self::PackOverCurrent { charging: false, .. } => Blocks::Discharge,
+            Self::PackJoining { delta_mv, .. } if *delta_mv < 0 => Blocks::Charge,
+            Self::PackJoining { .. } => Blocks::Discharge,
+            Self::PackIsolated { .. } => Blocks::Nothing,
             _ => Blocks::Both,
         }
     }
@@ -320,7 +350,9 @@ impl Reason {
             | Self::NoPackCanCharge
             | Self::NoPackCanDischarge
             | Self::InverterSilent
-            | Self::ConfigOutOfRange { .. } => 0,
+            | Self::ConfigOutOfRange { .. }
+            | Self::PackJoining { .. }
+            | Self::PackIsolated { .. } => 0,
         }
     }
 
@@ -369,6 +401,18 @@ impl Reason {
                 "{key} does not fit the cells the packs report (3.35-3.60 V a cell, 3.65 V in a rebalance); \
                  charging stays off until it is fixed"
             ),
+            Self::PackJoining { pack, delta_mv } => format!(
+                "pack {pack} waits to join the bus: it lies {} mV {} it, so {} stays off while the bus moves toward it",
+                delta_mv.unsigned_abs(),
+                if *delta_mv < 0 { "below" } else { "above" },
+                if *delta_mv < 0 { "charging" } else { "discharging" }
+            ),
+            Self::PackIsolated { pack, delta_mv: Some(d) } => {
+                format!("pack {pack} is left off the bus ({d:+} mV from it); it joins when the gap closes")
+            }
+            Self::PackIsolated { pack, delta_mv: None } => {
+                format!("pack {pack} is left off the bus; it joins when the gap closes")
+            }
         }
     }
 
@@ -399,6 +443,8 @@ impl Reason {
             Self::NoPackCanDischarge => "no_pack_can_discharge",
             Self::InverterSilent => "inverter_silent",
             Self::ConfigOutOfRange { .. } => "config_out_of_range",
+            Self::PackJoining { .. } => "pack_joining",
+            Self::PackIsolated { .. } => "pack_isolated",
         }
     }
 }
@@ -412,7 +458,7 @@ pub struct Decision {
     pub charge: bool,
     /// Discharging enabled.
     pub discharge: bool,
-    /// Every reason that blocks something, in rule order.
+    /// Every reason, in rule order (an alarm such as `pack_isolated` blocks nothing).
     pub reasons: Vec<Reason>,
     /// Rule 14 or 15 fired: a rebalance is needed.
     pub rebalance_needed: bool,
@@ -520,7 +566,7 @@ impl Maestro {
             }
         }
         if !obs.rebalance_active {
-            for (k, p) in obs.packs.iter().enumerate() {
+            for (k, p) in obs.packs.iter().enumerate().filter(|(_, p)| !p.rebalance_locked) {
                 if p.protect1.intersects(Protect1::HIGH_CELL_VOLTAGE | Protect1::HIGH_TOTAL_VOLTAGE) {
                     reasons.push(Reason::BmsOverVoltage { pack: k + 1 });
                 }
@@ -600,10 +646,15 @@ impl Maestro {
         }
 
         // Rules 11 and 14: cell voltages with hysteresis. The over-voltage latch follows the cells
-        // during a rebalance too, but only blocks outside one.
+        // during a rebalance too, but only blocks outside one; it leaves out a pack the rebalance
+        // locked until that pack has joined (§4 step 3).
         let cells = || obs.packs.iter().flat_map(|p| p.cells_mv.iter().copied());
-        if let (Some(hi), Some(lo)) = (cells().max(), cells().min()) {
+        let unlocked_cells =
+            || obs.packs.iter().filter(|p| !p.rebalance_locked).flat_map(|p| p.cells_mv.iter().copied());
+        if let Some(hi) = unlocked_cells().max() {
             latch(&mut self.cell_ov, hi > t.cell_ov_mv, hi < t.cell_ov_release_mv);
+        }
+        if let Some(lo) = cells().min() {
             latch(&mut self.cell_uv, lo < t.cell_uv_mv, lo > t.cell_uv_release_mv);
         }
         if self.cell_ov && !obs.rebalance_active {
@@ -638,12 +689,12 @@ impl Maestro {
         // rebalance a pack held by its BMS's over-voltage protection is expected (rules 6 and 11
         // are relaxed for the same reason): while one is, an empty count does not block — the
         // limit is 0 A all the same, and the completion's unlock releases it.
-        let held_by_the_rebalance = obs.rebalance_active
-            && obs.packs.iter().any(|p| {
-                !stale(p.analog_at)
-                    && !stale(p.status_at)
-                    && p.protect1.intersects(Protect1::HIGH_CELL_VOLTAGE | Protect1::HIGH_TOTAL_VOLTAGE)
-            });
+        let held_by_the_rebalance = obs.packs.iter().any(|p| {
+            (obs.rebalance_active || p.rebalance_locked)
+                && !stale(p.analog_at)
+                && !stale(p.status_at)
+                && p.protect1.intersects(Protect1::HIGH_CELL_VOLTAGE | Protect1::HIGH_TOTAL_VOLTAGE)
+        });
         if counts(|_| true) > 0 && !held_by_the_rebalance {
             if counts(|p| p.can_charge) == 0 {
                 reasons.push(Reason::NoPackCanCharge);
@@ -657,6 +708,31 @@ impl Maestro {
         }
         if let Some(key) = obs.config_out_of_range {
             reasons.push(Reason::ConfigOutOfRange { key });
+        }
+        // §2b: a pack waiting to join blocks the direction that widens its gap, so that the bus
+        // moves toward it — unless the other reasons block the narrowing direction already (rule
+        // 13 after a completion): then the gap cannot close, blocking would only lock the stack
+        // out, and the pack is left out at once (it joins when the gap closes).
+        let blocked_by_others = |charge: bool| {
+            reasons.iter().any(|r| {
+                matches!(
+                    (r.blocks(), charge),
+                    (Blocks::Both, _) | (Blocks::Charge, true) | (Blocks::Discharge, false)
+                )
+            })
+        };
+        let (charge_blocked, discharge_blocked) = (blocked_by_others(true), blocked_by_others(false));
+        for w in obs.joining {
+            reasons.push(match *w {
+                // Below the bus: charging widens the gap, discharging narrows it.
+                Waiting::Joining { pack, delta_mv }
+                    if (delta_mv < 0 && discharge_blocked) || (delta_mv >= 0 && charge_blocked) =>
+                {
+                    Reason::PackIsolated { pack, delta_mv: Some(delta_mv) }
+                }
+                Waiting::Joining { pack, delta_mv } => Reason::PackJoining { pack, delta_mv },
+                Waiting::Isolated { pack, delta_mv } => Reason::PackIsolated { pack, delta_mv },
+            });
         }
         let lowest_cell = obs
             .packs

@@ -1,6 +1,7 @@
 //! SAFETY.md §4 step 3 (v2): a rebalance completes without ever blocking both directions, even
 //! with packs still in over-voltage protection when it does: the packs are unlocked first, and
-//! rules 6 and 11 stay relaxed until they report the protection gone.
+//! rules 6 and 11 stay relaxed until they report the protection gone (v3: until they have joined
+//! the bus, SAFETY.md §2b).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
@@ -75,20 +76,37 @@ fn completing_with_packs_in_over_voltage_protection_never_blocks_both_directions
     assert!(!v1.charge && !v1.discharge, "{v1:?}");
 }
 
+/// v3 (SAFETY.md §4 step 3) changed this rule: a pack still locked after `join_wait_max_s` no
+/// longer stops the stack (v2 cleared active after 30 s and rule 6 blocked both). It is left out:
+/// rules 6 and 11 stay relaxed for it alone, since its lock is the rebalance's doing, and it joins
+/// later by §2b. A pack locked by its BMS for another reason still stops the stack.
 #[test]
-fn packs_that_stay_locked_past_the_grace_stop_the_stack() {
-    // The unlock never takes effect: after unlock_grace_s, active is cleared and rule 6 stops the
-    // stack, as the BMSes have (SAFETY.md rule 6: the Pace BMS then locks both directions).
+fn packs_that_stay_locked_past_join_wait_max_are_left_out_and_the_stack_goes_on() {
     let mut rebalance = Rebalance::new(RebalanceConfig::default(), RebalanceState::default());
     rebalance.step(&RebalanceInput { start: true, ..at_the_tail(0, true) });
     assert_eq!(rebalance.state().step, Step::Completing);
-    assert_eq!(rebalance.step(&at_the_tail(29, true)).events, []);
-    assert_eq!(rebalance.step(&at_the_tail(30, true)).events, [Event::Completed]);
-    let obs = Observation {
-        packs: &packs(30_000, &[true, true, false]),
-        rebalance_active: rebalance.state().active(),
-        ..Observation::at(Millis(30_000))
+    assert_eq!(rebalance.step(&at_the_tail(899, true)).events, []);
+    assert_eq!(rebalance.step(&at_the_tail(900, true)).events, [Event::Completed]);
+    let mut locked = packs(900_000, &[true, true, false]);
+    for p in &mut locked[..2] {
+        p.rebalance_locked = true;
+        p.cells_mv = vec![3650; 8];
+    }
+    let active = rebalance.state().active();
+    let observe = |packs: &[PackObservation]| {
+        Maestro::default().decide(&Observation {
+            packs,
+            rebalance_active: active,
+            rebalance_settling: true,
+            ..Observation::at(Millis(900_000))
+        })
     };
-    let d = Maestro::default().decide(&obs);
-    assert!(!d.charge && !d.discharge && d.reasons.contains(&Reason::BmsOverVoltage { pack: 1 }), "{d:?}");
+    let d = observe(&locked);
+    assert!(!d.charge, "rule 13 still blocks charging: {d:?}");
+    assert!(d.discharge, "the two locked packs are left out, pack 3 carries: {d:?}");
+    assert!(!d.reasons.iter().any(|r| matches!(r, Reason::BmsOverVoltage { .. } | Reason::CellOverVoltage)));
+    // The same lock on a pack the rebalance did not leave out: rule 6 stops the stack.
+    locked[1].rebalance_locked = false;
+    let d = observe(&locked);
+    assert!(!d.charge && !d.discharge && d.reasons.contains(&Reason::BmsOverVoltage { pack: 2 }), "{d:?}");
 }

@@ -80,6 +80,7 @@ fn observation<'a>(
         rebalance_settling: s.settling,
         inverter_silent: s.silent,
         config_out_of_range: None,
+        joining: &[],
     }
 }
 
@@ -101,6 +102,7 @@ fn observe(s: &Step, now: u64) -> (Vec<PackObservation>, Option<Option<Millis>>)
             discharge_alarm_a: Some(30),
             can_charge: *can_charge,
             can_discharge: *can_discharge,
+            rebalance_locked: false,
         })
         .collect();
     (packs, s.coil.map(ago))

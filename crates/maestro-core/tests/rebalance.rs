@@ -225,26 +225,32 @@ fn the_top_hold_waits_for_the_cells_to_close_up_or_for_hold_max() {
     assert_eq!(r.step(&tail(100 + 4 * 3600, Some(200))).events, [Event::Unlocking]);
 }
 
+/// v3 (SAFETY.md §4 step 3) changed this rule: the unlock is no longer resent by the procedure
+/// every 5 s nor cut off after a 30 s grace; the join rule (§2b) sends each pack its command, and
+/// the completion waits for the packs at most `join_wait_max_s` (15 min).
 #[test]
-fn completion_unlocks_first_and_clears_active_when_the_packs_report_it_or_after_the_grace() {
+fn completion_unlocks_first_and_clears_active_when_the_packs_have_joined_or_after_join_wait_max() {
     let mut r = at_the_top();
     let done =
         |now, locked| RebalanceInput { coil_current_ma: Some(1000), packs_locked: locked, ..input(now, 600) };
     let out = r.step(&done(200, true));
     assert_eq!((out.events, out.actions), (vec![Event::Unlocking], vec![Action::UnlockPacks]));
-    // Still locked: active (rules 6 and 11 stay relaxed), nothing calibrated yet; the unlock is
-    // sent again every 5 s (a pack above its protect level, or one that tripped again).
-    for (now, resent) in [(201, false), (204, false), (205, true), (209, false), (210, true), (229, true)] {
+    // Still waiting to join: active (rules 6 and 11 stay relaxed), nothing calibrated yet,
+    // charging blocked, no further action from the procedure.
+    for now in [201, 230, 600, 200 + 899] {
         let out = r.step(&done(now, true));
-        assert!(out.events.is_empty() && r.state().active(), "at {now}: {out:?}");
-        assert_eq!(out.actions == [Action::UnlockPacks], resent, "at {now}: {out:?}");
-        assert!(out.actions.len() <= 1 && out.targets.settling);
+        assert!(out.events.is_empty() && out.actions.is_empty() && r.state().active(), "at {now}: {out:?}");
+        assert!(out.targets.settling);
     }
-    // 30 s: the grace is over; unlock once more and complete.
-    let out = r.step(&done(230, true));
+    // 15 min: the completion goes on without the pack still locked (it stays on the join list).
+    let out = r.step(&done(200 + 900, true));
     assert_eq!(out.events, [Event::Completed]);
-    assert_eq!(out.actions[0], Action::UnlockPacks);
+    assert!(!out.actions.contains(&Action::UnlockPacks));
     assert!(!r.state().active() && out.targets.settling);
+    // The packs joined early: completed at once.
+    let mut r = at_the_top();
+    r.step(&done(200, true));
+    assert_eq!(r.step(&done(203, false)).events, [Event::Completed]);
 }
 
 #[test]

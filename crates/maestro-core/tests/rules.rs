@@ -364,3 +364,29 @@ fn rule_7_ignores_measurement_noise_at_a_zero_limit() {
         assert!(!d.reasons.contains(&Reason::OverCurrent), "{d:?}");
     }
 }
+
+/// SAFETY.md §2b: a pack waiting to join blocks the direction that widens its gap to the bus;
+/// an isolated one is an alarm that blocks nothing.
+#[test]
+fn a_pack_waiting_to_join_blocks_the_widening_direction_and_an_isolated_one_nothing() {
+    use maestro_core::join::Waiting;
+    let pack = PackObservation {
+        cells_mv: vec![3300; 8],
+        temps_dc: vec![250; 6],
+        ..PackObservation::seen_at(Millis(0))
+    };
+    let packs = [pack.clone(), pack];
+    let decide = |joining: &[Waiting]| {
+        Maestro::default().decide(&Observation { packs: &packs, joining, ..Observation::at(Millis(1000)) })
+    };
+    let below = decide(&[Waiting::Joining { pack: 2, delta_mv: -600 }]);
+    assert!(!below.charge && below.discharge, "{below:?}");
+    assert_eq!(below.reasons, [Reason::PackJoining { pack: 2, delta_mv: -600 }]);
+    let above = decide(&[Waiting::Joining { pack: 2, delta_mv: 450 }]);
+    assert!(above.charge && !above.discharge, "{above:?}");
+    let isolated = decide(&[Waiting::Isolated { pack: 2, delta_mv: Some(-600) }]);
+    assert!(isolated.charge && isolated.discharge, "{isolated:?}");
+    assert_eq!(isolated.reasons[0].blocks(), Blocks::Nothing);
+    assert_eq!(isolated.reasons[0].code(), "pack_isolated");
+    assert!(isolated.reasons[0].describe().contains("-600 mV"));
+}

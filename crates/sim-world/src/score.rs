@@ -30,7 +30,8 @@ struct Active {
 }
 
 /// Whether a pack's true BMS state makes a rule hold that blocks a direction (rules 4, 5 and 6
-/// outside a rebalance, 15, 16), as (charge blocked, discharge blocked).
+/// outside a rebalance or the pack's join after one, 15, 16), as (charge blocked, discharge
+/// blocked).
 fn blocks(p: &sim::pack::Pack, rebalancing: bool) -> (bool, bool) {
     blocks_bits(bits(p), rebalancing)
 }
@@ -62,6 +63,33 @@ pub struct Violations {
     pub charge_blocked_too_long: u64,
     /// Both directions told off between a rebalance's unlock and 60 s after its completion.
     pub both_off_at_completion: u64,
+}
+
+/// SAFETY.md §6 (v3): harm to the plant, counted on its true state (the BMSes' own trips and
+/// the fuses), whoever caused it. A trip while the pack carries an injected fault is that fault,
+/// not harm; a trip within [`EXCUSE_S`] of a fault command concerning that pack (a fuse replaced,
+/// a protection cleared: a pack dropped onto the bus at another charge, a step no controller can
+/// outrun) is counted apart as excused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Harm {
+    /// BMS over-current protections that tripped (charge or discharge).
+    pub bms_over_current_trips: u64,
+    /// External fuses that blew.
+    pub fuses_blown: u64,
+    /// BMS over-voltage protections that tripped outside a rebalance.
+    pub bms_over_voltage_trips_outside_rebalance: u64,
+    /// Trips of a pack just dropped onto the bus by a fault command.
+    pub excused_step_trips: u64,
+    /// The largest current any pack carried, A.
+    pub worst_pack_current_a: f64,
+}
+
+/// A trip within this long after a fault command concerning its pack is excused, s.
+pub const EXCUSE_S: u64 = 60;
+
+/// A pack's harm counters: over-current trips, fuse blows, over-voltage trips.
+fn harm_counters(p: &sim::pack::Pack) -> [u32; 3] {
+    [p.charge_oc_trips.saturating_add(p.discharge_oc_trips), p.fuse_blows, p.ov_trips]
 }
 
 /// Energy and blocking, over the run.
@@ -116,6 +144,8 @@ pub struct Scorecard {
     pub safety_violations: Violations,
     /// Blocking and energy.
     pub availability: Availability,
+    /// §6 v3: harm to the plant.
+    pub harm: Harm,
     /// Rebalances.
     pub rebalances: Rebalances,
     /// Time-to-safe.
@@ -149,6 +179,13 @@ pub struct Run {
 /// The N of `fault pack N ...`.
 fn fault_pack(command: &str) -> Option<usize> {
     command.strip_prefix("fault pack ")?.split_whitespace().next()?.parse().ok()
+}
+
+/// The N of any command about `pack N` (`clear pack 2`, `replace-fuse pack 2`, ...).
+fn command_pack(command: &str) -> Option<usize> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "pack")?;
+    words.get(at + 1)?.parse().ok()
 }
 
 /// Checks every command of `schedule` against a world of `config` (a `*` taken as pack 1).
@@ -187,6 +224,14 @@ pub fn simulate(config: &Config, days: f64, seed: u64, schedule: &Schedule) -> R
     // Seconds charging has been blocked in this episode outside fault windows with a cell low.
     let (mut charge_off_s, mut charge_off_counted) = (0u64, false);
     let mut completion_window: Option<u64> = None;
+    let mut harm = Harm::default();
+    // Until when a trip of each pack is excused (a fault command concerning it ran).
+    let mut excused_until = vec![0u64; packs];
+    let excuse = |command: &str, t: u64, excused_until: &mut [u64]| {
+        if let Some(k) = command_pack(command).and_then(|n| n.checked_sub(1)).filter(|k| *k < packs) {
+            excused_until[k] = t + EXCUSE_S;
+        }
+    };
     let mut both_off_counted = false;
     let settle_max = config.rebalance.settle_max_s;
     let overcurrent_for = config.safety.overcurrent_for_s.ceil() as u64;
@@ -201,6 +246,7 @@ pub fn simulate(config: &Config, days: f64, seed: u64, schedule: &Schedule) -> R
                 if let Err(e) = w.command(&clear) {
                     w.events.push(format!("{:>7} s fault command '{clear}' failed: {e}", w.t));
                 }
+                excuse(&clear, now_s, &mut excused_until);
             }
         }
         active.retain(|f| w.t < f.until + 10);
@@ -213,6 +259,7 @@ pub fn simulate(config: &Config, days: f64, seed: u64, schedule: &Schedule) -> R
                 continue;
             }
             w.events.push(format!("{:>7} s fault: {}", w.t, firing.start));
+            excuse(&firing.start, w.t, &mut excused_until);
             active.push(Active {
                 what: firing.start,
                 until: w.t + firing.window_s,
@@ -237,9 +284,48 @@ pub fn simulate(config: &Config, days: f64, seed: u64, schedule: &Schedule) -> R
             }
         }
         let state_before = w.controller().rebalance().step;
+        let counters_before: Vec<[u32; 3]> = w.plant.packs.iter().map(harm_counters).collect();
         w.step();
         let (t, charge, discharge) = w.told.last().copied().unwrap_or((w.t, false, false));
         let rebalancing = w.controller().rebalance().active();
+        // §6 v3: harm, on the plant's true state.
+        for (k, (p, before)) in w.plant.packs.iter().zip(&counters_before).enumerate() {
+            let now = harm_counters(p);
+            let [oc, fuse, ov] = [0, 1, 2].map(|i| u64::from(now[i].saturating_sub(before[i])));
+            if oc + fuse + ov == 0 || !p.faults.is_empty() {
+                continue;
+            }
+            // Over-voltage protection is the rebalance's means: it counts only outside one.
+            let in_rebalance = rebalancing || matches!(state_before, Step::Running | Step::Completing);
+            let ov = if in_rebalance { 0 } else { ov };
+            if oc + fuse + ov == 0 {
+                continue;
+            }
+            if t <= excused_until[k] {
+                harm.excused_step_trips += oc + fuse + ov;
+                w.events.push(format!(
+                    "{t:>7} s excused: pack {} tripped just after a fault command dropped it onto the bus",
+                    k + 1
+                ));
+                continue;
+            }
+            harm.bms_over_current_trips += oc;
+            harm.fuses_blown += fuse;
+            harm.bms_over_voltage_trips_outside_rebalance += ov;
+            let what = [
+                (oc, "its BMS over-current protection tripped"),
+                (fuse, "its fuse blew"),
+                (ov, "its BMS over-voltage protection tripped outside a rebalance"),
+            ];
+            for (_, text) in what.into_iter().filter(|(n, _)| *n > 0) {
+                w.events.push(format!(
+                    "{t:>7} s harm: pack {} {text} (at {:.1} A, bus {:.2} V)",
+                    k + 1,
+                    p.current_a,
+                    w.plant.bus_v
+                ));
+            }
+        }
         // A pack whose data went stale (injected or from a noisy line) is a fault until the
         // inverter has heard its return: its next 0x63 after the controller's next step.
         if !w.all_fresh() {
@@ -312,9 +398,12 @@ pub fn simulate(config: &Config, days: f64, seed: u64, schedule: &Schedule) -> R
         // while the inverter hears the daemon: one that lost its BMS, or polls a daemon that is
         // silent by design (before its first complete snapshot after a restart, SAFETY.md §3),
         // runs on what it last heard and then on its own settings.
+        // A pack a rebalance left to join the bus (SAFETY.md §4 step 3, v3) has rules 6 and 11
+        // relaxed for it alone until it has joined.
+        let joining = &w.controller().rebalance().joining;
         let wrong = w.inverter_hears_the_daemon(detect_s)
-            && w.plant.packs.iter().any(|p| {
-                let (c, d) = blocks(p, rebalancing);
+            && w.plant.packs.iter().enumerate().any(|(k, p)| {
+                let (c, d) = blocks(p, rebalancing || joining.contains(&(k + 1)));
                 (charge && c) || (discharge && d)
             });
         if wrong {
@@ -389,6 +478,7 @@ pub fn simulate(config: &Config, days: f64, seed: u64, schedule: &Schedule) -> R
             cancelled: count("rebalance: Cancelled"),
         },
         time_to_safe_s: tts,
+        harm: Harm { worst_pack_current_a: round(w.plant.worst_pack_current_a()), ..harm },
         events: w.events.len() as u64,
         trace_digest: fnv1a(&w.events),
     };

@@ -129,6 +129,11 @@ pub struct Pack {
     fuse_blown: bool,
     /// Times the external fuse blew since the start.
     pub fuse_blows: u32,
+    /// Over-voltage protection trips (protect 1 bit 0 or 2 going from clear to set) since the
+    /// start.
+    pub ov_trips: u32,
+    /// The largest current the pack carried since the start, A (magnitude).
+    pub worst_current_a: f64,
     /// Injected faults.
     pub faults: Vec<FaultKind>,
     /// Not answering at all.
@@ -204,7 +209,7 @@ fn default_configs(cells: usize) -> HashMap<ConfigKind, Config> {
         Config::UnderTemp(ChargeDischargeTemps { lead: 1, charge: t(0, -5, 0), discharge: t(-15, -20, -15) }),
         Config::MosfetTemp(MosfetTemp { lead: 1, over: t(90, 110, 85) }),
         Config::EnvironmentTemp(EnvironmentTemps { lead: 1, under: t(-20, -25, -20), over: t(65, 70, 65) }),
-        Config::ChargeLimiter(ChargeLimiter { lead: 0, current_a: 20 }),
+        Config::ChargeLimiter(ChargeLimiter { lead: 0, current_a: 10 }),
         Config::Protocols(Protocols { can: 0x13, rs485: 0x14, mode: 0 }),
     ];
     list.into_iter().map(|c| (c.kind(), c)).collect()
@@ -251,6 +256,8 @@ impl Pack {
             fuse_heat_a2s: 0.0,
             fuse_blown: false,
             fuse_blows: 0,
+            ov_trips: 0,
+            worst_current_a: 0.0,
             faults: Vec::new(),
             silent: false,
             garbage: false,
@@ -387,6 +394,20 @@ impl Pack {
             && !self.fault.intersects(FaultState::DISCHARGE_MOSFET)
     }
 
+    /// The charge current its limiter holds it to, A, while the limiter is switched on (the
+    /// control state's current-limiter bit; off by default, as on the seed's packs).
+    pub fn charge_limit_a(&self) -> Option<f64> {
+        self.control.contains(ControlState::CURRENT_LIMITER).then(|| self.limiter_setting_a())
+    }
+
+    /// The charge current limiter's setting (its 0xED block), A.
+    pub fn limiter_setting_a(&self) -> f64 {
+        match self.configs.get(&ConfigKind::ChargeLimiter) {
+            Some(Config::ChargeLimiter(c)) => f64::from(c.current_a),
+            _ => 10.0,
+        }
+    }
+
     /// The current the BMS measures, A: the pack's, or 0 once its fuse has blown (the BMS sits
     /// on the cell side of the fuse).
     pub fn measured_current_a(&self) -> f64 {
@@ -460,6 +481,8 @@ impl Pack {
             self.voltage(ConfigKind::PackOv),
             self.voltage(ConfigKind::PackUv),
         );
+        let over_voltage = Protect1::HIGH_CELL_VOLTAGE | Protect1::HIGH_TOTAL_VOLTAGE;
+        let was_over_voltage = self.protect1.intersects(over_voltage);
         let p = &mut self.protect1;
         latch(
             p,
@@ -485,6 +508,11 @@ impl Pack {
             pack_mv <= f64::from(puv.protect.raw()),
             pack_mv >= f64::from(puv.release.raw()),
         );
+
+        if !was_over_voltage && self.protect1.intersects(over_voltage) {
+            self.ov_trips = self.ov_trips.saturating_add(1);
+        }
+        self.worst_current_a = self.worst_current_a.max(i.abs());
 
         // Over-current: protects after the configured delay of continuous current above the
         // protect level (an injected fault at once), releases after a while.

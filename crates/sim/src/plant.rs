@@ -6,6 +6,7 @@ use pylon_proto::{Management, ManagementFlags};
 
 use crate::cell::{Cell, energy_wh_per_ah, ocv_mv};
 use crate::pack::{FaultKind, Pack};
+use pace_proto::ControlState;
 
 /// What the plant is made of.
 #[derive(Clone, Debug, PartialEq)]
@@ -370,7 +371,16 @@ pub struct Plant {
     pub ledger: Ledger,
     /// Noise for garbage lines and spreads.
     pub rng: Rng,
+    /// Which packs were on the busbar at the end of the last step: a change (a MOSFET switched
+    /// on, a fuse replaced) makes the next second run in fine steps.
+    connected: Vec<bool>,
 }
+
+/// A second with a pack joining the bus or a pack current above this runs in steps of
+/// [`FINE_STEP_S`], so a BMS's 1 s over-current delay and an inrush are judged right.
+pub const FINE_ABOVE_A: f64 = 20.0;
+/// The fine step, s.
+pub const FINE_STEP_S: f64 = 0.1;
 
 /// Gaussian bump centred at `c` hours with width `w` hours, for load peaks.
 fn bump(hour: f64, c: f64, w: f64) -> f64 {
@@ -414,7 +424,9 @@ impl Plant {
             current_a: 0.0,
             ledger: Ledger::default(),
             rng,
+            connected: Vec::new(),
         };
+        plant.connected = plant.packs.iter().map(Pack::connected).collect();
         plant.publish_inverter();
         plant.coil.publish(0.0, bus_v);
         plant
@@ -469,33 +481,47 @@ impl Plant {
     /// Shares `total_a` between the packs by their open-circuit voltage and resistance, honouring
     /// each pack's MOSFETs and fuse and the bus voltage limits. Returns the pack currents and bus
     /// voltage. A pack with a blown fuse gets 0 A.
+    ///
+    /// A pack whose charge current limiter is on (see [`Pack::charge_limit_a`]) takes no more
+    /// charge than its limit: it is then a current sink at the limit, whatever the others push.
     pub fn share(&self, total_a: f64, max_v: f64, min_v: f64) -> (Vec<f64>, f64) {
         let n = self.packs.len();
         let mut active: Vec<bool> = self.packs.iter().map(Pack::connected).collect();
+        // Packs held at their limiter's current.
+        let mut limited: Vec<Option<f64>> = vec![None; n];
         let mut target = total_a;
-        for _ in 0..=n + 2 {
-            let (g, og) =
-                self.packs.iter().zip(&active).filter(|(_, a)| **a).fold((0.0, 0.0), |(g, og), (p, _)| {
+        for _ in 0..=2 * n + 2 {
+            let (g, og) = self
+                .packs
+                .iter()
+                .zip(active.iter().zip(&limited))
+                .filter(|(_, (a, l))| **a && l.is_none())
+                .fold((0.0, 0.0), |(g, og), (p, _)| {
                     let gi = 1.0 / p.resistance();
                     (g + gi, og + p.ocv_v() * gi)
                 });
+            let sunk: f64 = limited.iter().flatten().sum();
             if g == 0.0 {
                 let v = self.packs.iter().map(Pack::ocv_v).sum::<f64>() / n.max(1) as f64;
                 return (vec![0.0; n], v);
             }
             // The inverter holds the bus at its voltage limits: no more current than they allow.
-            let i_at = |v: f64| v * g - og;
+            let i_at = |v: f64| v * g - og + sunk;
             if target > 0.0 {
                 target = target.min(i_at(max_v)).max(0.0);
             } else if target < 0.0 {
                 target = target.max(i_at(min_v)).min(0.0);
             }
-            let v = (target + og) / g;
+            let v = (target - sunk + og) / g;
             let currents: Vec<f64> = self
                 .packs
                 .iter()
-                .zip(&active)
-                .map(|(p, a)| if *a { (v - p.ocv_v()) / p.resistance() } else { 0.0 })
+                .zip(active.iter().zip(&limited))
+                .map(|(p, (a, l))| match (a, l) {
+                    (false, _) => 0.0,
+                    (true, Some(limit)) => *limit,
+                    (true, None) => (v - p.ocv_v()) / p.resistance(),
+                })
                 .collect();
             let mut changed = false;
             for (k, p) in self.packs.iter().enumerate() {
@@ -504,6 +530,11 @@ impl Plant {
                 {
                     active[k] = false;
                     changed = true;
+                } else if active[k] && limited[k].is_none() {
+                    if let Some(limit) = p.charge_limit_a().filter(|l| currents[k] > *l) {
+                        limited[k] = Some(limit);
+                        changed = true;
+                    }
                 }
             }
             if !changed {
@@ -520,13 +551,23 @@ impl Plant {
     /// plus, when the charging priority (331) is utility or PV and utility, the grid's maximum
     /// mains charging current (333, 0.1 A); the sum is capped by [`Inverter::limits`] (the BMS's
     /// limit and the maximum charging current, 332) and the charge voltage.
+    ///
+    /// A second in which a pack joins the bus, or a pack carries more than [`FINE_ABOVE_A`], runs
+    /// in steps of [`FINE_STEP_S`].
     pub fn step(&mut self, dt: f64) {
         let mut left = dt;
         while left > 1e-9 {
-            let h = left.min(1.0);
+            let joined = self.packs.iter().zip(&self.connected).any(|(p, was)| p.connected() != *was);
+            let strong = self.packs.iter().any(|p| p.current_a.abs() > FINE_ABOVE_A);
+            let h = left.min(if joined || strong { FINE_STEP_S } else { 1.0 });
             self.step_once(h);
             left -= h;
         }
+    }
+
+    /// The largest current any pack carried since the start, A.
+    pub fn worst_pack_current_a(&self) -> f64 {
+        self.packs.iter().map(|p| p.worst_current_a).fold(0.0, f64::max)
     }
 
     fn step_once(&mut self, dt: f64) {
@@ -587,6 +628,8 @@ impl Plant {
             // next step on (`share` gives it nothing).
             p.heat_fuse(i, dt);
         }
+        self.connected.clear();
+        self.connected.extend(self.packs.iter().map(Pack::connected));
         self.bus_v = v;
         self.current_a = total;
         self.coil.step(total, v, dt);
@@ -646,8 +689,8 @@ impl Plant {
     pub fn command(&mut self, line: &str) -> Result<String, String> {
         let words: Vec<&str> = line.split_whitespace().collect();
         let usage = "commands: silence|restore|garbage|clear pack N, fault pack N KIND, drift pack N MV, \
-                     replace-fuse pack N, soc pack N PERCENT, soc all PERCENT, inverter set REG VALUE, \
-                     silence|restore coil";
+                     replace-fuse pack N, soc pack N PERCENT, soc all PERCENT, limiter pack N|all on|off, \
+                     inverter set REG VALUE, silence|restore coil";
         let pack = |w: Option<&&str>, packs: usize| -> Result<usize, String> {
             let n: usize = w
                 .ok_or("missing pack number")?
@@ -726,6 +769,19 @@ impl Plant {
                     p.set_soc(soc);
                 }
                 Ok(format!("all {n} packs: every cell at {:.1} % state of charge", soc * 100.0))
+            }
+            ["limiter", "pack", which, state @ ("on" | "off")] => {
+                let packs: Vec<usize> =
+                    if *which == "all" { (0..n).collect() } else { vec![pack(Some(which), n)?] };
+                for &k in &packs {
+                    self.packs[k].control.set(ControlState::CURRENT_LIMITER, *state == "on");
+                }
+                let limit = packs.first().map_or(0.0, |&k| self.packs[k].limiter_setting_a());
+                let who = if *which == "all" { format!("all {n} packs") } else { format!("pack {which}") };
+                Ok(format!("{who}: charge current limiter {state} ({limit} A)"))
+            }
+            ["limiter", ..] => {
+                Err("limiter pack N|all on|off: the Pace charge current limiter (about 10 A)".into())
             }
             ["inverter", "set", reg, value] => self.inverter.set(reg, value),
             _ => Err(format!("unknown command '{}'; {usage}", line.trim())),

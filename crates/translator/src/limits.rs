@@ -16,7 +16,7 @@
 //!
 //! let mut limiter = Limiter::new(LimitSettings::default());
 //! let pack = PackFlow { can_charge: true, can_discharge: true, current_ma: 10_000, charge_alarm_a: Some(30), discharge_alarm_a: Some(30) };
-//! let input = LimitInput { packs: &[pack, pack, pack], cell_max_mv: Some(3300), cell_min_mv: Some(3290), cell_temp_min_dc: Some(200), recovery: false };
+//! let input = LimitInput { packs: &[pack, pack, pack], cell_max_mv: Some(3300), cell_min_mv: Some(3290), cell_temp_min_dc: Some(200), recovery: false, hold: false };
 //! let limits = limiter.update(0, &input);
 //! assert_eq!(limits.charge.base_ma, Some(72_000)); // 0.8 × 3 × 30 A
 //! assert_eq!(limits.charge.limit_ma, Some(72_000));
@@ -97,6 +97,10 @@ pub struct LimitSettings {
     /// While a BMS under-voltage protection holds (rule 15), at most this per pack that can take
     /// charge, A.
     pub recovery_charge_a: f64,
+    /// During a rebalance's top hold (SAFETY.md §2b), at most this per pack that can take charge,
+    /// A: a pack whose BMS releases its over-voltage protection by itself then finds the bus near
+    /// its own resting voltage.
+    pub hold_charge_a: f64,
 }
 
 impl Default for LimitSettings {
@@ -125,6 +129,7 @@ impl Default for LimitSettings {
             limit_rise_per_s: 0.10,
             pack_current_guard: 0.9,
             recovery_charge_a: 2.0,
+            hold_charge_a: 2.0,
         }
     }
 }
@@ -233,6 +238,8 @@ pub struct LimitInput<'a> {
     pub cell_temp_min_dc: Option<i32>,
     /// A BMS under-voltage protection holds (rule 15): charge at the recovery current.
     pub recovery: bool,
+    /// A rebalance's top hold is on (§2b): charge at the hold current.
+    pub hold: bool,
 }
 
 /// The table a factor comes from.
@@ -304,6 +311,8 @@ pub struct DirectionLimit {
     pub taper: f64,
     /// The recovery cap, mA, while rule 15 holds (charge only).
     pub recovery_ma: Option<i32>,
+    /// The top-hold cap, mA, during a rebalance's top hold (charge only).
+    pub hold_ma: Option<i32>,
     /// The guard's cut, while a pack is above its guard.
     pub guard: Option<GuardCut>,
     /// Base × taper, capped by the recovery current, mA: where the limit goes without a guard cut
@@ -403,8 +412,11 @@ impl Limiter {
             factors.push(Factor { table: Table::CellTemperature, at, factor: temp_table.at(at) });
         }
         let taper = factors.iter().map(|f| f.factor).fold(1.0, f64::min);
-        let recovery_ma =
-            (d == Direction::Charge && input.recovery).then_some(s.recovery_charge_a * n as f64 * 1000.0);
+        let cap = |on: bool, per_pack_a: f64| {
+            (d == Direction::Charge && on).then_some(per_pack_a * n as f64 * 1000.0)
+        };
+        let recovery_ma = cap(input.recovery, s.recovery_charge_a);
+        let hold_ma = cap(input.hold, s.hold_charge_a);
         let Some(base) = base_ma else {
             return DirectionLimit {
                 packs: n,
@@ -413,13 +425,14 @@ impl Limiter {
                 factors,
                 taper,
                 recovery_ma: recovery_ma.map(round),
+                hold_ma: hold_ma.map(round),
                 guard: None,
                 target_ma: None,
                 limit_ma: None,
             };
         };
         let mut target = base * taper;
-        if let Some(cap) = recovery_ma {
+        for cap in [recovery_ma, hold_ma].into_iter().flatten() {
             target = target.min(cap);
         }
         // The per-pack guard: the worst pack relative to its own guard. The stack's net current this
@@ -464,6 +477,7 @@ impl Limiter {
             factors,
             taper,
             recovery_ma: recovery_ma.map(round),
+            hold_ma: hold_ma.map(round),
             guard,
             target_ma: Some(round(target.max(0.0))),
             limit_ma: Some(round(limit.max(0.0))),

@@ -162,6 +162,7 @@ fn the_current_limits_are_the_limiters() {
             cell_min_mv: Some(3280),
             cell_temp_min_dc: Some(190),
             recovery: false,
+            hold: false,
         },
     );
     let v = aggregate(&Input { limits: Some(&l), ..input(&packs) }, &Settings::default()).unwrap();

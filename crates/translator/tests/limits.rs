@@ -21,6 +21,7 @@ fn input(packs: &[PackFlow]) -> LimitInput<'_> {
         cell_min_mv: Some(3290),
         cell_temp_min_dc: Some(250),
         recovery: false,
+        hold: false,
     }
 }
 
@@ -211,6 +212,26 @@ fn under_voltage_protection_caps_charging_at_the_recovery_current() {
     assert_eq!(l.discharge.recovery_ma, None);
 }
 
+#[test]
+fn the_top_hold_caps_charging_at_the_hold_current_per_pack() {
+    // SAFETY.md §2b: 2 A × the packs that can take charge (two of three), discharge untouched.
+    let mut packs = [pack(0.0), pack(0.0), pack(0.0)];
+    packs[2].can_charge = false;
+    let l = once(&packs, |i| i.hold = true);
+    assert_eq!(l.charge.hold_ma, Some(4_000));
+    assert_eq!(l.charge.limit_ma, Some(4_000));
+    assert_eq!(l.charge.target_ma, Some(4_000));
+    assert_eq!(l.discharge.hold_ma, None);
+    assert_eq!(l.discharge.limit_ma, Some(72_000));
+    // With a recovery cap as well, the lower one holds.
+    let settings = LimitSettings { hold_charge_a: 1.0, ..LimitSettings::default() };
+    let mut i = input(&packs);
+    i.hold = true;
+    i.recovery = true;
+    let l = Limiter::new(settings).update(0, &i);
+    assert_eq!(l.charge.limit_ma, Some(2_000));
+}
+
 fn status(system: SystemState) -> PackStatus {
     PackStatus {
         cell_warns: vec![],
@@ -285,7 +306,7 @@ proptest! {
         let mut last: Option<(i32, i32)> = None;
         for (packs, hi, lo, t, recovery, dt) in steps {
             now += dt;
-            let i = LimitInput { packs: &packs, cell_max_mv: Some(hi.max(lo)), cell_min_mv: Some(lo.min(hi)), cell_temp_min_dc: Some(t), recovery };
+            let i = LimitInput { packs: &packs, cell_max_mv: Some(hi.max(lo)), cell_min_mv: Some(lo.min(hi)), cell_temp_min_dc: Some(t), recovery, hold: false };
             let l = limiter.update(now, &i);
             for d in [Direction::Charge, Direction::Discharge] {
                 let counted: Vec<&PackFlow> = packs.iter().filter(|p| match d { Direction::Charge => p.can_charge, Direction::Discharge => p.can_discharge }).collect();

@@ -95,6 +95,7 @@ fn current_limits(packs: &[PackSnapshot]) -> limits::Limits {
         cell_min_mv: Some(3280),
         cell_temp_min_dc: Some(250),
         recovery: false,
+        hold: false,
     };
     Limiter::new(LimitSettings::default()).update(0, &input)
 }

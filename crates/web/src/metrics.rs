@@ -84,6 +84,20 @@ pub fn render(s: &Status) -> String {
     for code in REASON_CODES {
         o.sample("reason_active", &[("reason", code)], flag(s.reasons.iter().any(|r| r.code == code)));
     }
+    o.family(
+        "pack_join_delta_volts",
+        "gauge",
+        "A pack waiting to join the bus (state joining) or left out (isolated): its voltage minus the bus's.",
+    );
+    for r in s.reasons.iter().filter(|r| matches!(r.code, "pack_joining" | "pack_isolated")) {
+        let (Some(pack), Some(delta)) = (r.pack, r.delta_mv) else { continue };
+        let state = if r.code == "pack_joining" { "joining" } else { "isolated" };
+        o.sample(
+            "pack_join_delta_volts",
+            &[("pack", &pack.to_string()), ("state", state)],
+            f64::from(delta) / 1000.0,
+        );
+    }
 
     if let Some(st) = &s.stack {
         let mv = |v: u16| f64::from(v) / 1000.0;

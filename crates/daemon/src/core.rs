@@ -9,7 +9,7 @@
 //!          snapshot, decision, limits, targets, pack commands, coil actions, events, persist }
 //! ```
 
-use maestro_core::join::{JoinConfig, JoinPack, Joiner, Waiting};
+use maestro_core::join::{Bus, JoinConfig, JoinPack, Joiner, Waiting};
 use maestro_core::{
     Action, Decision, Maestro, Millis, Observation, PackObservation, Reason, Rebalance, RebalanceConfig,
     RebalanceInput, RebalanceState, Step, Targets, Thresholds,
@@ -384,7 +384,8 @@ impl Controller {
 
     /// SAFETY.md §2b for this step: the pack to switch on now (if any) and the packs that wait.
     /// The bus is the coil's voltage when fresh, else the mean of the fresh packs that can carry
-    /// and are not waiting (none: an empty bus).
+    /// and are not waiting; empty when no coil is configured and every other pack is known (fresh)
+    /// to carry nothing; otherwise unknown, and nothing joins.
     fn join(
         &mut self,
         now: Millis,
@@ -407,10 +408,17 @@ impl Controller {
             .filter(|(k, (_, f))| !joining.contains(&(k + 1)) && (f.can_charge || f.can_discharge))
             .filter_map(|(_, (r, _))| voltage(r))
             .collect();
-        let bus = coil
-            .filter(|(_, at)| fresh(*at))
-            .map(|(c, _)| c.voltage_mv())
-            .or_else(|| (!on_bus.is_empty()).then(|| on_bus.iter().sum::<u32>() / on_bus.len() as u32));
+        let others_known = readings
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| !joining.contains(&(k + 1)))
+            .all(|(_, r)| r.status.as_ref().is_some_and(|(_, at)| fresh(*at)));
+        let bus = match coil.filter(|(_, at)| fresh(*at)) {
+            Some((c, _)) => Bus::At(c.voltage_mv()),
+            None if !on_bus.is_empty() => Bus::At(on_bus.iter().sum::<u32>() / on_bus.len() as u32),
+            None if !self.coil_configured && others_known => Bus::Empty,
+            None => Bus::Unknown,
+        };
         let packs: Vec<JoinPack> = readings
             .iter()
             .enumerate()

@@ -14,7 +14,7 @@
 //!   closes later.
 //!
 //! ```
-//! use maestro_core::join::{JoinConfig, JoinPack, Joiner, Waiting};
+//! use maestro_core::join::{Bus, JoinConfig, JoinPack, Joiner, Waiting};
 //! use maestro_core::Millis;
 //!
 //! let mut joiner = Joiner::new(JoinConfig::default());
@@ -24,12 +24,12 @@
 //! ];
 //! // The locked pack is 600 mV above the bus: no command, and discharging (which would widen the
 //! // gap) is blocked, so the bus rises toward it.
-//! let out = joiner.step(Millis(0), Some(27_300), &packs);
+//! let out = joiner.step(Millis(0), Bus::At(27_300), &packs);
 //! assert_eq!(out.command, None);
 //! assert_eq!(out.waiting, [Waiting::Joining { pack: 1, delta_mv: 600 }]);
 //! assert_eq!(out.waiting[0].blocks_charge(), Some(false));
 //! // Within 100 mV: the command goes out.
-//! let out = joiner.step(Millis(1000), Some(27_850), &packs);
+//! let out = joiner.step(Millis(1000), Bus::At(27_850), &packs);
 //! assert_eq!(out.command, Some(0));
 //! ```
 
@@ -50,6 +50,18 @@ impl Default for JoinConfig {
     fn default() -> Self {
         Self { delta_mv: 100, settle_ms: 5_000, wait_max_ms: 15 * 60 * 1000 }
     }
+}
+
+/// What the bus is, as far as the daemon knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bus {
+    /// At this voltage, mV: the coil's when fresh, else the mean of the packs that can carry.
+    At(u32),
+    /// Empty: no coil and no pack on it (each of the others known to be off), so nothing can drive
+    /// current into a pack that joins.
+    Empty,
+    /// Not known (the coil's data and the other packs' are stale): nothing joins.
+    Unknown,
 }
 
 /// One pack as the join rule sees it.
@@ -124,11 +136,9 @@ impl Joiner {
         &self.config
     }
 
-    /// One step at `now` with the bus at `bus_mv`: the coil's voltage when fresh, else the mean of
-    /// the packs that can carry. `None` is an empty bus — no coil and no pack on it — where
-    /// nothing can drive current into a pack, so every waiting pack is within reach (a pack whose
-    /// own voltage is unknown never is).
-    pub fn step(&mut self, now: Millis, bus_mv: Option<u32>, packs: &[JoinPack]) -> JoinOutput {
+    /// One step at `now` with the bus as it is. On an empty bus every waiting pack is within
+    /// reach; on an unknown one none is, nor is a pack whose own voltage is unknown.
+    pub fn step(&mut self, now: Millis, bus: Bus, packs: &[JoinPack]) -> JoinOutput {
         self.waiting_since.resize(packs.len(), None);
         for (since, p) in self.waiting_since.iter_mut().zip(packs) {
             *since = if p.waiting { Some(since.unwrap_or(now)) } else { None };
@@ -136,7 +146,11 @@ impl Joiner {
         let settled = self.settled(now, packs);
         let delta = |p: &JoinPack| {
             let own = i64::from(p.voltage_mv?);
-            Some(bus_mv.map_or(0, |bus| own - i64::from(bus)))
+            match bus {
+                Bus::At(bus) => Some(own - i64::from(bus)),
+                Bus::Empty => Some(0),
+                Bus::Unknown => None,
+            }
         };
         let within = |d: i64| d.unsigned_abs() <= u64::from(self.config.delta_mv);
         let command = settled
@@ -207,22 +221,24 @@ mod tests {
     fn never_a_command_while_the_gap_is_wider_than_delta() {
         let mut j = Joiner::new(JoinConfig::default());
         for (t, bus) in [(0, 27_000), (1000, 27_899), (2000, 28_101)] {
-            let out = j.step(Millis(t), Some(bus), &[pack(true, 28_000, 0)]);
+            let out = j.step(Millis(t), Bus::At(bus), &[pack(true, 28_000, 0)]);
             assert_eq!(out.command, None, "bus {bus}");
         }
-        let out = j.step(Millis(3000), Some(28_100), &[pack(true, 28_000, 0)]);
+        let out = j.step(Millis(3000), Bus::At(28_100), &[pack(true, 28_000, 0)]);
         assert_eq!(out.command, Some(0), "exactly delta away joins");
         let unknown = JoinPack { voltage_mv: None, ..pack(true, 28_000, 0) };
-        let out = j.step(Millis(9000), Some(28_000), &[unknown]);
+        let out = j.step(Millis(9000), Bus::At(28_000), &[unknown]);
         assert_eq!(out.command, None, "a pack of unknown voltage never joins");
-        let out = j.step(Millis(20_000), None, &[pack(true, 28_000, 0)]);
+        let out = j.step(Millis(20_000), Bus::Unknown, &[pack(true, 28_000, 0)]);
+        assert_eq!(out.command, None, "an unknown bus joins nothing");
+        let out = j.step(Millis(30_000), Bus::Empty, &[pack(true, 28_000, 0)]);
         assert_eq!(out.command, Some(0), "an empty bus drives nothing into it");
     }
 
     #[test]
     fn packs_join_one_at_a_time_smallest_gap_first_after_the_last_settled() {
         let mut j = Joiner::new(JoinConfig::default());
-        let bus = Some(27_500);
+        let bus = Bus::At(27_500);
         let mut packs = [pack(true, 27_560, 0), pack(true, 27_520, 0), pack(false, 27_500, 4000)];
         assert_eq!(j.step(Millis(0), bus, &packs).command, Some(1), "20 mV before 60 mV");
         packs[1] = pack(false, 27_500, 20_000); // joined; an inrush above half its alarm
@@ -241,17 +257,17 @@ mod tests {
     fn a_pack_too_far_blocks_the_widening_direction_then_is_isolated_then_joins() {
         let mut j = Joiner::new(JoinConfig::default());
         let low = [pack(true, 26_400, 0)];
-        let out = j.step(Millis(0), Some(27_000), &low);
+        let out = j.step(Millis(0), Bus::At(27_000), &low);
         assert_eq!(out.waiting, [Waiting::Joining { pack: 1, delta_mv: -600 }]);
         assert_eq!(out.waiting[0].blocks_charge(), Some(true), "below the bus: charging widens it");
         let high = [pack(true, 27_600, 0)];
         let mut k = Joiner::new(JoinConfig::default());
-        assert_eq!(k.step(Millis(0), Some(27_000), &high).waiting[0].blocks_charge(), Some(false));
-        let out = j.step(Millis(15 * 60 * 1000), Some(27_000), &low);
+        assert_eq!(k.step(Millis(0), Bus::At(27_000), &high).waiting[0].blocks_charge(), Some(false));
+        let out = j.step(Millis(15 * 60 * 1000), Bus::At(27_000), &low);
         assert_eq!(out.waiting, [Waiting::Isolated { pack: 1, delta_mv: Some(-600) }]);
         assert_eq!(out.waiting[0].blocks_charge(), None, "isolated blocks nothing");
         // Hours later a night load brings the bus down to it.
-        let out = j.step(Millis(5 * 3600 * 1000), Some(26_480), &low);
+        let out = j.step(Millis(5 * 3600 * 1000), Bus::At(26_480), &low);
         assert_eq!(out.command, Some(0));
     }
 
@@ -271,7 +287,7 @@ mod tests {
             for (s, (bus, packs)) in steps.iter().enumerate() {
                 let now = s as u64 * 1000;
                 let packs: Vec<JoinPack> = packs.iter().map(|&(w, mv, ma)| pack(w, mv, ma)).collect();
-                let out = j.step(Millis(now), Some(*bus), &packs);
+                let out = j.step(Millis(now), Bus::At(*bus), &packs);
                 if let Some(k) = out.command {
                     let p = packs[k];
                     proptest::prop_assert!(p.waiting);

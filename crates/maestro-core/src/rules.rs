@@ -648,13 +648,22 @@ impl Maestro {
         // Rules 11 and 14: cell voltages with hysteresis. The over-voltage latch follows the cells
         // during a rebalance too, but only blocks outside one; it leaves out a pack the rebalance
         // locked until that pack has joined (§4 step 3).
-        let cells = || obs.packs.iter().flat_map(|p| p.cells_mv.iter().copied());
         let unlocked_cells =
             || obs.packs.iter().filter(|p| !p.rebalance_locked).flat_map(|p| p.cells_mv.iter().copied());
         if let Some(hi) = unlocked_cells().max() {
             latch(&mut self.cell_ov, hi > t.cell_ov_mv, hi < t.cell_ov_release_mv);
         }
-        if let Some(lo) = cells().min() {
+        // Beyond SAFETY.md, the safer reading: a pack left off the bus that cannot give discharge
+        // (both MOSFETs held off) is not drained by discharging the others, and rule 14 for its low
+        // cell would only keep the bus from coming down to it (§2b) — stacked with rule 13 after a
+        // completion, both directions off. Its cells count again the moment it can discharge.
+        let on_bus_cells = || {
+            obs.packs
+                .iter()
+                .filter(|p| !(p.rebalance_locked && !p.can_discharge))
+                .flat_map(|p| p.cells_mv.iter().copied())
+        };
+        if let Some(lo) = on_bus_cells().min() {
             latch(&mut self.cell_uv, lo < t.cell_uv_mv, lo > t.cell_uv_release_mv);
         }
         if self.cell_ov && !obs.rebalance_active {

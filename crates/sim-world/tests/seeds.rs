@@ -64,6 +64,49 @@ fn twenty_seeds_of_a_week_with_the_default_faults_violate_nothing() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The month-long soak's failures of SAFETY.md v2 (`cargo xtask soak 30`): seed 4 with 5 packs, 6
+/// with 7 and 8 with 9. A rebalance's completion switched on a pack that had sat locked in
+/// over-voltage protection while the bus moved on, the others drove over 30 A into it, and its BMS
+/// tripped. With the join rule (§2b) each month runs with no violation and no harm at all.
+#[test]
+fn regression_a_month_of_seeds_4_6_and_8_joins_every_pack_without_harm() {
+    let cases = [(4u64, 5usize), (6, 7), (8, 9)];
+    let failures = std::sync::Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&(seed, packs)) = cases.get(k) else { return };
+                    let run =
+                        simulate(&default_config(packs).unwrap(), 30.0, seed, &Schedule::default_schedule());
+                    let card = &run.scorecard;
+                    let h = &card.harm;
+                    eprintln!(
+                        "seed {seed}, {packs} packs, 30 days: {} violations, harm {h:?}, {} rebalances",
+                        card.safety_violations.total, card.rebalances.completed
+                    );
+                    let harmed =
+                        h.bms_over_current_trips + h.fuses_blown + h.bms_over_voltage_trips_outside_rebalance;
+                    if card.safety_violations.total > 0 || harmed > 0 || h.excused_step_trips > 0 {
+                        let mut text = report(&run, packs, 30.0, "default");
+                        for e in
+                            run.events.iter().filter(|e| e.contains(" harm: ") || e.contains(" excused: "))
+                        {
+                            text += &format!("  {e}\n");
+                        }
+                        failures.lock().unwrap().push(text);
+                    }
+                    assert!(card.rebalances.completed >= 2, "seed {seed}: the month had its rebalances");
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// One fault the generated schedules may inject, always cleared after its window.
 fn choice() -> impl Strategy<Value = String> {
     prop_oneof![

@@ -318,6 +318,7 @@ fn simulate_prints_one_json_object_the_same_for_the_same_seed() {
             "faults",
             "safety_violations",
             "availability",
+            "harm",
             "rebalances",
             "time_to_safe_s",
             "events",
@@ -339,6 +340,16 @@ fn simulate_prints_one_json_object_the_same_for_the_same_seed() {
         assert!(j["availability"][key].is_number(), "{key}: {a}");
     }
     assert_eq!(j["safety_violations"]["total"], 0, "{a}");
+    for key in [
+        "bms_over_current_trips",
+        "fuses_blown",
+        "bms_over_voltage_trips_outside_rebalance",
+        "excused_step_trips",
+    ] {
+        assert_eq!(j["harm"][key], 0, "{key}: {a}");
+    }
+    let worst = j["harm"]["worst_pack_current_a"].as_f64().unwrap();
+    assert!(worst > 0.0 && worst < 30.0, "{a}");
     for (args, expected) in [
         (
             &["simulate", "--faults", "/nonexistent/mine.txt"][..],

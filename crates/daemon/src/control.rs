@@ -4,6 +4,7 @@
 //! {"action": "force_disable"}
 //! {"action": "set_charge_voltage", "charge_voltage_mv": 27200}
 //! {"action": "force_charging_priority", "priority": "pv_utility"}
+//! {"action": "join_pack", "pack": 3}
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -37,12 +38,18 @@ pub enum Control {
     },
     /// Release the forced charging priority.
     ResetChargingPriority,
+    /// Switch a pack held off by its charge MOSFET back on — only when it is within
+    /// `safety.join_delta_mv` of the bus, by the join rule (SAFETY.md §2b).
+    JoinPack {
+        /// The pack, numbered from 1.
+        pack: usize,
+    },
 }
 
 impl Control {
     /// Every action's name, for error messages.
     pub const ACTIONS: &'static str = "force_disable, release_force_disable, rebalance_start, rebalance_cancel, \
-         set_charge_voltage, force_charging_priority, reset_charging_priority";
+         set_charge_voltage, force_charging_priority, reset_charging_priority, join_pack";
 
     /// Parses a request body, naming what is wrong.
     ///
@@ -64,6 +71,7 @@ impl Control {
         let allowed: &[&str] = match action.as_str() {
             "set_charge_voltage" => &["action", "charge_voltage_mv"],
             "force_charging_priority" => &["action", "priority"],
+            "join_pack" => &["action", "pack"],
             _ => &["action"],
         };
         if let Some(extra) = value.as_object().and_then(|o| o.keys().find(|k| !allowed.contains(&k.as_str())))
@@ -280,6 +288,36 @@ impl Shared {
                 self.order(Order::ChargingPriority(None), |_| None)?;
                 self.event("operator: forced charging priority released".into());
                 Ok("forced charging priority released".into())
+            }
+            Control::JoinPack { pack } => {
+                let n = self.packs.len();
+                let Some(readings) = pack.checked_sub(1).and_then(|k| self.packs.get(k)) else {
+                    return Err(Refused::BadRequest(format!("no pack {pack}: packs are numbered 1 to {n}")));
+                };
+                let status = lock(readings).status.as_ref().map(|(s, _)| s.clone());
+                let Some(status) = status else {
+                    return Err(Refused::Conflict(format!("pack {pack} has not reported its state yet")));
+                };
+                let over_voltage = status.protect1.intersects(
+                    pace_proto::Protect1::HIGH_CELL_VOLTAGE | pace_proto::Protect1::HIGH_TOTAL_VOLTAGE,
+                );
+                if over_voltage {
+                    return Err(Refused::Conflict(format!(
+                        "pack {pack} is held by its BMS's over-voltage protection: it releases itself \
+                         at its release voltage (a rebalance's completion joins its packs by itself)"
+                    )));
+                }
+                if status.system.contains(pace_proto::SystemState::CHARGE_MOSFET_ON) {
+                    return Err(Refused::Conflict(format!(
+                        "pack {pack} is on the bus already (its charge MOSFET is on)"
+                    )));
+                }
+                self.order(Order::Join(*pack), |_| None)?;
+                self.event(format!("operator: join pack {pack} requested"));
+                Ok(format!(
+                    "pack {pack} joins the bus when it is within {} mV of it (see its pack_joining or pack_isolated reason)",
+                    self.config.safety.join_delta_mv
+                ))
             }
         }
     }

@@ -185,8 +185,16 @@ impl Controller {
         let flows: Vec<PackFlow> = readings.iter().map(|r| pack_flow(r, mono, stale_ms)).collect();
         // Refilled in place: the observations keep their cell and temperature buffers from one
         // step to the next.
-        // §2b: the packs the rebalance left to join, which of them may be switched on now, and
-        // which wait (their reasons go into this decision).
+        // §2b: the packs the rebalance (or the operator) left to join, which of them may be
+        // switched on now, and which wait (their reasons go into this decision).
+        let joining_before = self.rebalance.state().joining.clone();
+        if let Some(Order::Join(pack)) = inputs.order {
+            if !joining_before.contains(&pack) && (1..=readings.len()).contains(&pack) {
+                let mut joining = joining_before.clone();
+                joining.push(pack);
+                self.rebalance.set_joining(&joining);
+            }
+        }
         let (join_command, waiting) = self.join(mono, coil, readings, &flows);
         let joining = &self.rebalance.state().joining;
         let mut observed = std::mem::take(&mut self.observed);
@@ -244,7 +252,8 @@ impl Controller {
             ));
             pack_commands.push((k, Command::ChargeMosfet(pace_proto::MosfetSwitch::On)));
         }
-        persist |= self.keep_joining(readings, mono);
+        self.keep_joining(readings, mono);
+        persist |= self.rebalance.state().joining != joining_before;
         let complete = readings.iter().all(|r| r.analog.is_some() && r.status.is_some() && r.limits_read)
             && (!self.coil_configured || coil.is_some());
         let comm_lost =
@@ -342,8 +351,7 @@ impl Controller {
         if let Some(Order::ChargingPriority(priority)) = order {
             self.rebalance.force_charging_priority(priority);
         }
-        let before = self.rebalance.state().joining.clone();
-        let mut outcome = self.rebalance.step(&input);
+        let outcome = self.rebalance.step(&input);
         let (mut pack_commands, mut coil_actions) = (Vec::new(), Vec::new());
         for action in outcome.actions {
             match action {
@@ -378,7 +386,6 @@ impl Controller {
             };
             events.push((text, Vec::new()));
         }
-        outcome.state_changed |= self.rebalance.state().joining != before;
         (outcome.targets, pack_commands, coil_actions, outcome.state_changed)
     }
 
@@ -437,8 +444,8 @@ impl Controller {
     }
 
     /// Drops from the join list every pack that has joined: fresh status, no over-voltage lock,
-    /// charge MOSFET on (a pack whose BMS released by itself joined too). Whether the list changed.
-    fn keep_joining(&mut self, readings: &[PackReadings], now: Millis) -> bool {
+    /// charge MOSFET on (a pack whose BMS released by itself joined too).
+    fn keep_joining(&mut self, readings: &[PackReadings], now: Millis) {
         let joining = &self.rebalance.state().joining;
         let still: Vec<usize> = joining
             .iter()
@@ -452,9 +459,7 @@ impl Controller {
                 readings.len() >= pack && status.is_none_or(|(s, _)| held_off(s))
             })
             .collect();
-        let changed = still != *joining;
         self.rebalance.set_joining(&still);
-        changed
     }
 }
 

@@ -131,6 +131,9 @@ pub enum Order {
     Cancel,
     /// Force a charging priority (`None` releases it).
     ChargingPriority(Option<u16>),
+    /// Switch this pack (1-based), held off by its charge MOSFET, back on by the join rule
+    /// (SAFETY.md §2b).
+    Join(usize),
 }
 
 /// Orders in the order they were given; the safety loop takes one per cycle, so a start and a
@@ -159,7 +162,7 @@ impl Orders {
         self.queue.iter().fold(now, |step, order| match order {
             Order::Start => Step::Running,
             Order::Cancel => Step::Idle,
-            Order::ChargingPriority(_) => step,
+            Order::ChargingPriority(_) | Order::Join(_) => step,
         })
     }
 

@@ -85,3 +85,22 @@ fn a_flood_of_identical_orders_writes_one_event_and_is_rate_limited() {
     );
     d.stop();
 }
+
+/// SAFETY.md §2b: the operator's join order names an existing pack, and is refused while that
+/// pack has said nothing (its state unknown: whether it is off the bus cannot be told).
+#[test]
+fn a_join_order_names_a_pack_and_needs_its_state() {
+    let parsed = Control::parse(br#"{"action": "join_pack", "pack": 1}"#).unwrap();
+    assert_eq!(parsed, Control::JoinPack { pack: 1 });
+    let extra = Control::parse(br#"{"action": "join_pack", "pack": 1, "now": true}"#).unwrap_err();
+    assert!(extra.to_string().contains("unknown field 'now'"), "{extra}");
+    let d = daemon("join");
+    let none = d.control(&Control::JoinPack { pack: 2 }).unwrap_err();
+    assert!(matches!(none, Refused::BadRequest(_)) && none.to_string().contains("no pack 2"), "{none}");
+    let unknown = d.control(&Control::JoinPack { pack: 1 }).unwrap_err();
+    assert!(
+        matches!(unknown, Refused::Conflict(_)) && unknown.to_string().contains("not reported"),
+        "{unknown}"
+    );
+    d.stop();
+}

@@ -133,8 +133,9 @@ pub struct RebalanceState {
     /// The `pack_imbalance` alarm: a cell drifted low again soon after a rebalance.
     #[serde(default)]
     pub imbalance: Option<Imbalance>,
-    /// The packs (1-based) a completion or cancel left to join the bus (SAFETY.md §2b): rules 6
-    /// and 11 stay relaxed for them alone until each has joined, across a restart too.
+    /// The packs (1-based) a completion or cancel (or the operator) left to join the bus
+    /// (SAFETY.md §2b): rules 6 and 11 stay relaxed for them alone until each has joined, across a
+    /// restart too.
     #[serde(default)]
     pub joining: Vec<usize>,
 }

@@ -660,7 +660,7 @@ impl Maestro {
         let on_bus_cells = || {
             obs.packs
                 .iter()
-                .filter(|p| !(p.rebalance_locked && !p.can_discharge))
+                .filter(|p| !p.rebalance_locked || p.can_discharge)
                 .flat_map(|p| p.cells_mv.iter().copied())
         };
         if let Some(lo) = on_bus_cells().min() {

@@ -370,3 +370,38 @@ proptest::proptest! {
         }
     }
 }
+
+/// SAFETY.md §2b through the operator's order: a pack whose MOSFETs were switched off (with the
+/// maker's tool) sits below the bus the sun lifts; the order to join it puts it under the join
+/// rule — charging is held off while the gap is wide, the command goes out only within
+/// `join_delta_mv`, and nothing trips.
+#[test]
+fn the_operators_join_order_waits_for_the_gap_to_close() {
+    use daemon::runtime::Order;
+    use pace_proto::ControlState;
+    let config = default_config(3).unwrap();
+    let plant = PlantConfig { packs: 3, soc: 0.6, start_of_day_s: 11.0 * 3600.0, ..PlantConfig::default() };
+    let mut w = World::new(plant, &config);
+    run_until(&mut w, 30, "both enabled", both_on);
+    w.plant.packs[2].control.insert(ControlState::CHARGE_MOSFET_OFF | ControlState::DISCHARGE_MOSFET_OFF);
+    w.command("soc pack 3 45").unwrap();
+    run_until(&mut w, 10, "pack 3 reported off", |w| {
+        w.readings()[2]
+            .status
+            .as_ref()
+            .is_some_and(|(s, _)| !s.system.contains(pace_proto::SystemState::CHARGE_MOSFET_ON))
+    });
+    w.orders.push(Order::Join(3));
+    run_until(&mut w, 5, "the join list takes it", |w| w.controller().rebalance().joining == [3]);
+    let waited = run_until(&mut w, 12 * 3600, "pack 3 joins", |w| w.logged("join: pack 3 switched on"));
+    assert!(
+        w.events.iter().any(|e| e.contains("pack 3 waits to join the bus")),
+        "it waited with pack_joining first\n{}",
+        w.events.join("\n")
+    );
+    assert!(waited > 60, "the gap closed only after {waited} s");
+    run_until(&mut w, 30, "pack 3 off the join list", |w| w.controller().rebalance().joining.is_empty());
+    for p in &w.plant.packs {
+        assert_eq!((p.charge_oc_trips, p.discharge_oc_trips, p.fuse_blows), (0, 0, 0), "pack {}", p.number);
+    }
+}

@@ -452,8 +452,9 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
             say!("  {line}");
         }
     }
-    if v.total > 0 {
-        bail!("{} safety violations; replay with --seed {}", v.total, card.seed);
+    let harmed = h.bms_over_current_trips + h.fuses_blown + h.bms_over_voltage_trips_outside_rebalance;
+    if v.total > 0 || harmed > 0 {
+        bail!("{} safety violations, {harmed} harm to the plant; replay with --seed {}", v.total, card.seed);
     }
     Ok(())
 }

@@ -338,6 +338,11 @@ impl Controller {
             packs_locked: !self.rebalance.state().joining.is_empty()
                 || (self.rebalance.state().step == Step::Running
                     && readings.iter().any(|r| r.status.as_ref().is_some_and(|(s, _)| over_voltage(s)))),
+            packs_reported: readings.iter().all(|r| {
+                let fresh = |at: Millis| now.mono.since(at) <= self.stale_ms;
+                r.status.as_ref().is_some_and(|(_, at)| fresh(*at))
+                    && r.analog.as_ref().is_some_and(|(_, at)| fresh(*at))
+            }),
             start: order == Some(Order::Start),
             cancel: order == Some(Order::Cancel),
             coil_voltage_mv: coil.map(|c| c.voltage_mv()),

@@ -174,8 +174,11 @@ pub struct RebalanceInput {
     pub lowest_cell: Option<(usize, usize)>,
     /// The largest cell spread (highest − lowest cell) of any pack, mV.
     pub cell_spread_mv: Option<u16>,
-    /// Some pack reports over-voltage protection (protect 1 bit 0 or 2).
+    /// Some pack is locked by over-voltage protection, or waits to join the bus.
     pub packs_locked: bool,
+    /// Every pack's state is known now (fresh): the completion needs it, to know which packs
+    /// its over-voltage lock holds (after a restart nothing is known for a few seconds).
+    pub packs_reported: bool,
     /// The operator asked to start.
     pub start: bool,
     /// The operator asked to cancel.
@@ -372,7 +375,7 @@ impl Rebalance {
                     self.state.threshold_hit_s.is_none_or(|t| input.now_s.saturating_sub(t) >= c.hold_max_s);
                 let balanced =
                     input.cell_spread_mv.is_some_and(|d| d <= c.balanced_delta_mv) || held_long_enough;
-                if self.state.threshold_hit && tail && !input.balancing && balanced {
+                if self.state.threshold_hit && tail && !input.balancing && balanced && input.packs_reported {
                     // Charging stops and the locked packs join the bus one at a time (§2b);
                     // active stays set (rules 6 and 11 relaxed) until they have joined, so
                     // completing never blocks both directions.

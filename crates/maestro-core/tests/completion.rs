@@ -35,6 +35,7 @@ fn at_the_tail(now_s: u64, locked: bool) -> RebalanceInput {
         coil_remaining_mah: Some(239_000),
         cell_spread_mv: Some(20),
         packs_locked: locked,
+        packs_reported: true,
         ..RebalanceInput::default()
     }
 }

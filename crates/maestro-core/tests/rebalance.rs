@@ -15,6 +15,7 @@ fn input(now_s: u64, minute: u16) -> RebalanceInput {
         coil_remaining_mah: Some(150_000),
         output_priority: Some(OUTPUT_SBU),
         cell_spread_mv: Some(20),
+        packs_reported: true,
         ..RebalanceInput::default()
     }
 }
@@ -328,4 +329,23 @@ fn settling_ends_when_a_cell_under_voltage_blocks_discharge() {
     assert!(!out.targets.settling);
     assert_eq!(out.targets.coil, Some((205_000, 2735)), "the coil back to its regular capacity");
     assert_eq!(r.state().step, Step::Idle);
+}
+
+/// Found by the month-long soak (`simulate --days 30 --seed 14 --packs 3`): a daemon restarted at
+/// the top of a rebalance saw the counter's tail current before any pack had answered, completed
+/// at once without knowing which packs the over-voltage lock held, and rule 6 then stopped the
+/// stack for 23 h. The completion waits until every pack's state is known.
+#[test]
+fn regression_no_completion_before_every_pack_has_reported() {
+    let mut r = at_the_top();
+    let done = |now, reported| RebalanceInput {
+        coil_current_ma: Some(1000),
+        packs_reported: reported,
+        ..input(now, 600)
+    };
+    for now in [200, 201, 205] {
+        assert_eq!(r.step(&done(now, false)).events, [], "at {now}");
+        assert_eq!(r.state().step, Step::Running);
+    }
+    assert_eq!(r.step(&done(206, true)).events, [Event::Unlocking]);
 }

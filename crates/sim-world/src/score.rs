@@ -69,7 +69,8 @@ pub struct Violations {
 /// the fuses), whoever caused it. A trip while the pack carries an injected fault is that fault,
 /// not harm; a trip within [`EXCUSE_S`] of a fault command concerning that pack (a fuse replaced,
 /// a protection cleared: a pack dropped onto the bus at another charge, a step no controller can
-/// outrun) is counted apart as excused.
+/// outrun), or of an excused trip of that pack (the BMS retrying onto the same step), is counted
+/// apart as excused.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Harm {
     /// BMS over-current protections that tripped (charge or discharge).
@@ -302,6 +303,9 @@ pub fn simulate(config: &Config, days: f64, seed: u64, schedule: &Schedule) -> R
                 continue;
             }
             if t <= excused_until[k] {
+                // The BMS retries (its over-current protection releases after 30 s) and trips
+                // again on the same step: excused for as long as the chain goes on.
+                excused_until[k] = t + EXCUSE_S;
                 harm.excused_step_trips += oc + fuse + ov;
                 w.events.push(format!(
                     "{t:>7} s excused: pack {} tripped just after a fault command dropped it onto the bus",

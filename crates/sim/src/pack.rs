@@ -823,10 +823,18 @@ impl Pack {
         }
     }
 
-    /// Clears injected faults and every latched protection.
+    /// Clears injected faults and every latched protection — except an over-voltage lock that
+    /// no injected fault caused (a rebalance's, say): the BMS keeps that until its cells come down
+    /// to the release voltage, so clearing a fault never drops such a pack onto the bus.
     pub fn clear(&mut self) {
+        let over_voltage = Protect1::HIGH_CELL_VOLTAGE | Protect1::HIGH_TOTAL_VOLTAGE;
+        let genuine_lock = if self.faults.contains(&FaultKind::CellOv) {
+            Protect1::empty()
+        } else {
+            self.protect1 & over_voltage
+        };
         self.faults.clear();
-        self.protect1 = Protect1::empty();
+        self.protect1 = genuine_lock;
         self.protect2 = Protect2::empty();
         self.fault = FaultState::empty();
         self.oc_charge_over_s = 0.0;

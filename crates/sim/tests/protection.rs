@@ -388,3 +388,52 @@ fn one_weak_pack_starts_a_cascade() {
     }
     assert!(run.worst.0 > 35.0, "{run:?}");
 }
+
+/// SAFETY.md §2b's plant: a pack that joins a bus at another voltage takes the inrush through
+/// the resistances (ΔV / (R_pack + R_rest)), resolved in 0.1 s steps; its BMS trips on it after its
+/// 1 s delay. With the charge current limiter on, the same join takes at most the limiter's 10 A.
+#[test]
+fn a_pack_joining_far_below_the_bus_takes_an_inrush_unless_its_limiter_holds_it() {
+    use pace_proto::ControlState;
+    for limiter in [false, true] {
+        let mut plant = Plant::new(PlantConfig { packs: 3, soc: 0.9, ..PlantConfig::default() });
+        plant.packs[0].set_soc(0.1);
+        plant.packs[0].control.insert(ControlState::CHARGE_MOSFET_OFF | ControlState::DISCHARGE_MOSFET_OFF);
+        if limiter {
+            plant.command("limiter pack 1 on").unwrap();
+        }
+        plant.inverter.bms = Some(limits(27_350, 0));
+        plant.step(5.0);
+        assert_eq!(plant.packs[0].current_a, 0.0, "off the bus");
+        let gap = plant.packs[1].ocv_v() - plant.packs[0].ocv_v();
+        plant.packs[0].control.remove(ControlState::CHARGE_MOSFET_OFF);
+        plant.step(0.1);
+        let inrush = plant.packs[0].current_a;
+        let r = plant.packs[0].resistance() + plant.packs[1].resistance() / 2.0;
+        if limiter {
+            assert!((inrush - 10.0).abs() < 1e-6, "the limiter holds it: {inrush:.1} A");
+        } else {
+            assert!(inrush > 30.0, "{gap:.2} V drives {inrush:.1} A");
+            assert!((inrush - gap / r).abs() / (gap / r) < 0.1, "{inrush:.1} A ≈ ΔV / R = {:.1} A", gap / r);
+        }
+        plant.step(2.0);
+        let tripped = plant.packs[0].protect1.contains(Protect1::CHARGE_OVER_CURRENT);
+        assert_eq!(tripped, !limiter, "limiter {limiter}: {:.1} A at worst", plant.packs[0].worst_current_a);
+    }
+}
+
+/// Clearing an injected fault never drops a pack onto the bus: an over-voltage lock that no
+/// injected fault caused (a rebalance's) stays until the BMS releases it.
+#[test]
+fn clearing_a_fault_keeps_a_genuine_over_voltage_lock() {
+    let mut pack = one_pack();
+    pack.protect1.insert(Protect1::HIGH_CELL_VOLTAGE);
+    pack.inject(sim::pack::FaultKind::MosfetFault);
+    pack.clear();
+    assert!(pack.protect1.contains(Protect1::HIGH_CELL_VOLTAGE) && pack.faults.is_empty());
+    let mut injected = one_pack();
+    injected.inject(sim::pack::FaultKind::CellOv);
+    injected.protect1.insert(Protect1::HIGH_CELL_VOLTAGE);
+    injected.clear();
+    assert!(injected.protect1.is_empty(), "the injected one goes with its fault");
+}

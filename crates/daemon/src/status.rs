@@ -180,6 +180,8 @@ pub struct DirectionLimit {
     pub taper: f64,
     /// The recovery cap while a BMS under-voltage protection holds (charge only).
     pub recovery_ma: Option<i32>,
+    /// The top-hold cap during a rebalance's top hold (charge only, SAFETY.md §2b).
+    pub hold_ma: Option<i32>,
     /// The per-pack guard's cut, while a pack is at or above its guard.
     pub guard: Option<GuardCut>,
     /// Base × taper (capped by the recovery current): the limit rises to it at `limit_rise_per_s`.
@@ -244,6 +246,7 @@ impl CurrentLimits {
                     .collect(),
                 taper: (x.taper * 1000.0).round() / 1000.0,
                 recovery_ma: x.recovery_ma,
+                hold_ma: x.hold_ma,
                 guard: x.guard.map(|g| GuardCut {
                     pack: g.pack,
                     current_ma: g.current_ma,

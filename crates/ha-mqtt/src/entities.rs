@@ -459,6 +459,9 @@ fn limit_reason(d: &daemon::status::DirectionLimit) -> String {
     why.extend(
         d.factors.iter().filter(|f| f.factor < 1.0).map(|f| format!("{} × {:.2}", f.reason, f.factor)),
     );
+    if d.hold_ma.is_some() {
+        why.push("top hold".into());
+    }
     if d.recovery_ma.is_some() {
         why.push("recovery current".into());
     }

@@ -96,6 +96,7 @@ function renderLimits(s) {
       fmt.a(l.discharge.base_ma) + (l.discharge.a_min_a !== null ? " (" + l.discharge.packs + " × " + l.discharge.a_min_a + " A)" : "")),
     row("taper", factors(l.charge), factors(l.discharge)),
     row("recovery", l.charge.recovery_ma !== null ? fmt.a(l.charge.recovery_ma) : "—", "—"),
+    row("top hold", l.charge.hold_ma != null ? fmt.a(l.charge.hold_ma) : "—", "—"),
     row("guard", guard(l.charge), guard(l.discharge)),
     el("tr", { class: "final" }, el("th", {}, "limit"), el("td", {}, told(l.charge)), el("td", {}, told(l.discharge))),
   );

@@ -452,7 +452,7 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
             say!("  {line}");
         }
     }
-    let harmed = h.bms_over_current_trips + h.fuses_blown + h.bms_over_voltage_trips_outside_rebalance;
+    let harmed = h.harmed();
     if v.total > 0 || harmed > 0 {
         bail!("{} safety violations, {harmed} harm to the plant; replay with --seed {}", v.total, card.seed);
     }

@@ -183,20 +183,18 @@ impl Controller {
         let stale_ms = self.stale_ms;
         let mono = now.mono;
         let flows: Vec<PackFlow> = readings.iter().map(|r| pack_flow(r, mono, stale_ms)).collect();
-        // Refilled in place: the observations keep their cell and temperature buffers from one
-        // step to the next.
         // §2b: the packs the rebalance (or the operator) left to join, which of them may be
         // switched on now, and which wait (their reasons go into this decision).
         let joining_before = self.rebalance.state().joining.clone();
         if let Some(Order::Join(pack)) = inputs.order {
-            if !joining_before.contains(&pack) && (1..=readings.len()).contains(&pack) {
-                let mut joining = joining_before.clone();
-                joining.push(pack);
-                self.rebalance.set_joining(&joining);
+            if (1..=readings.len()).contains(&pack) {
+                self.rebalance.add_joining(pack);
             }
         }
         let (join_command, waiting) = self.join(mono, coil, readings, &flows);
         let joining = &self.rebalance.state().joining;
+        // Refilled in place: the observations keep their cell and temperature buffers from one
+        // step to the next.
         let mut observed = std::mem::take(&mut self.observed);
         observed.resize_with(readings.len(), PackObservation::default);
         for (k, ((o, r), f)) in observed.iter_mut().zip(readings).zip(&flows).enumerate() {
@@ -245,9 +243,9 @@ impl Controller {
         let (targets, mut pack_commands, coil_actions, mut persist) =
             self.run_rebalance(now, &decision, inputs, &mut out_events);
         if let Some(k) = join_command {
-            let delta = readings[k].analog.as_ref().map(|(a, _)| a.voltage.raw());
+            let voltage = readings[k].analog.as_ref().map_or(0, |(a, _)| a.voltage.raw());
             out_events.push((
-                format!("join: pack {} switched on (charge MOSFET), at {} mV", k + 1, delta.unwrap_or(0)),
+                format!("join: pack {} switched on (charge MOSFET), at {voltage} mV", k + 1),
                 Vec::new(),
             ));
             pack_commands.push((k, Command::ChargeMosfet(pace_proto::MosfetSwitch::On)));
@@ -364,18 +362,14 @@ impl Controller {
                     // A pack held off by its over-voltage lock (or with its charge MOSFET off)
                     // joins the bus by §2b, one at a time, only within join_delta_mv; one that
                     // reports "fully" with its MOSFET on is on the bus already and is told at once.
-                    let mut joining = self.rebalance.state().joining.clone();
                     for (k, r) in readings.iter().enumerate() {
                         let Some((s, _)) = r.status.as_ref() else { continue };
                         if held_off(s) {
-                            if !joining.contains(&(k + 1)) {
-                                joining.push(k + 1);
-                            }
+                            self.rebalance.add_joining(k + 1);
                         } else if s.protect2.contains(pace_proto::Protect2::FULLY) {
                             pack_commands.push((k, Command::ChargeMosfet(pace_proto::MosfetSwitch::On)));
                         }
                     }
-                    self.rebalance.set_joining(&joining);
                 }
                 calibrate @ Action::CalibrateCoilFull { .. } => coil_actions.push(calibrate),
             }
@@ -451,20 +445,15 @@ impl Controller {
     /// Drops from the join list every pack that has joined: fresh status, no over-voltage lock,
     /// charge MOSFET on (a pack whose BMS released by itself joined too).
     fn keep_joining(&mut self, readings: &[PackReadings], now: Millis) {
-        let joining = &self.rebalance.state().joining;
-        let still: Vec<usize> = joining
-            .iter()
-            .copied()
-            .filter(|&pack| {
-                let status = readings
-                    .get(pack.wrapping_sub(1))
-                    .and_then(|r| r.status.as_ref())
-                    .filter(|(_, at)| now.since(*at) <= self.stale_ms);
-                // A pack no longer in the configuration is dropped; an unknown status keeps it.
-                readings.len() >= pack && status.is_none_or(|(s, _)| held_off(s))
-            })
-            .collect();
-        self.rebalance.set_joining(&still);
+        let stale_ms = self.stale_ms;
+        self.rebalance.retain_joining(|pack| {
+            let status = readings
+                .get(pack.wrapping_sub(1))
+                .and_then(|r| r.status.as_ref())
+                .filter(|(_, at)| now.since(*at) <= stale_ms);
+            // A pack no longer in the configuration is dropped; an unknown status keeps it.
+            readings.len() >= pack && status.is_none_or(|(s, _)| held_off(s))
+        });
     }
 }
 

@@ -319,11 +319,16 @@ impl Rebalance {
         }
     }
 
-    /// The packs (1-based) left to join the bus changed (the daemon's join rule keeps this list):
-    /// they are persisted with the state.
-    pub fn set_joining(&mut self, packs: &[usize]) {
-        if self.state.joining != packs {
-            self.state.joining = packs.to_vec();
+    /// Keeps on the join list only the packs (1-based) `keep` holds to be still off the bus (the
+    /// daemon's join rule keeps this list; it is persisted with the state).
+    pub fn retain_joining(&mut self, mut keep: impl FnMut(usize) -> bool) {
+        self.state.joining.retain(|&pack| keep(pack));
+    }
+
+    /// Puts a pack (1-based) on the join list, unless it is there already.
+    pub fn add_joining(&mut self, pack: usize) {
+        if !self.state.joining.contains(&pack) {
+            self.state.joining.push(pack);
         }
     }
 

@@ -473,6 +473,11 @@ impl Decision {
     }
 }
 
+/// Whether `reasons` block direction `b` (a reason blocking both blocks each).
+fn blocked(reasons: &[Reason], b: Blocks) -> bool {
+    reasons.iter().any(|r| r.blocks() == Blocks::Both || r.blocks() == b)
+}
+
 /// A latch with hysteresis: set when `set` holds, cleared when `release` holds.
 fn latch(flag: &mut bool, set: bool, release: bool) {
     if set {
@@ -722,15 +727,8 @@ impl Maestro {
         // moves toward it — unless the other reasons block the narrowing direction already (rule
         // 13 after a completion): then the gap cannot close, blocking would only lock the stack
         // out, and the pack is left out at once (it joins when the gap closes).
-        let blocked_by_others = |charge: bool| {
-            reasons.iter().any(|r| {
-                matches!(
-                    (r.blocks(), charge),
-                    (Blocks::Both, _) | (Blocks::Charge, true) | (Blocks::Discharge, false)
-                )
-            })
-        };
-        let (charge_blocked, discharge_blocked) = (blocked_by_others(true), blocked_by_others(false));
+        let (charge_blocked, discharge_blocked) =
+            (blocked(&reasons, Blocks::Charge), blocked(&reasons, Blocks::Discharge));
         for w in obs.joining {
             reasons.push(match *w {
                 // Below the bus: charging widens the gap, discharging narrows it.
@@ -751,11 +749,10 @@ impl Maestro {
             .min()
             .map(|(_, pack, cell)| (pack, cell));
 
-        let blocked = |b: Blocks| reasons.iter().any(|r| r.blocks() == Blocks::Both || r.blocks() == b);
         Decision {
             at: now,
-            charge: !blocked(Blocks::Charge),
-            discharge: !blocked(Blocks::Discharge),
+            charge: !blocked(&reasons, Blocks::Charge),
+            discharge: !blocked(&reasons, Blocks::Discharge),
             rebalance_needed: self.cell_uv || bms_under_voltage,
             lowest_cell,
             reasons,

@@ -390,3 +390,33 @@ fn a_pack_waiting_to_join_blocks_the_widening_direction_and_an_isolated_one_noth
     assert_eq!(isolated.reasons[0].code(), "pack_isolated");
     assert!(isolated.reasons[0].describe().contains("-600 mV"));
 }
+
+/// A pack the rebalance left off the bus that cannot give discharge does not hold rule 14 for its
+/// low cell (discharging the others does not drain it); once it can discharge, its cell counts.
+#[test]
+fn a_low_cell_of_a_pack_held_off_the_bus_does_not_block_discharging() {
+    let on_bus = PackObservation {
+        cells_mv: vec![3300; 8],
+        temps_dc: vec![250; 6],
+        ..PackObservation::seen_at(Millis(0))
+    };
+    let off_bus = PackObservation {
+        cells_mv: vec![2700, 3300, 3300, 3300, 3300, 3300, 3300, 3300],
+        rebalance_locked: true,
+        can_charge: false,
+        can_discharge: false,
+        ..on_bus.clone()
+    };
+    let decide = |second: &PackObservation| {
+        Maestro::default().decide(&Observation {
+            packs: &[on_bus.clone(), second.clone()],
+            ..Observation::at(Millis(1000))
+        })
+    };
+    let d = decide(&off_bus);
+    assert!(d.discharge && !d.reasons.contains(&Reason::CellUnderVoltage), "{d:?}");
+    let d = decide(&PackObservation { can_discharge: true, ..off_bus.clone() });
+    assert!(!d.discharge && d.reasons.contains(&Reason::CellUnderVoltage), "{d:?}");
+    let d = decide(&PackObservation { rebalance_locked: false, ..off_bus });
+    assert!(!d.discharge && d.reasons.contains(&Reason::CellUnderVoltage), "{d:?}");
+}

@@ -85,6 +85,13 @@ pub struct Harm {
     pub worst_pack_current_a: f64,
 }
 
+impl Harm {
+    /// The harm counted (the excused trips apart).
+    pub fn harmed(&self) -> u64 {
+        self.bms_over_current_trips + self.fuses_blown + self.bms_over_voltage_trips_outside_rebalance
+    }
+}
+
 /// A trip within this long after a fault command concerning its pack is excused, s.
 pub const EXCUSE_S: u64 = 60;
 

@@ -27,40 +27,46 @@ fn report(run: &Run, packs: usize, days: f64, faults: &str) -> String {
     out
 }
 
-/// Issue 12: at least 20 seeds × 7 plant days with the default faults, 1 to 4 packs, on both cores.
-#[test]
-fn twenty_seeds_of_a_week_with_the_default_faults_violate_nothing() {
-    let seeds: Vec<u64> = (1..=20).collect();
+/// Runs `check` on every case, on both cores; the failures it reports, in no particular order.
+fn on_both_cores<T: Sync>(cases: &[T], check: impl Fn(&T) -> Option<String> + Sync) -> Vec<String> {
     let failures = std::sync::Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for _ in 0..2 {
             scope.spawn(|| {
-                loop {
-                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(&seed) = seeds.get(k) else { return };
-                    let packs = 1 + (seed as usize % 4);
-                    let run = simulate(&default_config(packs).unwrap(), 7.0, seed, &Schedule::default_schedule());
-                    let card = &run.scorecard;
-                    eprintln!(
-                        "seed {seed:>2}, {packs} packs: {} violations, lock-out {} h, time-to-safe {:?} / {:?}, {} rebalances, {} events",
-                        card.safety_violations.total,
-                        card.availability.lockout_hours,
-                        card.time_to_safe_s.reported_fault_max,
-                        card.time_to_safe_s.silent_pack_max,
-                        card.rebalances.started,
-                        card.events
-                    );
-                    let bounded = card.time_to_safe_s.reported_fault_max.is_none_or(|t| t <= 1.5)
-                        && card.time_to_safe_s.silent_pack_max.is_none_or(|t| t <= 5.5);
-                    if card.safety_violations.total > 0 || card.availability.lockout_hours > 0.0 || !bounded {
-                        failures.lock().unwrap().push(report(&run, packs, 7.0, "default"));
+                while let Some(case) = cases.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                    if let Some(failure) = check(case) {
+                        failures.lock().unwrap().push(failure);
                     }
                 }
             });
         }
     });
-    let failures = failures.into_inner().unwrap();
+    failures.into_inner().unwrap()
+}
+
+/// Issue 12: at least 20 seeds × 7 plant days with the default faults, 1 to 4 packs, on both cores.
+#[test]
+fn twenty_seeds_of_a_week_with_the_default_faults_violate_nothing() {
+    let seeds: Vec<u64> = (1..=20).collect();
+    let failures = on_both_cores(&seeds, |&seed| {
+        let packs = 1 + (seed as usize % 4);
+        let run = simulate(&default_config(packs).unwrap(), 7.0, seed, &Schedule::default_schedule());
+        let card = &run.scorecard;
+        eprintln!(
+            "seed {seed:>2}, {packs} packs: {} violations, lock-out {} h, time-to-safe {:?} / {:?}, {} rebalances, {} events",
+            card.safety_violations.total,
+            card.availability.lockout_hours,
+            card.time_to_safe_s.reported_fault_max,
+            card.time_to_safe_s.silent_pack_max,
+            card.rebalances.started,
+            card.events
+        );
+        let bounded = card.time_to_safe_s.reported_fault_max.is_none_or(|t| t <= 1.5)
+            && card.time_to_safe_s.silent_pack_max.is_none_or(|t| t <= 5.5);
+        (card.safety_violations.total > 0 || card.availability.lockout_hours > 0.0 || !bounded)
+            .then(|| report(&run, packs, 7.0, "default"))
+    });
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
@@ -70,40 +76,25 @@ fn twenty_seeds_of_a_week_with_the_default_faults_violate_nothing() {
 /// tripped. With the join rule (§2b) each month runs with no violation and no harm at all.
 #[test]
 fn regression_a_month_of_seeds_4_6_and_8_joins_every_pack_without_harm() {
-    let cases = [(4u64, 5usize), (6, 7), (8, 9)];
-    let failures = std::sync::Mutex::new(Vec::new());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..2 {
-            scope.spawn(|| {
-                loop {
-                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(&(seed, packs)) = cases.get(k) else { return };
-                    let run =
-                        simulate(&default_config(packs).unwrap(), 30.0, seed, &Schedule::default_schedule());
-                    let card = &run.scorecard;
-                    let h = &card.harm;
-                    eprintln!(
-                        "seed {seed}, {packs} packs, 30 days: {} violations, harm {h:?}, {} rebalances",
-                        card.safety_violations.total, card.rebalances.completed
-                    );
-                    let harmed =
-                        h.bms_over_current_trips + h.fuses_blown + h.bms_over_voltage_trips_outside_rebalance;
-                    if card.safety_violations.total > 0 || harmed > 0 || h.excused_step_trips > 0 {
-                        let mut text = report(&run, packs, 30.0, "default");
-                        for e in
-                            run.events.iter().filter(|e| e.contains(" harm: ") || e.contains(" excused: "))
-                        {
-                            text += &format!("  {e}\n");
-                        }
-                        failures.lock().unwrap().push(text);
-                    }
-                    assert!(card.rebalances.completed >= 2, "seed {seed}: the month had its rebalances");
-                }
-            });
+    let failures = on_both_cores(&[(4u64, 5usize), (6, 7), (8, 9)], |&(seed, packs)| {
+        let run = simulate(&default_config(packs).unwrap(), 30.0, seed, &Schedule::default_schedule());
+        let card = &run.scorecard;
+        let h = &card.harm;
+        eprintln!(
+            "seed {seed}, {packs} packs, 30 days: {} violations, harm {h:?}, {} rebalances",
+            card.safety_violations.total, card.rebalances.completed
+        );
+        if card.rebalances.completed < 2 {
+            return Some(format!("seed {seed}: the month had only {} rebalances", card.rebalances.completed));
         }
+        (card.safety_violations.total > 0 || h.harmed() > 0 || h.excused_step_trips > 0).then(|| {
+            let mut text = report(&run, packs, 30.0, "default");
+            for e in run.events.iter().filter(|e| e.contains(" harm: ") || e.contains(" excused: ")) {
+                text += &format!("  {e}\n");
+            }
+            text
+        })
     });
-    let failures = failures.into_inner().unwrap();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

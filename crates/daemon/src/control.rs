@@ -148,7 +148,7 @@ fn the_names_are_the_inverter_maps() {
     }
 }
 
-fn charging_priority(v: &serde_json::Value) -> Result<u16, Refused> {
+pub(crate) fn charging_priority(v: &serde_json::Value) -> Result<u16, Refused> {
     let bad = || {
         Refused::BadRequest(format!(
             "priority {v} is not one of {} (or 0..=3)",

@@ -347,7 +347,37 @@ impl Minute {
 #[derive(Clone, Debug, Default)]
 pub struct History {
     samples: VecDeque<(i64, Sample, Arc<str>)>,
+    minutes: Minutes,
+}
+
+/// The minute being gathered from the decisions: sans-IO, the station's part of the history.
+#[derive(Clone, Debug, Default)]
+pub struct Minutes {
     minute: Option<Minute>,
+}
+
+/// A closed minute: its start (Unix seconds) and its sample.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Closed {
+    /// The minute's start, Unix seconds.
+    pub start_s: i64,
+    /// Its sample.
+    pub sample: Sample,
+}
+
+impl Minutes {
+    /// Takes in one decision; closes the minute when `m` is in another one and returns it.
+    pub fn observe(&mut self, m: &Moment) -> Option<Closed> {
+        let start = m.unix_s.div_euclid(INTERVAL_S) * INTERVAL_S;
+        let mut closed = None;
+        if self.minute.as_ref().is_some_and(|minute| minute.start_s != start) {
+            if let Some(done) = self.minute.take() {
+                closed = Some(Closed { start_s: done.start_s, sample: done.sample() });
+            }
+        }
+        self.minute.get_or_insert_with(|| Minute::new(start, m.packs.len())).add(m);
+        closed
+    }
 }
 
 /// What loading a history file found.
@@ -376,16 +406,14 @@ impl History {
     /// sample. Samples never go out of order: after a clock set back, the samples from the new
     /// minute on are dropped.
     pub fn observe(&mut self, m: &Moment) -> Option<Sample> {
-        let start = m.unix_s.div_euclid(INTERVAL_S) * INTERVAL_S;
-        let mut closed = None;
-        if self.minute.as_ref().is_some_and(|minute| minute.start_s != start) {
-            if let Some(done) = self.minute.take() {
-                let start = done.start_s;
-                closed = self.push(start, done.sample());
-            }
-        }
-        self.minute.get_or_insert_with(|| Minute::new(start, m.packs.len())).add(m);
-        closed
+        let closed = self.minutes.observe(m)?;
+        self.record(closed)
+    }
+
+    /// Keeps a closed minute's sample (as the station hands it over); returns it unless the
+    /// clock went back past it.
+    pub fn record(&mut self, closed: Closed) -> Option<Sample> {
+        self.push(closed.start_s, closed.sample)
     }
 
     fn push(&mut self, start_s: i64, sample: Sample) -> Option<Sample> {

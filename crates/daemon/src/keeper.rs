@@ -11,7 +11,7 @@ use std::time::Duration;
 use maestro_core::{Action, Millis};
 use modbus_rtu::{Request, Response};
 
-use crate::poller::{Machine, Note, Problem};
+use crate::machine::{Machine, Note, Problem};
 use crate::shared::{CoilReadings, INVERTER_LIVE_COUNT, INVERTER_LIVE_FIRST, InverterReadings};
 
 /// What every Modbus poller has: one exchange at a time on its line (the queue of requests and

@@ -22,11 +22,13 @@ pub mod file;
 pub mod handle;
 pub mod history;
 pub mod keeper;
+pub mod machine;
 pub mod poller;
 pub mod replay;
 pub mod runtime;
 mod shared;
 pub mod state;
+pub mod station;
 pub mod status;
 mod writer;
 

@@ -1,22 +1,19 @@
-//! The daemon's machines and the simulated [`Plant`] in one thread, in plant time, with a seeded
-//! fault schedule and the SAFETY.md §6 physical invariants judged on the plant's true state.
-//! `pace2pylon simulate` prints its [`Scorecard`].
+//! The daemon's [`Station`] and the simulated [`Plant`] in one thread, in plant time, with a
+//! seeded fault schedule and the SAFETY.md §6 physical invariants judged on the plant's true
+//! state. `pace2pylon simulate` prints its [`Scorecard`].
 //!
 //! ```text
-//!   PackPoller ──request bytes──► Wire (baud, think time, injector) ──► plant pack answers
-//!       ▲                                                                      │
-//!       └──────── AsciiDeframer ◄── reply bytes (maybe lost, corrupted, split) ◄┘
-//!   readings ──► Controller::step(now) at its deadlines ──► snapshot ──► responder ◄── 0x63 bytes
-//!                     │ targets, commands (0x9A over the pack's wire)          plant inverter
+//!   Station ──poll_transmit──► Wire (baud, think time, injector) ──► plant device answers
+//!      ▲                                                                     │
+//!      └── handle_frame ◄── deframer ◄── reply bytes (maybe lost, corrupted, split) ◄┘
+//!   Station::published() snapshot ──► responder ◄── 0x63 bytes ── plant inverter
 //! ```
 //!
-//! Time is kept in milliseconds and moves from one event to the next (a transfer arriving, a
-//! poller's deadline, the controller's tick, the inverter's poll, the plant's second): nothing
-//! waits and nothing reads a clock. The packs' lines carry the real Pace codecs on every byte,
-//! through the daemon's own [`PackPoller`] and deframer; the inverter's line carries 0x63 through
-//! the real responder. Still modelled directly (issue 12 leaves them for later): the counter is
-//! read from its model each plant second, and the inverter and counter settings the rebalance
-//! asks for take effect at once.
+//! This is a driver of the station, as the service is: the same machines, the same controller,
+//! the same order queue. Time is kept in milliseconds and moves from one event to the next (a
+//! transfer arriving, the station's deadline, the inverter's poll, the plant's second): nothing
+//! waits and nothing reads a clock. Every line carries the real codecs on every byte; the
+//! inverter's BMS line carries 0x63 through the real responder.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -25,15 +22,15 @@ pub mod schedule;
 mod score;
 pub mod wire;
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use daemon::Config;
-use daemon::core::{Controller, Inputs, Now};
-use daemon::keeper::{CoilPoller, InverterPoller};
-use daemon::poller::{Machine, Note, PackPoller, Timing};
-use daemon::runtime::{InverterReadings, Order, PackReadings, emulation_settings};
-use daemon::state::Overrides;
-use link::{AsciiDeframer, Deframer, RtuDeframer};
+use daemon::control::{Control, Refused};
+use daemon::core::Now;
+use daemon::runtime::{PackReadings, Published, emulation_settings};
+use daemon::state::Persisted;
+use daemon::station::{Event, LineId, Persist, Station};
+use link::{Deframer, RtuDeframer};
 use maestro_core::{Decision, Millis, Reason, RebalanceState};
 use pylon_proto::{Dialect, ManagementFlags, Reply, Response};
 use sim::{Plant, PlantConfig};
@@ -54,47 +51,39 @@ pub const PACK_REPLY_DELAY_MS: u64 = 30;
 /// The inverter's 0x63 request at ADR 2.
 const REQUEST_0X63: &[u8] = b"~200246630000FDA9\r";
 
-/// One line: a daemon poller and its deframer at one end, a plant device at the other.
-#[derive(Debug)]
-struct Line<M, D> {
-    machine: M,
-    deframer: D,
+/// One of the station's lines: its deframer at the daemon's end, a plant device at the other.
+struct Line {
+    id: LineId,
+    deframer: Box<dyn Deframer + Send>,
     /// The device's end: Modbus requests are deframed there too.
     device_deframer: Option<RtuDeframer>,
     wire: Wire,
 }
 
-impl<M: Machine, D: Deframer> Line<M, D> {
-    fn new(machine: M, deframer: D, modbus: bool, wire: Wire) -> Self {
+impl std::fmt::Debug for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Line").field("id", &self.id).field("wire", &self.wire).finish_non_exhaustive()
+    }
+}
+
+impl Line {
+    fn new(id: LineId, wire: Wire) -> Self {
+        let modbus = !matches!(id, LineId::Pack(_));
         let device_deframer = modbus.then(|| RtuDeframer::new(modbus_rtu::Side::Request));
-        Self { machine, deframer, device_deframer, wire }
+        Self { id, deframer: id.deframer(), device_deframer, wire }
     }
 
-    fn due(&self, now: u64) -> bool {
-        self.wire.next_at().is_some_and(|at| at <= now)
-            || self.machine.poll_timeout() <= Duration::from_millis(now)
-    }
-
-    fn next_at(&self) -> u64 {
-        let deadline = self.machine.poll_timeout().as_millis() as u64;
-        self.wire.next_at().map_or(deadline, |at| at.min(deadline))
-    }
-
-    /// Delivers what has arrived by `now` (a request to `device`, which may answer; a reply to the
-    /// machine through its deframer), then lets the machine write its next request.
-    fn service(
+    /// Delivers what has arrived by `now`: a request to `device`, which may answer; a reply to
+    /// the station through the line's deframer.
+    fn deliver(
         &mut self,
-        now: u64,
+        now: Now,
+        station: &mut Station,
         mut device: impl FnMut(&[u8]) -> Option<Vec<u8>>,
-        events: &mut Vec<String>,
         log: &mut LineLog,
-        t: u64,
-    ) -> bool {
-        let at = Duration::from_millis(now);
-        // The machine's state changes with a reply or a passed deadline, not with a request
-        // reaching the device.
-        let mut changed = self.machine.poll_timeout() <= at;
-        while let Some(transfer) = self.wire.arrived(now) {
+    ) {
+        let ms = now.mono.0;
+        while let Some(transfer) = self.wire.arrived(ms) {
             log.bytes += transfer.bytes.len() as u64;
             match transfer.dir {
                 Dir::ToDevice => {
@@ -106,7 +95,7 @@ impl<M: Machine, D: Deframer> Line<M, D> {
                         None => Some(transfer.bytes),
                     };
                     if let Some(reply) = request.and_then(|r| device(&r)) {
-                        self.wire.reply(now, reply);
+                        self.wire.reply(ms, reply);
                     }
                 }
                 Dir::ToDaemon => {
@@ -115,43 +104,18 @@ impl<M: Machine, D: Deframer> Line<M, D> {
                         let n = self.deframer.push(bytes);
                         bytes = &bytes[n..];
                         while let Some(frame) = self.deframer.next_frame() {
-                            self.machine.handle_frame(at, &frame);
-                            changed = true;
+                            station.handle_frame(self.id, now, &frame);
                         }
                     }
                     // The line goes quiet after the last piece: a framing that waits resynchronises.
                     if self.wire.next_at().is_none() {
                         if let Some(frame) = self.deframer.gap() {
-                            self.machine.handle_frame(at, &frame);
-                            changed = true;
+                            station.handle_frame(self.id, now, &frame);
                         }
                     }
                 }
             }
         }
-        // A cycle that ends at its next one's start begins the next at once: at most twice.
-        for _ in 0..2 {
-            match self.machine.poll_transmit(at) {
-                Some(frame) => {
-                    self.wire.send(now, frame);
-                    break;
-                }
-                None if self.machine.poll_timeout() > at => break,
-                None => {}
-            }
-        }
-        while let Some(note) = self.machine.poll_note() {
-            match note {
-                Note::Event(text) => events.push(format!("{t:>7} s {text}")),
-                Note::Warn(text) => {
-                    if log.warnings.len() < WARNINGS_MAX {
-                        log.warnings.push(format!("{t:>7} s {text}"));
-                    }
-                }
-                Note::BadFrame => log.bad_frames += 1,
-            }
-        }
-        changed
     }
 }
 
@@ -167,20 +131,19 @@ pub struct LineLog {
     pub bytes: u64,
 }
 
-/// The plant and the daemon's machines, stepped together in plant time.
+/// The plant and the daemon's station, stepped together in plant time.
 #[derive(Debug)]
 pub struct World {
     /// The plant.
     pub plant: Plant,
-    controller: Controller,
-    overrides: Overrides,
+    station: Station,
+    /// What the daemon's state file holds.
+    persisted: Persisted,
     /// Plant seconds since the start.
     pub t: u64,
     /// Plant milliseconds since the start.
     pub t_ms: u64,
     epoch: jiff::Timestamp,
-    /// Operator orders to carry out (last first).
-    pub orders: Vec<Order>,
     /// Every event line, `"<t> s <text> [<reasons>]"`.
     pub events: Vec<String>,
     /// What the inverter obeyed at the end of each plant second: (t, charge, discharge).
@@ -194,19 +157,14 @@ pub struct World {
     pub both_off_answers: u64,
     /// When the inverter last heard an answer to its poll, plant seconds (`None`: never).
     pub answered_at: Option<u64>,
-    decision: Option<Decision>,
-    limits: Option<Limits>,
+    /// The station's last published step.
+    published: Arc<Published>,
     /// The snapshot's enable flags and view when the 0x63 answer was last probed.
     probed: Option<(bool, bool, bool, bool)>,
-    packs: Vec<Line<PackPoller, AsciiDeframer>>,
-    coil: Option<Line<CoilPoller, RtuDeframer>>,
-    inverter: Option<Line<InverterPoller, RtuDeframer>>,
-    readings: Vec<PackReadings>,
+    wires: Vec<Line>,
     stale_ms: u64,
     config: Config,
     emulation: EmulationSettings,
-    snapshot: translator::respond::Snapshot,
-    next_controller_ms: u64,
     next_bms_poll_ms: u64,
     bms_wire: Wire,
     /// The inverter stopped polling then, plant s (it falls back to its no-comm settings after 30 s).
@@ -232,23 +190,21 @@ impl World {
         let epoch = jiff::Timestamp::from_second(1_764_547_200 + plant.start_of_day_s as i64)
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         let plant = Plant::new(plant);
+        let persisted = Persisted { rebalance: state, ..Persisted::default() };
+        let now = Now { mono: Millis(0), wall: epoch };
+        let station = Station::new(config, &persisted, now);
         let mut w = Self {
-            packs: Vec::new(),
-            coil: None,
-            inverter: None,
-            readings: vec![PackReadings::default(); config.packs.len()],
+            published: station.published(),
+            station,
+            persisted,
+            wires: Vec::new(),
             plant,
-            controller: Controller::new(config, state),
-            overrides: Overrides::default(),
             t: 0,
             t_ms: 0,
             epoch,
-            decision: None,
-            limits: None,
             probed: None,
             both_off_answers: 0,
             answered_at: None,
-            orders: Vec::new(),
             events: Vec::new(),
             told: Vec::new(),
             answer_off_since: Some(0),
@@ -256,8 +212,6 @@ impl World {
             stale_ms: (config.safety.stale_after_s * 1000.0) as u64,
             emulation: emulation_settings(config),
             config: config.clone(),
-            snapshot: translator::respond::Snapshot::default(),
-            next_controller_ms: 0,
             next_bms_poll_ms: 500,
             bms_wire: Wire::new(
                 config.pylon.as_ref().map_or(link::DEFAULT_BAUD, |p| baud(&p.link)),
@@ -270,51 +224,47 @@ impl World {
         w
     }
 
-    /// The daemon's pollers on fresh lines (at the start and after a restart).
+    /// Fresh wires for the station's lines (at the start and after a restart).
     fn open_lines(&mut self, seed: u64) {
         let config = &self.config;
-        let timing = Timing::of(config);
-        let ascii = AsciiDeframer::new;
-        let rtu = || RtuDeframer::new(modbus_rtu::Side::Response);
-        self.packs = config
-            .packs
-            .iter()
-            .zip(&self.plant.packs)
-            .enumerate()
-            .map(|(k, (pack, sim))| {
-                // The plant's pack answers at its own address; the poller asks that one.
-                let poller = PackPoller::new(k + 1, sim.adr, pack.link.clone(), timing);
-                let wire = Wire::new(baud(&pack.link), PACK_REPLY_DELAY_MS, seed ^ (0xC0FFEE + k as u64));
-                Line::new(poller, ascii(), false, wire)
+        self.wires = self
+            .station
+            .lines()
+            .map(|id| {
+                let wire = match id {
+                    LineId::Pack(k) => Wire::new(
+                        baud(&config.packs[k].link),
+                        PACK_REPLY_DELAY_MS,
+                        seed ^ (0xC0FFEE + k as u64),
+                    ),
+                    LineId::Coil => Wire::new(
+                        config.coil.as_ref().map_or(link::DEFAULT_BAUD, |c| baud(&c.link)),
+                        MODBUS_REPLY_DELAY_MS,
+                        seed ^ 0xC011,
+                    ),
+                    LineId::Inverter => Wire::new(
+                        config.inverter.as_ref().map_or(link::DEFAULT_BAUD, |i| baud(&i.link)),
+                        MODBUS_REPLY_DELAY_MS,
+                        seed ^ 0x1117,
+                    ),
+                };
+                Line::new(id, wire)
             })
             .collect();
-        self.coil = config.coil.as_ref().map(|c| {
-            let timeout = Duration::from_secs_f64(config.poll.timeout_s.max(0.5));
-            let poller = CoilPoller::new(
-                c.slave,
-                c.link.clone(),
-                Duration::from_secs_f64(config.poll.period_s),
-                timeout,
-            );
-            Line::new(poller, rtu(), true, Wire::new(baud(&c.link), MODBUS_REPLY_DELAY_MS, seed ^ 0xC011))
-        });
-        self.inverter = config.inverter.as_ref().map(|i| {
-            let poller = InverterPoller::new(i.slave, i.link.clone());
-            Line::new(poller, rtu(), true, Wire::new(baud(&i.link), MODBUS_REPLY_DELAY_MS, seed ^ 0x1117))
-        });
     }
 
-    /// The daemon restarts: a new controller from the persisted rebalance state, new pollers,
-    /// nothing read yet, whatever was on the lines lost.
+    /// The daemon restarts: a new station from the persisted state, nothing read yet, whatever
+    /// was on the lines lost.
     pub fn restart(&mut self) {
-        self.controller = Controller::new(&self.config, self.controller.rebalance().clone());
-        let noise: Vec<Option<Noise>> = self.packs.iter().map(|l| l.wire.noise).collect();
+        self.persisted.rebalance = self.station.rebalance().clone();
+        self.persisted.overrides = self.station.overrides().clone();
+        self.station = Station::new(&self.config, &self.persisted, self.now());
+        self.published = self.station.published();
+        let noise: Vec<(LineId, Option<Noise>)> = self.wires.iter().map(|l| (l.id, l.wire.noise)).collect();
         self.open_lines(self.plant.config.seed ^ self.t);
-        for (line, noise) in self.packs.iter_mut().zip(noise) {
+        for (line, (_, noise)) in self.wires.iter_mut().zip(noise) {
             line.wire.noise = noise;
         }
-        self.readings = vec![PackReadings::default(); self.readings.len()];
-        self.snapshot = translator::respond::Snapshot::default();
         self.probed = None;
         self.bms_wire.clear();
         self.events.push(format!("{:>7} s daemon restarted from its persisted state", self.t));
@@ -342,22 +292,39 @@ impl World {
                 Ok("the inverter polls again".into())
             }
             [verb @ ("noise" | "quiet"), "pack", n] => {
-                let packs = self.packs.len();
+                let packs = self.config.packs.len();
                 let k = n
                     .parse::<usize>()
                     .ok()
                     .filter(|k| (1..=packs).contains(k))
                     .ok_or_else(|| format!("no pack {n}: packs are numbered 1 to {packs}"))?;
-                self.packs[k - 1].wire.noise = (*verb == "noise").then_some(Noise::NOISY);
+                if let Some(line) = self.wires.iter_mut().find(|l| l.id == LineId::Pack(k - 1)) {
+                    line.wire.noise = (*verb == "noise").then_some(Noise::NOISY);
+                }
                 Ok(format!("pack {k}: line {}", if *verb == "noise" { "noisy" } else { "quiet" }))
             }
             _ => self.plant.command(line),
         }
     }
 
-    /// The controller.
-    pub fn controller(&self) -> &Controller {
-        &self.controller
+    /// An operator's order, as the API gives it to the daemon's station.
+    ///
+    /// # Errors
+    /// [`Refused`] naming why the order cannot be carried out.
+    pub fn order(&mut self, order: &Control) -> Result<String, Refused> {
+        let done = self.station.handle_order(order);
+        self.drain_events();
+        done
+    }
+
+    /// The station.
+    pub fn station(&self) -> &Station {
+        &self.station
+    }
+
+    /// The rebalance procedure's state.
+    pub fn rebalance(&self) -> &RebalanceState {
+        self.station.rebalance()
     }
 
     /// The wall clock at plant time 0: 2025-12-01 in UTC, at the plant's time of day (so the
@@ -368,22 +335,22 @@ impl World {
 
     /// The controller's last decision.
     pub fn decision(&self) -> Option<&Decision> {
-        self.decision.as_ref()
+        self.published.decision.as_ref()
     }
 
     /// The reason codes of the last decision (as the status API names them).
     pub fn reason_codes(&self) -> Vec<&'static str> {
-        self.decision.iter().flat_map(|d| d.reasons.iter().map(Reason::code)).collect()
+        self.decision().iter().flat_map(|d| d.reasons.iter().map(Reason::code)).collect()
     }
 
     /// The current limits of the last controller step.
     pub fn limits(&self) -> Option<&Limits> {
-        self.limits.as_ref()
+        self.published.limits.as_ref()
     }
 
-    /// What the daemon has read from each pack.
-    pub fn readings(&self) -> &[PackReadings] {
-        &self.readings
+    /// What the daemon has read from each pack up to now.
+    pub fn readings(&self) -> Vec<PackReadings> {
+        self.station.pack_readings().cloned().collect()
     }
 
     fn now(&self) -> Now {
@@ -429,58 +396,56 @@ impl World {
 
     /// The earliest thing due.
     fn next_event(&self) -> u64 {
-        let lines = self.packs.iter().map(Line::next_at);
-        let coil = self.coil.iter().map(Line::next_at);
-        let inverter = self.inverter.iter().map(Line::next_at);
-        let bms = [Some(self.next_controller_ms), Some(self.next_bms_poll_ms), self.bms_wire.next_at()];
-        lines.chain(coil).chain(inverter).chain(bms.into_iter().flatten()).min().unwrap_or(u64::MAX)
+        let wires = self.wires.iter().filter_map(|l| l.wire.next_at());
+        let bms = [Some(self.next_bms_poll_ms), self.bms_wire.next_at()];
+        wires
+            .chain(bms.into_iter().flatten())
+            .chain([self.station.poll_timeout().0])
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
-    /// Everything due at `t_ms`: each line's transfers (a reply at its deadline still counts) and
-    /// its poller, the controller, the inverter's BMS port.
+    /// Everything due at `t_ms`, in the order a driver of the station keeps: the lines' arrivals
+    /// (a reply at its deadline still counts), the station's deadline, its writes; then the
+    /// inverter's BMS port.
     fn run_events(&mut self) {
-        let now = self.t_ms;
-        let t = self.t;
-        for (k, line) in self.packs.iter_mut().enumerate() {
-            if line.due(now) {
-                let plant = &mut self.plant;
-                let device = |request: &[u8]| sim::answer::pack(plant, k, request);
-                if line.service(now, device, &mut self.events, &mut self.lines, t) {
-                    self.readings[k].clone_from(line.machine.readings());
-                }
+        let now = self.now();
+        let ms = now.mono.0;
+        for line in &mut self.wires {
+            let plant = &mut self.plant;
+            let station = &mut self.station;
+            let log = &mut self.lines;
+            match line.id {
+                LineId::Pack(k) => line.deliver(now, station, |r| sim::answer::pack(plant, k, r), log),
+                LineId::Coil => line.deliver(now, station, |r| sim::answer::coil(&mut plant.coil, r), log),
+                LineId::Inverter => line.deliver(
+                    now,
+                    station,
+                    |r| sim::answer::inverter(&mut plant.inverter.registers, r),
+                    log,
+                ),
             }
         }
-        if let Some(line) = self.coil.as_mut().filter(|l| l.due(now)) {
-            let coil = &mut self.plant.coil;
-            line.service(
-                now,
-                |request| sim::answer::coil(coil, request),
-                &mut self.events,
-                &mut self.lines,
-                t,
-            );
+        self.station.handle_timeout(now);
+        while let Some(transmit) = self.station.poll_transmit() {
+            if let Some(line) = self.wires.iter_mut().find(|l| l.id == transmit.line) {
+                line.wire.send(ms, transmit.bytes);
+            }
         }
-        if let Some(line) = self.inverter.as_mut().filter(|l| l.due(now)) {
-            let registers = &mut self.plant.inverter.registers;
-            line.service(
-                now,
-                |request| sim::answer::inverter(registers, request),
-                &mut self.events,
-                &mut self.lines,
-                t,
-            );
+        self.drain_events();
+        let published = self.station.published();
+        if !Arc::ptr_eq(&published, &self.published) {
+            self.published = published;
+            self.probe(ms);
         }
-        if now >= self.next_controller_ms {
-            self.step_controller();
-            // At the controller's own deadline, as the safety loop sleeps until it.
-            self.next_controller_ms = self.controller.poll_timeout().0.max(now + 1);
-        }
-        while let Some(transfer) = self.bms_wire.arrived(now) {
+        while let Some(transfer) = self.bms_wire.arrived(ms) {
             match transfer.dir {
                 // The responder answers at once, from the snapshot of the moment.
                 Dir::ToDevice => {
-                    if let Some(reply) = respond(&self.snapshot, &transfer.bytes, &self.emulation, now) {
-                        self.bms_wire.reply(now, reply);
+                    if let Some(reply) =
+                        respond(&self.published.snapshot, &transfer.bytes, &self.emulation, ms)
+                    {
+                        self.bms_wire.reply(ms, reply);
                     }
                 }
                 Dir::ToDaemon => {
@@ -494,49 +459,59 @@ impl World {
                 }
             }
         }
-        if now >= self.next_bms_poll_ms {
+        if ms >= self.next_bms_poll_ms {
             // Polls that go unanswered (a daemon restarting stays silent until its first complete
             // snapshot) are a lost BMS too: after 30 s the inverter runs on its no-comm settings.
             if self.answered_at.is_some_and(|at| self.t.saturating_sub(at) >= INVERTER_NO_COMM_S) {
                 self.plant.inverter.bms = None;
             }
             match self.inverter_lost_at {
-                None => self.bms_wire.send(now, REQUEST_0X63.to_vec()),
+                None => self.bms_wire.send(ms, REQUEST_0X63.to_vec()),
                 // It keeps the last answer for 30 s, then runs on its no-comm settings.
                 Some(at) if self.t.saturating_sub(at) >= INVERTER_NO_COMM_S => self.plant.inverter.bms = None,
                 Some(_) => {}
             }
-            self.next_bms_poll_ms = now + INVERTER_EVERY_MS;
+            self.next_bms_poll_ms = ms + INVERTER_EVERY_MS;
         }
     }
 
-    fn step_controller(&mut self) {
-        let now = self.now();
-        let no_inverter = InverterReadings::default();
-        let inputs = Inputs {
-            packs: &self.readings,
-            coil: self.coil.as_ref().and_then(|l| l.machine.readings().reading),
-            coil_settings: self.coil.as_ref().and_then(|l| l.machine.settings()),
-            inverter: self.inverter.as_ref().map_or(&no_inverter, |l| l.machine.readings()),
-            overrides: &self.overrides,
-            order: self.orders.pop(),
-            inverter_silent: false,
-        };
-        let out = self.controller.step(now, &inputs);
-        self.snapshot = out.snapshot;
-        self.decision = Some(out.decision);
-        self.limits = Some(out.limits);
-        // What a 0x63 would be answered now, as an inverter asking all the time would see it. The
-        // answer's bits follow from the snapshot's enable flags and whether it has a view (the
-        // decision is fresh here): asked again only when those changed.
-        let e = self.snapshot.enable;
-        let key = (e.charge, e.discharge, e.comm_lost, self.snapshot.view.is_some());
+    /// The station's events: the log lines to the trace, its warnings and bad frames to the line
+    /// log, what it persists to the world's state file.
+    fn drain_events(&mut self) {
+        while let Some(event) = self.station.poll_event() {
+            match event {
+                Event::Log { text, reasons } if reasons.is_empty() => {
+                    self.events.push(format!("{:>7} s {text}", self.t));
+                }
+                Event::Log { text, reasons } => {
+                    self.events.push(format!("{:>7} s {text} {reasons:?}", self.t))
+                }
+                Event::Warn(text) => {
+                    if self.lines.warnings.len() < WARNINGS_MAX {
+                        self.lines.warnings.push(format!("{:>7} s {text}", self.t));
+                    }
+                }
+                Event::Persist(Persist::Rebalance(r)) => self.persisted.rebalance = r,
+                Event::Persist(Persist::Energy(e)) => self.persisted.energy = e,
+                Event::Persist(Persist::Overrides(o)) => self.persisted.overrides = o,
+                Event::History(_) => {}
+            }
+        }
+        self.lines.bad_frames = self.station.bad_frames();
+    }
+
+    /// What a 0x63 would be answered now, as an inverter asking all the time would see it. The
+    /// answer's bits follow from the snapshot's enable flags and whether it has a view (the
+    /// decision is fresh here): asked again only when those changed.
+    fn probe(&mut self, ms: u64) {
+        let snapshot = &self.published.snapshot;
+        let e = snapshot.enable;
+        let key = (e.charge, e.discharge, e.comm_lost, snapshot.view.is_some());
         if self.probed == Some(key) {
-            self.after_step(out.targets, out.coil_actions, out.pack_commands, out.events);
             return;
         }
         self.probed = Some(key);
-        let off = respond(&self.snapshot, REQUEST_0X63, &self.emulation, now.mono.0)
+        let off = respond(snapshot, REQUEST_0X63, &self.emulation, ms)
             .and_then(|bytes| Reply::parse(0x63, &bytes, Dialect::default()).ok())
             .and_then(|r| r.outcome.ok())
             .is_none_or(|r| match r {
@@ -553,39 +528,6 @@ impl World {
             (false, Some(_)) => self.answer_off_since = None,
             _ => {}
         }
-        self.after_step(out.targets, out.coil_actions, out.pack_commands, out.events);
-    }
-
-    /// The targets and commands go to the pollers, which carry them out over their lines; the
-    /// events to the trace.
-    fn after_step(
-        &mut self,
-        t: maestro_core::Targets,
-        coil_actions: Vec<maestro_core::Action>,
-        pack_commands: Vec<(usize, pace_proto::Command)>,
-        events: Vec<daemon::core::EventText>,
-    ) {
-        if let Some(line) = self.inverter.as_mut() {
-            line.machine.set_targets(t.output_priority, t.charging_priority);
-        }
-        if let Some(line) = self.coil.as_mut() {
-            line.machine.set_target(t.coil);
-            for action in coil_actions {
-                line.machine.act(action);
-            }
-        }
-        for (k, command) in pack_commands {
-            if let Some(line) = self.packs.get_mut(k) {
-                line.machine.command(command);
-            }
-        }
-        self.events.extend(events.into_iter().map(|(text, why)| {
-            if why.is_empty() {
-                format!("{:>7} s {text}", self.t)
-            } else {
-                format!("{:>7} s {text} {why:?}", self.t)
-            }
-        }));
     }
 
     /// What the inverter obeys now.
@@ -620,8 +562,8 @@ impl World {
 
     /// Whether the readings of every pack are fresh (for the scoring).
     fn all_fresh(&self) -> bool {
-        self.readings
-            .iter()
+        self.station
+            .pack_readings()
             .all(|r| r.analog.as_ref().is_some_and(|(_, at)| self.t_ms.saturating_sub(at.0) <= self.stale_ms))
     }
 }

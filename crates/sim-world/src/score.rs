@@ -278,7 +278,7 @@ pub fn simulate(config: &Config, days: f64, seed: u64, schedule: &Schedule) -> R
                 safe_at: None,
             });
         }
-        let rebalancing_now = w.controller().rebalance().active();
+        let rebalancing_now = w.rebalance().active();
         for f in active.iter_mut().filter(|f| f.from_ms.is_none()) {
             let new = f.pack.and_then(|(k, (b1, b2, bf))| {
                 let (p1, p2, pf) = bits(w.plant.packs.get(k.wrapping_sub(1))?);
@@ -291,11 +291,11 @@ pub fn simulate(config: &Config, days: f64, seed: u64, schedule: &Schedule) -> R
                 f.from_ms = Some(w.t * 1000);
             }
         }
-        let state_before = w.controller().rebalance().step;
+        let state_before = w.rebalance().step;
         let counters_before: Vec<[u32; 3]> = w.plant.packs.iter().map(harm_counters).collect();
         w.step();
         let (t, charge, discharge) = w.told.last().copied().unwrap_or((w.t, false, false));
-        let rebalancing = w.controller().rebalance().active();
+        let rebalancing = w.rebalance().active();
         // §6 v3: harm, on the plant's true state.
         for (k, (p, before)) in w.plant.packs.iter().zip(&counters_before).enumerate() {
             let now = harm_counters(p);
@@ -411,7 +411,7 @@ pub fn simulate(config: &Config, days: f64, seed: u64, schedule: &Schedule) -> R
         // runs on what it last heard and then on its own settings.
         // A pack a rebalance left to join the bus (SAFETY.md §4 step 3, v3) has rules 6 and 11
         // relaxed for it alone until it has joined.
-        let joining = &w.controller().rebalance().joining;
+        let joining = &w.rebalance().joining;
         let wrong = w.inverter_hears_the_daemon(detect_s)
             && w.plant.packs.iter().enumerate().any(|(k, p)| {
                 let (c, d) = blocks(p, rebalancing || joining.contains(&(k + 1)));
@@ -443,7 +443,7 @@ pub fn simulate(config: &Config, days: f64, seed: u64, schedule: &Schedule) -> R
             }
         }
         // Both off between a completion's unlock and 60 s after it.
-        let step = w.controller().rebalance().step;
+        let step = w.rebalance().step;
         if step == Step::Completing && completion_window.is_none() {
             completion_window = Some(u64::MAX);
             both_off_counted = false;

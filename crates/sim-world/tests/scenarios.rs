@@ -141,7 +141,7 @@ fn settling_ends_after_settle_max_s() {
     let t = run_until(&mut w, 15, "charge on again", both_on);
     eprintln!("settle_max: charge on {t} plant s after settling was told");
     assert!(w.logged("rebalance: SettleTimedOut"), "{}", w.events.join("\n"));
-    assert_eq!(w.controller().rebalance().step, Step::Idle);
+    assert_eq!(w.rebalance().step, Step::Idle);
 }
 
 /// The whole rebalance with a daemon restart in the middle of the run: the persisted step
@@ -164,7 +164,7 @@ fn a_rebalance_resumes_across_a_daemon_restart_and_settles() {
         (s.capacity_mah, s.full_voltage_cv) == (44_000, 2795)
     });
     w.command("restart daemon").unwrap();
-    assert_eq!(w.controller().rebalance().step, Step::Running, "resumed from the persisted state");
+    assert_eq!(w.rebalance().step, Step::Running, "resumed from the persisted state");
     run_until(&mut w, 30, "the raised voltage again after the restart", |w| {
         told(w).is_some_and(|t| t.0 && t.3 == 27950)
     });
@@ -186,7 +186,7 @@ fn a_rebalance_resumes_across_a_daemon_restart_and_settles() {
     });
     assert!(w.logged("coil calibrated to full"), "{}", w.events.join("\n"));
     assert!(w.reason_codes().contains(&"rebalance_settling"));
-    run_until(&mut w, 40 * 3600, "settled", |w| w.controller().rebalance().step != Step::Settling);
+    run_until(&mut w, 40 * 3600, "settled", |w| w.rebalance().step != Step::Settling);
     run_until(&mut w, 60, "the coil back at its regular capacity", |w| {
         w.logged("coil capacity 39000 mAh, full voltage 2735 cV (confirmed)")
     });
@@ -231,14 +231,14 @@ fn regression_settling_and_a_weak_cell_locked_both_directions_out() {
     run_until(&mut w, 30, "both enabled", both_on);
     w.command("drift pack 1 -580").unwrap();
     run_until(&mut w, 12 * 3600, "completion", |w| w.logged("rebalance: Completed"));
-    run_until(&mut w, 120, "settling", |w| w.controller().rebalance().step == Step::Settling);
+    run_until(&mut w, 120, "settling", |w| w.rebalance().step == Step::Settling);
     // The top cells relax below rule 11's release (3.40 V) as the evening draws on the stack
     // (judged on decisions made while settling: while completing, rule 11 is relaxed).
     for _ in 0..3 {
         w.step();
     }
     run_until(&mut w, 3600, "rule 11 released", |w| !w.reason_codes().contains(&"cell_over_voltage"));
-    assert_eq!(w.controller().rebalance().step, Step::Settling, "{}", w.events.join("\n"));
+    assert_eq!(w.rebalance().step, Step::Settling, "{}", w.events.join("\n"));
     // A weak cell sinks below rule 14's 2.85 V while the stack settles. (v3 changed the pack:
     // pack 1, whose weak cell keeps it far below the bus when its BMS locks at the top, is now
     // left out at completion instead of being switched on into an inrush (SAFETY.md §2b), so the
@@ -250,7 +250,7 @@ fn regression_settling_and_a_weak_cell_locked_both_directions_out() {
     let t2 = run_until(&mut w, 30, "charging allowed again", |w| told(w).is_some_and(|t| t.0));
     eprintln!("settling ended {t} plant s after the drift; charge on {t2} s later");
     assert!(w.reason_codes().contains(&"cell_under_voltage"), "{:?}", w.reason_codes());
-    assert_eq!(w.controller().rebalance().step, Step::Idle);
+    assert_eq!(w.rebalance().step, Step::Idle);
 }
 
 /// SAFETY.md §2b: a pack left off the bus far below it (its MOSFETs off, on the rebalance's join
@@ -300,7 +300,7 @@ fn an_isolated_pack_joins_hours_later_when_a_night_load_brings_the_bus_down() {
     let hour = w.plant.hour();
     assert!(!(8.0..17.0).contains(&hour), "joined at {hour:.1} h, in the evening or the night");
     assert!(joined_after > 2 * 3600, "hours later: {joined_after} s");
-    run_until(&mut w, 120, "pack 2 off the join list", |w| w.controller().rebalance().joining.is_empty());
+    run_until(&mut w, 120, "pack 2 off the join list", |w| w.rebalance().joining.is_empty());
     for p in &w.plant.packs {
         assert_eq!((p.charge_oc_trips, p.discharge_oc_trips, p.fuse_blows), (0, 0, 0), "pack {}", p.number);
         assert!(p.worst_current_a < 27.0, "pack {} carried {:.1} A", p.number, p.worst_current_a);
@@ -377,7 +377,7 @@ proptest::proptest! {
 /// `join_delta_mv`, and nothing trips.
 #[test]
 fn the_operators_join_order_waits_for_the_gap_to_close() {
-    use daemon::runtime::Order;
+    use daemon::control::Control;
     use pace_proto::ControlState;
     let config = default_config(3).unwrap();
     let plant = PlantConfig { packs: 3, soc: 0.6, start_of_day_s: 11.0 * 3600.0, ..PlantConfig::default() };
@@ -391,8 +391,8 @@ fn the_operators_join_order_waits_for_the_gap_to_close() {
             .as_ref()
             .is_some_and(|(s, _)| !s.system.contains(pace_proto::SystemState::CHARGE_MOSFET_ON))
     });
-    w.orders.push(Order::Join(3));
-    run_until(&mut w, 5, "the join list takes it", |w| w.controller().rebalance().joining == [3]);
+    w.order(&Control::JoinPack { pack: 3 }).expect("the join order is taken");
+    run_until(&mut w, 5, "the join list takes it", |w| w.rebalance().joining == [3]);
     let waited = run_until(&mut w, 12 * 3600, "pack 3 joins", |w| w.logged("join: pack 3 switched on"));
     assert!(
         w.events.iter().any(|e| e.contains("pack 3 waits to join the bus")),
@@ -400,7 +400,7 @@ fn the_operators_join_order_waits_for_the_gap_to_close() {
         w.events.join("\n")
     );
     assert!(waited > 60, "the gap closed only after {waited} s");
-    run_until(&mut w, 30, "pack 3 off the join list", |w| w.controller().rebalance().joining.is_empty());
+    run_until(&mut w, 30, "pack 3 off the join list", |w| w.rebalance().joining.is_empty());
     for p in &w.plant.packs {
         assert_eq!((p.charge_oc_trips, p.discharge_oc_trips, p.fuse_blows), (0, 0, 0), "pack {}", p.number);
     }

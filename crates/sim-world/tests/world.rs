@@ -51,9 +51,8 @@ fn a_whole_rebalance_with_the_default_bounds_in_plant_time() {
         .unwrap();
     let both_off: Vec<_> = w.told.iter().filter(|(t, c, d)| *t >= t_hit && !c && !d).collect();
     assert!(both_off.is_empty(), "both off at {both_off:?}\n{}", w.events.join("\n"));
-    assert_eq!(w.controller().rebalance().step, Step::Settling);
-    let settled =
-        run_until(&mut w, 48 * 3600, "settling ends", |w| w.controller().rebalance().step != Step::Settling);
+    assert_eq!(w.rebalance().step, Step::Settling);
+    let settled = run_until(&mut w, 48 * 3600, "settling ends", |w| w.rebalance().step != Step::Settling);
     eprintln!("settled {settled} plant s after completion");
     // The procedure's settings went over the Modbus lines and were confirmed by reading back.
     for needle in [
@@ -77,7 +76,7 @@ fn a_whole_rebalance_with_the_default_bounds_in_plant_time() {
         "{}",
         w.events.join("\n")
     );
-    assert_eq!(w.controller().rebalance().imbalance.map(|i| (i.pack, i.cell)), Some((1, 1)));
+    assert_eq!(w.rebalance().imbalance.map(|i| (i.pack, i.cell)), Some((1, 1)));
     // From the top of the charge to the end, through completion, settling and the alarm, the
     // inverter was never told both off. (It was, for 11 s after the completion, before the guard
     // took the current circulating into the freshly unlocked pack into account.)

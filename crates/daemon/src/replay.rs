@@ -1,31 +1,35 @@
-//! A capture run again, offline: the daemon's own pollers are fed the replies as they were
-//! captured, at the times they were captured, and the controller decides on what they read, as
-//! the safety loop did. So a capture from a user's strange pack or inverter becomes a test: what
-//! the replay decides, and what it would have answered the inverter, can be compared with the
-//! live run's event log and the answers it sent.
+//! A capture run again, offline, through the daemon's own [`Station`]: the replies are handed
+//! to it as they were captured, at the times they were captured, and it decides on what its
+//! machines read, exactly as the running service does (the replay is one more driver of the
+//! station). So a capture from a user's strange pack or inverter becomes a test: what the replay
+//! decides, and what it would have answered the inverter, can be compared with the live run's
+//! event log and the answers it sent.
 //!
-//! Each line of the capture goes to the machine its name says (`packN`, `coil`, `inverter`);
-//! a write the replayed machine would not have made is reported ([`Seen::Diverged`]) and the
-//! capture's bytes go on regardless. On `pylon`, each request of the inverter is answered by the
-//! translator from the replayed snapshot and compared with the answer the live run sent.
+//! The station's deadlines (overdue replies, due cycles, the controller's steps) run at their
+//! times, and each line writes when the capture shows the live run wrote on it: so a reply is
+//! awaited from the moment the live request went out, and a slow live thread cannot make the
+//! replay run ahead. A write the station would not have made then is reported
+//! ([`Seen::Diverged`]) and the capture's bytes go on regardless. On `pylon`, each request of the
+//! inverter is answered by the translator from the station's published snapshot of the moment
+//! and compared with the answer the live run sent.
 //!
 //! What the capture cannot hold is assumed: no operator orders (they are in the event log, not
 //! on a line), and the state file as a fresh start.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use link::capture::{Dir, Record};
-use link::{AsciiDeframer, Deframer, RtuDeframer};
+use link::{AsciiDeframer, Deframer};
 use maestro_core::Millis;
 use pace_proto::{Reply, Request, Response};
 use translator::respond::{EmulationSettings, Snapshot};
 
 use crate::config::Config;
-use crate::core::{Controller, Inputs, Now, STEP_EVERY_MS};
-use crate::keeper::{CoilPoller, InverterPoller};
-use crate::poller::{Machine, Note, PackPoller, Timing};
-use crate::shared::{InverterReadings, PackReadings};
-use crate::state::Overrides;
+use crate::core::Now;
+use crate::state::Persisted;
+use crate::station::{Event, LineId, Station};
 
 /// What the replay saw and did, in time order.
 #[derive(Clone, Debug, PartialEq)]
@@ -113,98 +117,11 @@ pub struct Summary {
     pub steps: usize,
 }
 
-/// A device line being replayed.
-struct Line<M> {
-    name: String,
-    machine: M,
-    deframer: Box<dyn Deframer>,
-    /// The exchange in flight: its deadline, the request in words and its CID2 (Pace).
-    awaiting: Option<(Duration, String, Option<u8>)>,
-}
-
-impl<M: Machine> Line<M> {
-    fn new(name: &str, machine: M, deframer: Box<dyn Deframer>) -> Self {
-        Self { name: name.to_owned(), machine, deframer, awaiting: None }
-    }
-
-    fn deadline(&self) -> Option<Duration> {
-        self.awaiting.as_ref().map(|(d, _, _)| *d)
-    }
-
-    /// The deadline passed without a reply (a frame that needs a quiet gap gets it first).
-    fn time_out(&mut self, now: Duration, seen: &mut dyn FnMut(Seen)) {
-        if let Some(frame) = self.deframer.gap() {
-            return self.frame(now, &frame, seen);
-        }
-        if let Some((deadline, asked, _)) = self.awaiting.take() {
-            self.machine.handle_timeout(deadline.max(now));
-            self.deframer.clear();
-            seen(Seen::Exchange { t: now, link: self.name.clone(), asked, answer: "no reply".into() });
-        }
-    }
-
-    fn frame(&mut self, now: Duration, frame: &[u8], seen: &mut dyn FnMut(Seen)) {
-        match self.awaiting.take() {
-            Some((_, asked, cid2)) => {
-                self.machine.handle_frame(now, frame);
-                let answer = describe_reply(cid2, frame);
-                seen(Seen::Exchange { t: now, link: self.name.clone(), asked, answer });
-            }
-            None => self.machine.handle_frame(now, frame),
-        }
-    }
-
-    fn record(&mut self, r: &Record, summary: &mut Summary, seen: &mut dyn FnMut(Seen)) {
-        match r.dir {
-            Dir::Tx => {
-                if self.awaiting.is_some() {
-                    self.time_out(r.t, seen);
-                }
-                // The machine's own deadline may lie a hair after the captured write (the live
-                // thread woke a little late or early): it is given up to 50 ms.
-                let mut wrote = self.machine.poll_transmit(r.t);
-                if wrote.is_none() {
-                    let due = self.machine.poll_timeout();
-                    if due <= r.t + Duration::from_millis(50) {
-                        wrote = self.machine.poll_transmit(due.max(r.t));
-                    }
-                }
-                let replayed = wrote.unwrap_or_default();
-                if replayed != r.bytes {
-                    summary.diverged += 1;
-                    seen(Seen::Diverged {
-                        t: r.t,
-                        link: self.name.clone(),
-                        captured: hex(&r.bytes),
-                        replayed: hex(&replayed),
-                    });
-                }
-                summary.exchanges += 1;
-                let deadline = self.machine.poll_timeout().max(r.t);
-                self.deframer.clear();
-                let cid2 = Request::parse(&r.bytes).ok().map(|q| q.command.cid2());
-                self.awaiting = Some((deadline, describe_request(&r.bytes), cid2));
-            }
-            Dir::Rx => {
-                let mut rest = r.bytes.as_slice();
-                loop {
-                    let k = self.deframer.push(rest);
-                    rest = &rest[k..];
-                    while let Some(frame) = self.deframer.next_frame() {
-                        self.frame(r.t, &frame, seen);
-                    }
-                    if rest.is_empty() || k == 0 {
-                        break;
-                    }
-                }
-            }
-        }
-        while let Some(note) = self.machine.poll_note() {
-            if let Note::Event(text) = note {
-                seen(Seen::Event { t: r.t, text, reasons: Vec::new() });
-            }
-        }
-    }
+/// A device line being replayed: its deframer and the exchange in flight.
+struct Line {
+    deframer: Box<dyn Deframer + Send>,
+    /// The request in words and its CID2 (Pace), until its reply or the next request.
+    awaiting: Option<(String, Option<u8>)>,
 }
 
 /// The inverter's side: requests in, answers out.
@@ -215,12 +132,131 @@ struct Pylon {
     pending: Option<(String, Option<Vec<u8>>)>,
 }
 
-fn duration(t: Millis) -> Duration {
-    Duration::from_millis(t.0)
+/// The station and the capture's lines.
+struct Replay<'a> {
+    station: Station,
+    lines: BTreeMap<LineId, Line>,
+    pylon: Option<Pylon>,
+    wall0: jiff::Timestamp,
+    published: Arc<crate::shared::Published>,
+    summary: Summary,
+    seen: &'a mut dyn FnMut(Seen),
 }
 
 fn millis(t: Duration) -> Millis {
     Millis(t.as_millis() as u64)
+}
+
+impl Replay<'_> {
+    fn now(&self, t: Duration) -> Now {
+        Now { mono: millis(t), wall: self.wall0 + jiff::SignedDuration::from_millis(t.as_millis() as i64) }
+    }
+
+    /// Runs the station's deadlines up to `t` (the ones at `t` itself only when `inclusive`), as
+    /// the service's station thread wakes for them.
+    fn advance(&mut self, t: Duration, inclusive: bool) {
+        loop {
+            let due = Duration::from_millis(self.station.poll_deadline().0);
+            if due > t || (due == t && !inclusive) {
+                return;
+            }
+            let now = self.now(due);
+            self.station.handle_timeout(now);
+            self.after(due);
+        }
+    }
+
+    /// Takes what the station said.
+    fn after(&mut self, t: Duration) {
+        while let Some(event) = self.station.poll_event() {
+            if let Event::Log { text, reasons } = event {
+                (self.seen)(Seen::Event { t, text, reasons });
+            }
+        }
+        let published = self.station.published();
+        if !Arc::ptr_eq(&published, &self.published) {
+            self.summary.steps += 1;
+            self.published = published;
+        }
+    }
+
+    fn record(&mut self, r: &Record, next: Option<&Record>) {
+        let Some(id) = LineId::parse(&r.link).filter(|id| self.lines.contains_key(id)) else {
+            return self.other(r);
+        };
+        let now = self.now(r.t);
+        match r.dir {
+            Dir::Tx => {
+                // The live run wrote: what would the station have written on this line then?
+                self.advance(r.t, true);
+                self.station.handle_timeout(now);
+                let replayed = self.station.poll_transmit_on(id).unwrap_or_default();
+                let Some(line) = self.lines.get_mut(&id) else { return };
+                if let Some((asked, _)) = line.awaiting.take() {
+                    let answer = "no reply".into();
+                    (self.seen)(Seen::Exchange { t: r.t, link: r.link.clone(), asked, answer });
+                }
+                if replayed != r.bytes {
+                    self.summary.diverged += 1;
+                    (self.seen)(Seen::Diverged {
+                        t: r.t,
+                        link: r.link.clone(),
+                        captured: hex(&r.bytes),
+                        replayed: hex(&replayed),
+                    });
+                }
+                self.summary.exchanges += 1;
+                line.deframer.clear();
+                let cid2 = Request::parse(&r.bytes).ok().map(|q| q.command.cid2());
+                line.awaiting = Some((describe_request(&r.bytes), cid2));
+            }
+            Dir::Rx => {
+                self.advance(r.t, false);
+                let Some(line) = self.lines.get_mut(&id) else { return };
+                let mut frames = Vec::new();
+                let mut rest = r.bytes.as_slice();
+                loop {
+                    let k = line.deframer.push(rest);
+                    rest = &rest[k..];
+                    while let Some(frame) = line.deframer.next_frame() {
+                        frames.push(frame);
+                    }
+                    if rest.is_empty() || k == 0 {
+                        break;
+                    }
+                }
+                // The line went quiet after these bytes: a framing that waits for a gap ends.
+                let more = next.is_some_and(|n| n.link == r.link && n.dir == Dir::Rx);
+                if frames.is_empty() && !more {
+                    frames.extend(line.deframer.gap());
+                }
+                for frame in frames {
+                    if let Some((asked, cid2)) = line.awaiting.take() {
+                        let answer = describe_reply(cid2, &frame);
+                        (self.seen)(Seen::Exchange { t: r.t, link: r.link.clone(), asked, answer });
+                    }
+                    self.station.handle_frame(id, now, &frame);
+                }
+            }
+        }
+        self.after(r.t);
+    }
+
+    /// A record of the inverter's side, the CAN bus, or a line the configuration does not name.
+    fn other(&mut self, r: &Record) {
+        match (r.link.as_str(), self.pylon.is_some()) {
+            ("pylon", true) => {
+                // The inverter is answered from the step of the moment.
+                self.advance(r.t, true);
+                let snapshot = self.published.snapshot.clone();
+                if let Some(p) = &mut self.pylon {
+                    p.record(r, &snapshot, &mut self.summary, self.seen);
+                }
+            }
+            ("can", _) if self.station.config().can.is_some() => self.summary.can += 1,
+            _ => self.summary.unknown_link += 1,
+        }
+    }
 }
 
 /// Runs `records` (in capture order) through the daemon of `config`; `wall0` is the wall clock
@@ -231,52 +267,33 @@ pub fn run(
     records: &[Record],
     mut seen: impl FnMut(Seen),
 ) -> Summary {
-    let seen: &mut dyn FnMut(Seen) = &mut seen;
-    let mut summary = Summary::default();
-    let timing = Timing::of(config);
-    let mut packs: Vec<Line<PackPoller>> = config
-        .packs
-        .iter()
-        .enumerate()
-        .map(|(k, p)| {
-            let machine = PackPoller::new(k + 1, p.adr, p.link.clone(), timing);
-            Line::new(&format!("pack{}", k + 1), machine, Box::new(AsciiDeframer::new()))
-        })
-        .collect();
-    let rtu = || Box::new(RtuDeframer::new(modbus_rtu::Side::Response)) as Box<dyn Deframer>;
-    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
-    let mut coil = config.coil.as_ref().map(|c| {
-        let timeout = secs(config.poll.timeout_s.max(0.5));
-        let machine = CoilPoller::new(c.slave, c.link.clone(), secs(config.poll.period_s), timeout);
-        Line::new("coil", machine, rtu())
-    });
-    let mut inverter = config
-        .inverter
-        .as_ref()
-        .map(|i| Line::new("inverter", InverterPoller::new(i.slave, i.link.clone()), rtu()));
-    let mut pylon = config.pylon.as_ref().map(|_| Pylon {
-        settings: crate::runtime::emulation_settings(config),
-        deframer: AsciiDeframer::new(),
-        pending: None,
-    });
-    let mut controller = Controller::new(config, maestro_core::RebalanceState::default());
-    let mut snapshot = Snapshot::default();
-    let overrides = Overrides::default();
-    let mut readings: Vec<PackReadings> = vec![PackReadings::default(); config.packs.len()];
-    let mut next_step = Duration::ZERO;
-    let no_inverter = InverterReadings::default();
-
+    let now = Now { mono: Millis(0), wall: wall0 };
+    let station = Station::new(config, &Persisted::default(), now);
+    let lines = station.lines().map(|id| (id, Line { deframer: id.deframer(), awaiting: None })).collect();
+    let mut replay = Replay {
+        published: station.published(),
+        station,
+        lines,
+        pylon: config.pylon.as_ref().map(|_| Pylon {
+            settings: crate::runtime::emulation_settings(config),
+            deframer: AsciiDeframer::new(),
+            pending: None,
+        }),
+        wall0,
+        summary: Summary::default(),
+        seen: &mut seen,
+    };
     // Time jumped over so far: later records are replayed this much earlier.
     let mut shift = Duration::ZERO;
     let mut last = Duration::ZERO;
-    let mut shifted;
-    for r in records {
-        summary.records += 1;
+    let shifted = |r: &Record, shift: Duration| Record { t: r.t.saturating_sub(shift), ..r.clone() };
+    for (k, r) in records.iter().enumerate() {
+        replay.summary.records += 1;
         let t = r.t.saturating_sub(shift);
-        let r = if t > last + MAX_GAP {
+        if t > last + MAX_GAP {
             let jump = t - last - MAX_GAP;
             shift += jump;
-            seen(Seen::Event {
+            (replay.seen)(Seen::Event {
                 t: last,
                 text: format!(
                     "the capture holds nothing for {:.0} s here; the replay jumps over all but {} s of it \
@@ -287,97 +304,13 @@ pub fn run(
                 ),
                 reasons: Vec::new(),
             });
-            shifted = Record { t: r.t.saturating_sub(shift), ..r.clone() };
-            &shifted
-        } else if shift > Duration::ZERO {
-            shifted = Record { t, ..r.clone() };
-            &shifted
-        } else {
-            r
-        };
+        }
+        let r = shifted(r, shift);
+        let next = records.get(k + 1).map(|n| shifted(n, shift));
         last = last.max(r.t);
-        // Everything due before this record: the lines' deadlines and the controller's steps.
-        loop {
-            let deadline = packs
-                .iter()
-                .filter_map(Line::deadline)
-                .chain(coil.iter().filter_map(Line::deadline))
-                .chain(inverter.iter().filter_map(Line::deadline))
-                .min();
-            let next = deadline.map_or(next_step, |d| d.min(next_step));
-            if next > r.t {
-                break;
-            }
-            if deadline == Some(next) && next < next_step {
-                for line in &mut packs {
-                    if line.deadline() == Some(next) {
-                        line.time_out(next, seen);
-                    }
-                }
-                if let Some(line) = coil.as_mut().filter(|l| l.deadline() == Some(next)) {
-                    line.time_out(next, seen);
-                }
-                if let Some(line) = inverter.as_mut().filter(|l| l.deadline() == Some(next)) {
-                    line.time_out(next, seen);
-                }
-                continue;
-            }
-            for (k, line) in packs.iter().enumerate() {
-                readings[k].clone_from(line.machine.readings());
-            }
-            let now = Now {
-                mono: millis(next),
-                wall: wall0 + jiff::SignedDuration::from_millis(next.as_millis() as i64),
-            };
-            let inputs = Inputs {
-                packs: &readings,
-                coil: coil.as_ref().and_then(|l| l.machine.readings().reading),
-                coil_settings: coil.as_ref().and_then(|l| l.machine.settings()),
-                inverter: inverter.as_ref().map_or(&no_inverter, |l| l.machine.readings()),
-                overrides: &overrides,
-                order: None,
-                inverter_silent: false,
-            };
-            let out = controller.step(now, &inputs);
-            summary.steps += 1;
-            snapshot = out.snapshot;
-            for (text, reasons) in out.events {
-                seen(Seen::Event { t: next, text, reasons });
-            }
-            if let Some(line) = &mut inverter {
-                line.machine.set_targets(out.targets.output_priority, out.targets.charging_priority);
-            }
-            if let Some(line) = &mut coil {
-                line.machine.set_target(out.targets.coil);
-                for action in out.coil_actions {
-                    line.machine.act(action);
-                }
-            }
-            for (k, command) in out.pack_commands {
-                if let Some(line) = packs.get_mut(k) {
-                    line.machine.command(command);
-                }
-            }
-            next_step = duration(controller.poll_timeout())
-                .max(next + Duration::from_millis(1))
-                .min(next + Duration::from_millis(STEP_EVERY_MS));
-        }
-        let name = r.link.as_str();
-        if let Some(k) = name.strip_prefix("pack").and_then(|n| n.parse::<usize>().ok()) {
-            if let Some(line) = k.checked_sub(1).and_then(|k| packs.get_mut(k)) {
-                line.record(r, &mut summary, seen);
-                continue;
-            }
-        }
-        match (name, &mut coil, &mut inverter, &mut pylon) {
-            ("coil", Some(line), _, _) => line.record(r, &mut summary, seen),
-            ("inverter", _, Some(line), _) => line.record(r, &mut summary, seen),
-            ("pylon", _, _, Some(p)) => p.record(r, &snapshot, &mut summary, seen),
-            ("can", _, _, _) if config.can.is_some() => summary.can += 1,
-            _ => summary.unknown_link += 1,
-        }
+        replay.record(&r, next.as_ref());
     }
-    summary
+    replay.summary
 }
 
 impl Pylon {

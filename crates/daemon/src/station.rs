@@ -279,43 +279,59 @@ impl Station {
     /// The next bytes to write, if a machine has some due at the last time handed in.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        let now = at(self.now);
-        for slot in 0..self.bad_frames.len() {
+        (0..self.bad_frames.len()).find_map(|slot| {
             let line = self.line_at(slot);
-            let Some(m) = self.machine(line) else { continue };
-            if m.poll_timeout() > now {
-                continue;
-            }
-            // A cycle that ends at its next one's start begins the next at once: at most twice.
-            let mut sent = None;
-            for _ in 0..2 {
-                match m.poll_transmit(now) {
-                    Some(bytes) => {
-                        sent = Some(bytes);
-                        break;
-                    }
-                    None if m.poll_timeout() > now => break,
-                    None => {}
+            self.poll_transmit_on(line).map(|bytes| Transmit { line, bytes })
+        })
+    }
+
+    /// As [`Station::poll_transmit`], for one line: for a driver that lets each line write on a
+    /// schedule of its own (the replay writes when the capture shows the live run did).
+    #[must_use]
+    pub fn poll_transmit_on(&mut self, line: LineId) -> Option<Vec<u8>> {
+        let now = at(self.now);
+        let m = self.machine(line)?;
+        if m.poll_timeout() > now {
+            return None;
+        }
+        // A cycle that ends at its next one's start begins the next at once: at most twice.
+        let mut sent = None;
+        for _ in 0..2 {
+            match m.poll_transmit(now) {
+                Some(bytes) => {
+                    sent = Some(bytes);
+                    break;
                 }
-            }
-            self.notes(line);
-            if let Some(bytes) = sent {
-                return Some(Transmit { line, bytes });
+                None if m.poll_timeout() > now => break,
+                None => {}
             }
         }
-        None
+        self.notes(line);
+        sent
     }
 
     /// When the station next needs [`Station::handle_timeout`]: a machine's deadline or the
     /// controller's next step.
     #[must_use]
     pub fn poll_timeout(&self) -> Millis {
+        self.deadline(|_| true)
+    }
+
+    /// As [`Station::poll_timeout`], leaving out the machines that only wait to write (the
+    /// replay, which writes when the capture did, steps through the rest).
+    #[must_use]
+    pub fn poll_deadline(&self) -> Millis {
+        self.deadline(|d| !d.is_zero())
+    }
+
+    fn deadline(&self, counts: impl Fn(&Duration) -> bool) -> Millis {
         let machines = self
             .packs
             .iter()
             .map(Machine::poll_timeout)
             .chain(self.coil.iter().map(Machine::poll_timeout))
             .chain(self.inverter.iter().map(Machine::poll_timeout))
+            .filter(counts)
             .map(millis);
         let step = if self.frozen { Millis(u64::MAX) } else { self.next_step };
         machines.fold(step, |a, b| if b.0 < a.0 { b } else { a })

@@ -113,8 +113,9 @@ fn read(dir: &Path) -> anyhow::Result<Capture> {
             }
         }
     }
-    // Files follow each other; within a file the records are in time order already.
-    capture.records.sort_by_key(|r| r.t);
+    // Files follow each other, and their records stay in the order they were written: the
+    // station's journal marks (stamped to the millisecond the station took) sit right after the
+    // replies they hand over.
     capture.wall0 = wall0.unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     Ok(capture)
 }

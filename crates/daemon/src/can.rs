@@ -33,7 +33,7 @@ pub fn profile(p: CanProfile) -> Profile {
 }
 
 /// Whether the inverter's heartbeat has been missing for `can.peer_timeout_s` at `now` (counted
-/// from the start when none ever came).
+/// from the start when none ever came), as the status shows it.
 pub(crate) fn peer_silent(can: &CanReadings, config: &config::Can, now: Millis) -> bool {
     let since = can.heartbeat_at.unwrap_or(Millis(0));
     now.since(since) > (config.peer_timeout_s * 1000.0) as u64
@@ -209,6 +209,9 @@ fn receive_until(
                 let mut can = lock(&shared.can);
                 can.heartbeats += 1;
                 can.heartbeat_at = Some(shared.now());
+                drop(can);
+                // The station judges the heartbeat's loss (`can.peer_timeout_disables`).
+                let _ = shared.inbox.try_send(crate::runtime::Inbox::Heartbeat);
             }
             Ok(Some(Message::RemoteCommand(r))) if r.shutdown && profile == Profile::Lux => {
                 let first = lock(&shared.can).shutdown_request_at.replace(shared.now()).is_none();

@@ -9,9 +9,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use maestro_core::Step;
+use std::sync::mpsc::{self, SyncSender};
 
-use crate::shared::{Order, Orders, Shared, lock};
+use crate::runtime::{Inbox, Taken};
+use crate::shared::{Shared, lock};
 
 /// One order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,26 +170,27 @@ pub fn charging_priority_name(v: u16) -> Option<&'static str> {
     CHARGING_PRIORITIES.get(usize::from(v)).copied()
 }
 
+/// The longest an order waits for the station thread to take it.
+const TAKE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Shared {
-    /// Queues `order` behind the orders already waiting, unless `refuse` objects given the
-    /// procedure's step once those are carried out; checked and queued under one lock, so two
-    /// orders at once are judged in the order they are queued.
-    fn order(&self, order: Order, refuse: impl FnOnce(Step) -> Option<Refused>) -> Result<(), Refused> {
-        // The queue, then the published step, as the safety loop takes them when it publishes
-        // a step and drops the order it carried out: the two are always seen together.
-        let mut orders = lock(&self.orders);
-        let step_now = self.published().rebalance.step;
-        let refused = refuse(orders.step_after(step_now));
-        let queued = refused.is_none() && orders.push(order);
-        drop(orders);
-        match refused {
-            Some(refused) => Err(refused),
-            None if !queued => Err(Refused::Conflict(format!(
-                "{} orders are waiting already; try again in a second",
-                Orders::MAX
-            ))),
-            None => Ok(()),
+    /// Hands `message` (made with the reply's sender) to the station thread and waits for what
+    /// it did, then for the state file when the order changed what survives a restart.
+    fn ask(
+        &self,
+        message: impl FnOnce(SyncSender<Result<Taken, Refused>>) -> Inbox,
+    ) -> Result<String, Refused> {
+        let busy = || Refused::Conflict("the daemon is busy; try again in a second".into());
+        let (reply, outcome) = mpsc::sync_channel(1);
+        self.inbox.try_send(message(reply)).map_err(|_| busy())?;
+        let taken = outcome.recv_timeout(TAKE_WAIT).map_err(|_| busy())??;
+        if let Some(saved) = taken.saved {
+            let written = saved.recv_timeout(TAKE_WAIT).unwrap_or_else(|_| {
+                Err(format!("the state file was not written within {} s", TAKE_WAIT.as_secs()))
+            });
+            written.map_err(|e| Refused::NotSaved(format!("applied, but not saved: {e}")))?;
         }
+        Ok(taken.text)
     }
 
     /// Carries out an order; says what was done.
@@ -203,122 +205,14 @@ impl Shared {
                 OrderRate::PER_S
             )));
         }
-        // Each order changes only its own field, in place: two orders at once never undo each
-        // other. One that changes nothing is a no-op: no event, no write.
-        let save = |what: &str, change: &dyn Fn(&mut crate::state::Overrides)| -> Result<bool, Refused> {
-            let before = lock(&self.persisted).overrides.clone();
-            let mut after = before.clone();
-            change(&mut after);
-            if after == before {
-                return Ok(false);
-            }
-            self.event(format!("operator: {what}"));
-            self.persist_confirmed(|p| change(&mut p.overrides))
-                .map_err(|e| Refused::NotSaved(format!("applied, but not saved: {e}")))?;
-            Ok(true)
-        };
-        let done = |changed: bool, what: &str| {
-            if changed { what.to_owned() } else { format!("{what} already; nothing changed") }
-        };
-        match order {
-            Control::ForceDisable => {
-                let changed = save("forced_disable: true", &|o| o.forced_disable = true)?;
-                Ok(done(changed, "charging and discharging forced off"))
-            }
-            Control::ReleaseForceDisable => {
-                let changed = save("forced_disable: false", &|o| o.forced_disable = false)?;
-                Ok(if changed {
-                    "forced disable released; the fail-safe rules decide again".into()
-                } else {
-                    "not forced off; nothing changed".into()
-                })
-            }
-            Control::RebalanceStart => {
-                // A settling rebalance does not refuse a new one: the start ends the settling.
-                self.order(Order::Start, |step| {
-                    matches!(step, Step::Running | Step::Completing)
-                        .then(|| Refused::Conflict("a rebalance is already under way".into()))
-                })?;
-                self.event("operator: rebalance start requested".into());
-                Ok("rebalance start requested".into())
-            }
-            Control::RebalanceCancel => {
-                self.order(Order::Cancel, |step| {
-                    (step == Step::Idle).then(|| Refused::Conflict("no rebalance is under way".into()))
-                })?;
-                self.event("operator: rebalance cancel requested".into());
-                Ok("rebalance cancel requested; the SOC is uncalibrated until the next full rebalance".into())
-            }
-            Control::SetChargeVoltage { charge_voltage_mv: Some(mv) } => {
-                let lowest_ov = self
-                    .packs
-                    .iter()
-                    .map(|p| lock(p).limits.pack_ov_alarm.map(units::Millivolts::raw))
-                    .collect::<Option<Vec<u16>>>()
-                    .and_then(|v| v.into_iter().min());
-                let Some(lowest_ov) = lowest_ov else {
-                    return Err(Refused::Conflict(
-                        "the packs' over-voltage alarms are not read yet; try again in a few seconds".into(),
-                    ));
-                };
-                if *mv <= 27_000 || *mv >= lowest_ov {
-                    return Err(Refused::BadRequest(format!(
-                        "charge_voltage_mv {mv} must lie above 27000 and below the lowest pack over-voltage alarm ({lowest_ov})"
-                    )));
-                }
-                let changed =
-                    save(&format!("charge_voltage_mv: {mv}"), &|o| o.charge_voltage_mv = Some(*mv))?;
-                Ok(done(changed, &format!("charge voltage limit set to {mv} mV")))
-            }
-            Control::SetChargeVoltage { charge_voltage_mv: None } => {
-                let changed = save("charge_voltage_mv: none", &|o| o.charge_voltage_mv = None)?;
-                Ok(done(changed, "charge voltage override cleared"))
-            }
-            Control::ForceChargingPriority { priority } => {
-                let value = charging_priority(priority)?;
-                if self.config.inverter.is_none() {
-                    return Err(Refused::Conflict("no [inverter] is configured".into()));
-                }
-                self.order(Order::ChargingPriority(Some(value)), |_| None)?;
-                let done = format!("charging priority forced to {}", CHARGING_PRIORITIES[usize::from(value)]);
-                self.event(format!("operator: {done}"));
-                Ok(done)
-            }
-            Control::ResetChargingPriority => {
-                self.order(Order::ChargingPriority(None), |_| None)?;
-                self.event("operator: forced charging priority released".into());
-                Ok("forced charging priority released".into())
-            }
-            Control::JoinPack { pack } => {
-                let n = self.packs.len();
-                let Some(readings) = pack.checked_sub(1).and_then(|k| self.packs.get(k)) else {
-                    return Err(Refused::BadRequest(format!("no pack {pack}: packs are numbered 1 to {n}")));
-                };
-                let status = lock(readings).status.as_ref().map(|(s, _)| s.clone());
-                let Some(status) = status else {
-                    return Err(Refused::Conflict(format!("pack {pack} has not reported its state yet")));
-                };
-                let over_voltage = status.protect1.intersects(
-                    pace_proto::Protect1::HIGH_CELL_VOLTAGE | pace_proto::Protect1::HIGH_TOTAL_VOLTAGE,
-                );
-                if over_voltage {
-                    return Err(Refused::Conflict(format!(
-                        "pack {pack} is held by its BMS's over-voltage protection: it releases itself \
-                         at its release voltage (a rebalance's completion joins its packs by itself)"
-                    )));
-                }
-                if status.system.contains(pace_proto::SystemState::CHARGE_MOSFET_ON) {
-                    return Err(Refused::Conflict(format!(
-                        "pack {pack} is on the bus already (its charge MOSFET is on)"
-                    )));
-                }
-                self.order(Order::Join(*pack), |_| None)?;
-                self.event(format!("operator: join pack {pack} requested"));
-                Ok(format!(
-                    "pack {pack} joins the bus when it is within {} mV of it (see its pack_joining or pack_isolated reason)",
-                    self.config.safety.join_delta_mv
-                ))
-            }
-        }
+        self.ask(|reply| Inbox::Order(order.clone(), reply))
+    }
+
+    /// Replaces the operator's standing orders whole and waits for the state file.
+    ///
+    /// # Errors
+    /// As [`Shared::control`].
+    pub fn set_overrides(&self, overrides: crate::state::Overrides) -> Result<String, Refused> {
+        self.ask(|reply| Inbox::Overrides(overrides, reply))
     }
 }

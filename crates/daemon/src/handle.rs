@@ -3,7 +3,6 @@
 //! shared state is reachable from outside the crate.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use crate::config::Config;
 use crate::control::{Control, Refused};
@@ -66,6 +65,6 @@ impl Handle {
     /// Fault injection for tests: while frozen, the safety loop stops deciding, as a hung loop
     /// would (rule 10 then makes the responder answer disabled).
     pub fn freeze_safety_loop(&self, frozen: bool) {
-        self.shared.freeze_safety_loop.store(frozen, Ordering::Relaxed);
+        let _ = self.shared.inbox.send(crate::runtime::Inbox::Freeze(frozen));
     }
 }

@@ -16,7 +16,7 @@
 //! What the capture cannot hold is assumed: no operator orders (they are in the event log, not
 //! on a line), and the state file as a fresh start.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use translator::respond::{EmulationSettings, Snapshot};
 
 use crate::config::Config;
 use crate::core::Now;
+use crate::machine::Problem;
 use crate::state::Persisted;
 use crate::station::{Event, LineId, Station};
 
@@ -117,11 +118,21 @@ pub struct Summary {
     pub steps: usize,
 }
 
+/// The name of the station's journal in a capture: `T station rx` (no bytes) when the station
+/// took the time, `T station rx <line>` when it took that line's next reply, `T station rx
+/// !<line> <error>` when the line failed. With it a replay hands the station everything at the
+/// instants the service did, and so decides and writes as it did, byte for byte.
+pub const JOURNAL: &str = "station";
+
 /// A device line being replayed: its deframer and the exchange in flight.
 struct Line {
     deframer: Box<dyn Deframer + Send>,
     /// The request in words and its CID2 (Pace), until its reply or the next request.
     awaiting: Option<(String, Option<u8>)>,
+    /// What the station wrote that the capture has not shown yet (with a journal).
+    written: VecDeque<Vec<u8>>,
+    /// Replies deframed that the journal has not handed over yet.
+    frames: VecDeque<Vec<u8>>,
 }
 
 /// The inverter's side: requests in, answers out.
@@ -141,6 +152,8 @@ struct Replay<'a> {
     published: Arc<crate::shared::Published>,
     summary: Summary,
     seen: &'a mut dyn FnMut(Seen),
+    /// The capture holds the station's journal.
+    journal: bool,
 }
 
 fn millis(t: Duration) -> Millis {
@@ -166,6 +179,41 @@ impl Replay<'_> {
         }
     }
 
+    /// A mark of the station's journal: the time, a reply or a failure handed over then.
+    fn journal(&mut self, r: &Record) {
+        let now = self.now(r.t);
+        let text = String::from_utf8_lossy(&r.bytes).into_owned();
+        if text.is_empty() {
+            self.station.handle_timeout(now);
+        } else if let Some((name, error)) = text.strip_prefix('!').and_then(|t| t.split_once(' ')) {
+            if let Some(id) = LineId::parse(name).filter(|id| self.lines.contains_key(id)) {
+                if let Some((asked, _)) = self.lines.get_mut(&id).and_then(|l| l.awaiting.take()) {
+                    let answer = format!("failed: {error}");
+                    (self.seen)(Seen::Exchange { t: r.t, link: name.to_owned(), asked, answer });
+                }
+                self.station.handle_failure(id, now, Problem::Line(error.to_owned()));
+            }
+        } else if let Some(id) = LineId::parse(&text).filter(|id| self.lines.contains_key(id)) {
+            let Some(line) = self.lines.get_mut(&id) else { return };
+            let frame = line.frames.pop_front().or_else(|| line.deframer.gap());
+            if let Some(frame) = frame {
+                if let Some((asked, cid2)) = line.awaiting.take() {
+                    let answer = describe_reply(cid2, &frame);
+                    (self.seen)(Seen::Exchange { t: r.t, link: text.clone(), asked, answer });
+                }
+                self.station.handle_frame(id, now, &frame);
+            }
+        }
+        while let Some(transmit) = self.station.poll_transmit() {
+            if let Some(line) = self.lines.get_mut(&transmit.line) {
+                if line.written.len() < 64 {
+                    line.written.push_back(transmit.bytes);
+                }
+            }
+        }
+        self.after(r.t);
+    }
+
     /// Takes what the station said.
     fn after(&mut self, t: Duration) {
         while let Some(event) = self.station.poll_event() {
@@ -181,6 +229,9 @@ impl Replay<'_> {
     }
 
     fn record(&mut self, r: &Record, next: Option<&Record>) {
+        if r.link == JOURNAL {
+            return self.journal(r);
+        }
         let Some(id) = LineId::parse(&r.link).filter(|id| self.lines.contains_key(id)) else {
             return self.other(r);
         };
@@ -188,9 +239,14 @@ impl Replay<'_> {
         match r.dir {
             Dir::Tx => {
                 // The live run wrote: what would the station have written on this line then?
-                self.advance(r.t, true);
-                self.station.handle_timeout(now);
-                let replayed = self.station.poll_transmit_on(id).unwrap_or_default();
+                let replayed = if self.journal {
+                    self.lines.get_mut(&id).and_then(|l| l.written.pop_front())
+                } else {
+                    self.advance(r.t, true);
+                    self.station.handle_timeout(now);
+                    self.station.poll_transmit_on(id)
+                };
+                let replayed = replayed.unwrap_or_default();
                 let Some(line) = self.lines.get_mut(&id) else { return };
                 if let Some((asked, _)) = line.awaiting.take() {
                     let answer = "no reply".into();
@@ -211,7 +267,9 @@ impl Replay<'_> {
                 line.awaiting = Some((describe_request(&r.bytes), cid2));
             }
             Dir::Rx => {
-                self.advance(r.t, false);
+                if !self.journal {
+                    self.advance(r.t, false);
+                }
                 let Some(line) = self.lines.get_mut(&id) else { return };
                 let mut frames = Vec::new();
                 let mut rest = r.bytes.as_slice();
@@ -224,6 +282,11 @@ impl Replay<'_> {
                     if rest.is_empty() || k == 0 {
                         break;
                     }
+                }
+                if self.journal {
+                    // Handed over when the journal says the station took them.
+                    line.frames.extend(frames);
+                    return self.after(r.t);
                 }
                 // The line went quiet after these bytes: a framing that waits for a gap ends.
                 let more = next.is_some_and(|n| n.link == r.link && n.dir == Dir::Rx);
@@ -247,7 +310,9 @@ impl Replay<'_> {
         match (r.link.as_str(), self.pylon.is_some()) {
             ("pylon", true) => {
                 // The inverter is answered from the step of the moment.
-                self.advance(r.t, true);
+                if !self.journal {
+                    self.advance(r.t, true);
+                }
                 let snapshot = self.published.snapshot.clone();
                 if let Some(p) = &mut self.pylon {
                     p.record(r, &snapshot, &mut self.summary, self.seen);
@@ -269,7 +334,18 @@ pub fn run(
 ) -> Summary {
     let now = Now { mono: Millis(0), wall: wall0 };
     let station = Station::new(config, &Persisted::default(), now);
-    let lines = station.lines().map(|id| (id, Line { deframer: id.deframer(), awaiting: None })).collect();
+    let lines = station
+        .lines()
+        .map(|id| {
+            let line = Line {
+                deframer: id.deframer(),
+                awaiting: None,
+                written: VecDeque::new(),
+                frames: VecDeque::new(),
+            };
+            (id, line)
+        })
+        .collect();
     let mut replay = Replay {
         published: station.published(),
         station,
@@ -282,6 +358,7 @@ pub fn run(
         wall0,
         summary: Summary::default(),
         seen: &mut seen,
+        journal: records.iter().any(|r| r.link == JOURNAL),
     };
     // Time jumped over so far: later records are replayed this much earlier.
     let mut shift = Duration::ZERO;

@@ -3,28 +3,28 @@
 //! responder answers from the last immutable snapshot.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use link::{AsciiDeframer, Deframer, Link, RtuDeframer};
-use maestro_core::Targets;
+use link::{AsciiDeframer, Link};
+use maestro_core::Millis;
 use translator::respond::{CommLoss, EmulationSettings, Snapshot};
 
 use crate::config::{self, Config};
-use crate::core::{Controller, Inputs, Now};
-use crate::energy::Meter;
+use crate::control::{Control, Refused};
+use crate::core::Now;
 use crate::handle::Handle;
 use crate::history;
-use crate::keeper::{CoilPoller, InverterPoller};
-use crate::poller::{Machine, Note, PackPoller, Problem, Timing};
+use crate::machine::Problem;
 pub use crate::shared::{
     CoilReadings, Cycle, Hooks, INVERTER_LIVE_COUNT, INVERTER_LIVE_FIRST, InverterReadings,
     LATENCY_BUCKETS_US, Order, Orders, PackReadings, Published, ReplyStats,
 };
 use crate::shared::{Shared, lock};
-use crate::state::{self, EventLog};
+use crate::state::{self, EventLog, Overrides, Persisted};
+use crate::station::{Event, LineId, Persist, Station};
 use crate::writer::Writer;
 
 /// Why the daemon could not start.
@@ -55,10 +55,6 @@ pub struct Daemon {
     threads: Vec<JoinHandle<()>>,
 }
 
-fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s)
-}
-
 /// Runs `body` on its own thread; if it panics, logs it and runs it again after a backoff (1 s
 /// doubling to 30 s), until `stop`. A normal return ends the thread.
 ///
@@ -86,6 +82,29 @@ pub fn supervise(
         })
         .map_err(|source| StartError::Thread { name: thread_name, source })
 }
+
+/// Starts a named thread.
+fn spawn(name: String, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, StartError> {
+    thread::Builder::new()
+        .name(name.clone())
+        .spawn(body)
+        .map_err(|source| StartError::Thread { name, source })
+}
+
+/// Runs `body` until it returns; a panic is logged and `body` runs again after a backoff (1 s
+/// doubling to 30 s): the station thread starts afresh from the state file as a restarted
+/// daemon would.
+fn restarting(name: &str, mut body: impl FnMut()) {
+    let mut backoff = Duration::from_secs(1);
+    while std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut body)).is_err() {
+        log::error!("the {name} thread panicked; starting it again in {} s", backoff.as_secs());
+        thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Messages the station thread's inbox holds at most (the line threads wait beyond).
+const INBOX: usize = 256;
 
 /// The daemon's stop signal. Threads sleep on it until their next deadline and wake at once
 /// when it is given: no thread wakes up just to look at a flag.
@@ -160,24 +179,19 @@ impl Daemon {
         let writer =
             Writer::start(state_file, persisted.clone(), event_log, history_file, energy_on_disk.clone())
                 .map_err(|source| StartError::Thread { name: "writer".into(), source })?;
+        let (inbox, station_inbox) = mpsc::sync_channel(INBOX);
+        // The daemon's clock and a capture's time line are one: a replay sees the same times.
+        let epoch = hooks.capture.as_ref().map_or_else(Instant::now, |c| c.epoch());
         let shared = Arc::new(Shared {
-            epoch: Instant::now(),
-            packs: config.packs.iter().map(|_| Mutex::new(PackReadings::default())).collect(),
-            coil: Mutex::new(CoilReadings::default()),
+            epoch,
             published: Mutex::new(Arc::new(Published {
                 packs: vec![PackReadings::default(); config.packs.len()],
                 rebalance: persisted_rebalance.clone(),
+                overrides: lock(&persisted).overrides.clone(),
                 ..Published::default()
             })),
             events: Mutex::new(VecDeque::new()),
-            persisted,
-            freeze_safety_loop: AtomicBool::new(false),
-            inverter: Mutex::new(InverterReadings::default()),
-            coil_settings: Mutex::new(None),
-            targets: Mutex::new(Targets::default()),
-            pack_commands: config.packs.iter().map(|_| Mutex::new(Vec::new())).collect(),
-            coil_actions: Mutex::new(Vec::new()),
-            orders: Mutex::new(Orders::default()),
+            inbox,
             replies: Mutex::new(ReplyStats::default()),
             pylon_link: Mutex::new(link::Stats::default()),
             can: Mutex::new(crate::shared::CanReadings::default()),
@@ -195,9 +209,8 @@ impl Daemon {
             config.packs.len()
         ));
         let stop = Arc::new(Stop::new());
-        let mut started = Started { stop: stop.clone(), threads: Vec::new() };
+        let mut started = Started { stop: stop.clone(), shared: shared.clone(), threads: Vec::new() };
         let threads = &mut started.threads;
-        // Every worker opens its link itself, so a restarted worker starts clean.
         for url in config
             .packs
             .iter()
@@ -210,38 +223,25 @@ impl Daemon {
         if let Some(can) = &config.can {
             link::CanBus::open(&can.link)?;
         }
-        for (k, pack) in config.packs.iter().enumerate() {
-            let (shared, stop2, timing, adr, url) =
-                (shared.clone(), stop.clone(), Timing::of(&config), pack.adr, pack.link.clone());
-            let name = format!("pack{}", k + 1);
-            threads.push(supervise(format!("pack {}", k + 1), stop.clone(), move || {
-                if let Ok(link) = open(&url, &name, &shared) {
-                    poll_pack(k, adr, link, &shared, &stop2, timing);
-                }
-            })?);
-        }
-        if let Some(coil) = &config.coil {
-            let (shared, stop2, poll, slave, url) =
-                (shared.clone(), stop.clone(), config.poll.clone(), coil.slave, coil.link.clone());
-            threads.push(supervise("coil".into(), stop.clone(), move || {
-                if let Ok(link) = open(&url, "coil", &shared) {
-                    poll_coil(slave, link, &shared, &stop2, &poll);
-                }
-            })?);
-        }
-        if let Some(inverter) = &config.inverter {
-            let (shared, stop2, slave, url) =
-                (shared.clone(), stop.clone(), inverter.slave, inverter.link.clone());
-            threads.push(supervise("inverter".into(), stop.clone(), move || {
-                if let Ok(link) = open(&url, "inverter", &shared) {
-                    poll_inverter(slave, link, &shared, &stop2);
-                }
-            })?);
+        // One thread per device line, moving bytes only; each opens its link itself.
+        let urls = config
+            .packs
+            .iter()
+            .enumerate()
+            .map(|(k, p)| (LineId::Pack(k), p.link.clone()))
+            .chain(config.coil.iter().map(|c| (LineId::Coil, c.link.clone())))
+            .chain(config.inverter.iter().map(|i| (LineId::Inverter, i.link.clone())));
+        let mut lines = Vec::new();
+        for (line, url) in urls {
+            let (tx, rx) = mpsc::sync_channel::<Request>(4);
+            let shared = shared.clone();
+            threads.push(spawn(line.name(), move || line_loop(line, &url, &shared, &rx))?);
+            lines.push((line, tx));
         }
         {
-            let (shared, stop2, config) = (shared.clone(), stop.clone(), config.clone());
-            threads.push(supervise("safety".into(), stop.clone(), move || {
-                safety_loop(&config, &shared, &stop2)
+            let (shared, config) = (shared.clone(), config.clone());
+            threads.push(spawn("station".into(), move || {
+                restarting("station", || station_loop(&config, &shared, &persisted, &station_inbox, &lines));
             })?);
         }
         if let Some(pylon) = &config.pylon {
@@ -292,7 +292,7 @@ impl Daemon {
     /// # Errors
     /// The state file cannot be written (the change still applies in memory).
     pub fn set_overrides(&self, overrides: state::Overrides) -> Result<(), String> {
-        self.shared.set_overrides(overrides)
+        self.shared.set_overrides(overrides).map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// Asks the safety loop to start a rebalance (the same path as the API's order).
@@ -322,6 +322,7 @@ impl Daemon {
     /// Stops every thread and waits for them.
     pub fn stop(self) {
         self.stop.stop();
+        let _ = self.shared.inbox.send(Inbox::Stop);
         for t in self.threads {
             let _ = t.join();
         }
@@ -403,6 +404,7 @@ fn load_history(path: &std::path::Path) -> (history::History, Option<history::Hi
 /// leaves nothing running.
 struct Started {
     stop: Arc<Stop>,
+    shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -412,6 +414,7 @@ impl Drop for Started {
             return;
         }
         self.stop.stop();
+        let _ = self.shared.inbox.send(Inbox::Stop);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -496,204 +499,217 @@ pub fn can_settings(config: &Config) -> translator::can::CanSettings {
     }
 }
 
-/// Drives one poller on its line until `stop`: writes what it asks, waits for the reply or its
-/// deadline, passes its notes on, and after every exchange lets `publish` copy out what it read.
-/// The thread sleeps until the machine's next deadline: nothing wakes it in between but a stop.
-fn drive<M: Machine>(
-    machine: &mut M,
-    link: &mut Link,
-    deframer: &dyn Fn() -> Box<dyn Deframer>,
-    shared: &Shared,
-    stop: &Stop,
-    mut before: impl FnMut(&mut M),
-    mut publish: impl FnMut(&M),
-) {
-    while !stop.is_stopped() {
-        before(machine);
-        let now = shared.mono();
-        match machine.poll_transmit(now) {
-            Some(frame) => {
-                let timeout = machine.poll_timeout().saturating_sub(now);
-                match link.request(&frame, deframer().as_mut(), timeout) {
-                    Ok(reply) => machine.handle_frame(shared.mono(), &reply),
-                    Err(e) => machine.handle_failure(shared.mono(), Problem::Line(e.to_string())),
+/// A request for a line thread: write these bytes, await the reply until `reply_by`.
+#[derive(Debug)]
+struct Request {
+    seq: u64,
+    bytes: Vec<u8>,
+    reply_by: Millis,
+}
+
+/// The line threads wait this long past the station's own deadline, so a missing reply is
+/// always counted by the station (as in the simulated world and the replay); the line's own
+/// timeout is only a backstop.
+const LINE_GRACE: Duration = Duration::from_millis(20);
+
+/// One device line's thread: it writes what the station asks and hands back what came, or the
+/// line's error, with the line's counters. It only moves bytes; it ends when the station thread
+/// ends.
+fn line_loop(line: LineId, url: &str, shared: &Shared, requests: &Receiver<Request>) {
+    let mut link: Option<Link> = None;
+    for request in requests {
+        let opened = match link.take() {
+            Some(l) => Ok(l),
+            None => open(url, &line.name(), shared),
+        };
+        let (outcome, stats, kept) = match opened {
+            Ok(mut l) => {
+                let timeout = Duration::from_millis(request.reply_by.since(shared.now())) + LINE_GRACE;
+                let mut deframer = line.deframer();
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    l.request(&request.bytes, deframer.as_mut(), timeout)
+                }));
+                match outcome {
+                    Ok(outcome) => {
+                        let stats = l.stats();
+                        (outcome.map_err(|e| e.to_string()), stats, Some(l))
+                    }
+                    // A link that panicked is dropped and opened afresh for the next request.
+                    Err(_) => {
+                        (Err(format!("{line}: the line's driver failed; reopening it")), l.stats(), None)
+                    }
                 }
             }
-            None => {
-                let wait = machine.poll_timeout().saturating_sub(now);
-                if !wait.is_zero() {
-                    nap(stop, wait);
-                }
-                machine.handle_timeout(shared.mono());
-            }
+            Err(e) => (Err(e.to_string()), link::Stats::default(), None),
+        };
+        link = kept;
+        let sent = shared.inbox.send(Inbox::Line { line, seq: request.seq, outcome, stats });
+        if sent.is_err() {
+            return;
         }
-        while let Some(note) = machine.poll_note() {
-            match note {
-                Note::Event(text) => shared.event(text),
-                Note::Warn(text) => log::warn!("{text}"),
-                Note::BadFrame => link.count_bad_frame(),
-            }
-        }
-        machine.set_link_stats(link.stats());
-        publish(machine);
     }
 }
 
-fn poll_pack(k: usize, adr: u8, mut link: Link, shared: &Shared, stop: &Stop, timing: Timing) {
-    let mut poller = PackPoller::new(k + 1, adr, link.name(), timing);
-    let ascii = || Box::new(AsciiDeframer::new()) as Box<dyn Deframer>;
-    drive(
-        &mut poller,
-        &mut link,
-        &ascii,
-        shared,
-        stop,
-        |p| {
-            let commands = std::mem::take(&mut *lock(&shared.pack_commands[k]));
-            for command in commands {
-                p.command(command);
+/// What reaches the station thread.
+#[derive(Debug)]
+pub(crate) enum Inbox {
+    /// A line thread's exchange: the reply frame or the line's error, and its counters.
+    Line { line: LineId, seq: u64, outcome: Result<Vec<u8>, String>, stats: link::Stats },
+    /// An operator's order, and where its outcome goes.
+    Order(Control, SyncSender<Result<Taken, Refused>>),
+    /// The operator's standing orders, whole.
+    Overrides(Overrides, SyncSender<Result<Taken, Refused>>),
+    /// The inverter's CAN heartbeat arrived.
+    Heartbeat,
+    /// Fault injection: the controller stops (or goes on) deciding.
+    Freeze(bool),
+    /// The daemon stops.
+    Stop,
+}
+
+/// An order the station took: what was done, and the state file write to wait for, if it
+/// changed what survives a restart.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    pub(crate) text: String,
+    pub(crate) saved: Option<Receiver<Result<(), String>>>,
+}
+
+/// The station thread: the one owner of the daemon's machines. It hands the lines' replies and
+/// the operator's orders to the [`Station`] with the time, writes what it asks on the line
+/// threads, passes its events to the event log, the state file and the history, and publishes
+/// its steps. Every decision is the station's; this only moves data.
+fn station_loop(
+    config: &Config,
+    shared: &Shared,
+    persisted: &Mutex<Persisted>,
+    inbox: &Receiver<Inbox>,
+    lines: &[(LineId, SyncSender<Request>)],
+) {
+    let loaded = lock(persisted).clone();
+    let mut station = Station::new(config, &loaded, shared.clock());
+    // A capture also holds when the station took the time and each reply (see `replay`).
+    let mark = |now: Now, what: &[u8]| {
+        if let Some(capture) = &shared.hooks.capture {
+            capture.mark(crate::replay::JOURNAL, Duration::from_millis(now.mono.0), what);
+        }
+    };
+    let mut seqs = vec![0u64; lines.len()];
+    let mut published = station.published();
+    loop {
+        let now = shared.clock();
+        let ticked = station.poll_timeout() <= now.mono;
+        if ticked {
+            station.handle_timeout(now);
+        }
+        let writes: Vec<_> = std::iter::from_fn(|| station.poll_transmit()).collect();
+        let saved = pass_on(&mut station, shared, persisted);
+        let now_published = station.published();
+        if !Arc::ptr_eq(&now_published, &published) {
+            published = now_published;
+            *lock(&shared.published) = published.clone();
+            if let Some(alive) = &shared.hooks.decided {
+                alive();
             }
-        },
-        |p| lock(&shared.packs[k]).clone_from(p.readings()),
-    );
-}
-
-fn rtu() -> Box<dyn Deframer> {
-    Box::new(RtuDeframer::new(modbus_rtu::Side::Response))
-}
-
-fn poll_coil(slave: u8, mut link: Link, shared: &Shared, stop: &Stop, poll: &config::Poll) {
-    let timeout = secs(poll.timeout_s.max(0.5));
-    let mut poller = CoilPoller::new(slave, link.name(), secs(poll.period_s), timeout);
-    drive(
-        &mut poller,
-        &mut link,
-        &rtu,
-        shared,
-        stop,
-        |p| {
-            // Copied out: the safety loop sets the targets every cycle and never waits for a write.
-            let target = lock(&shared.targets).coil;
-            p.set_target(target);
-            let actions = std::mem::take(&mut *lock(&shared.coil_actions));
-            for action in actions {
-                p.act(action);
+        }
+        drop(saved);
+        // Marked once published and before anything is written: in the capture, a request of the
+        // inverter before the mark was answered from the step before, one after it from this one.
+        if ticked {
+            mark(now, b"");
+        }
+        for t in writes {
+            if let Some(k) = lines.iter().position(|(id, _)| *id == t.line) {
+                seqs[k] += 1;
+                let request = Request { seq: seqs[k], bytes: t.bytes, reply_by: t.reply_by };
+                // A line thread that is gone is restarted by nothing: its replies stop, and the
+                // station counts them missing (rule 2 or 3).
+                let _ = lines[k].1.send(request);
             }
-        },
-        |p| {
-            lock(&shared.coil).clone_from(p.readings());
-            *lock(&shared.coil_settings) = p.settings();
-        },
-    );
-}
-
-/// The inverter: reads 301 and 331 every 2 s and keeps them at the rebalance targets, writing only
-/// when they differ and confirming by reading back; a failed write is reported and retried.
-fn poll_inverter(slave: u8, mut link: Link, shared: &Shared, stop: &Stop) {
-    let mut poller = InverterPoller::new(slave, link.name());
-    drive(
-        &mut poller,
-        &mut link,
-        &rtu,
-        shared,
-        stop,
-        |p| {
-            let t = *lock(&shared.targets);
-            p.set_targets(t.output_priority, t.charging_priority);
-        },
-        |p| lock(&shared.inverter).clone_from(p.readings()),
-    );
-}
-
-/// The safety loop's driver: it gathers what the pollers and the operator left, hands it to the
-/// [`Controller`] with the clocks, and carries out what comes back. Every decision is the
-/// controller's; this only moves data.
-fn safety_loop(config: &Config, shared: &Shared, stop: &Stop) {
-    let mut controller = Controller::new(config, lock(&shared.persisted).rebalance.clone());
-    let save_every_ms = (config.state.energy_save_s * 1000.0) as u64;
-    let loaded = lock(&shared.persisted).energy.clone();
-    let mut meter = Meter::new(loaded, config.packs.len(), shared.now(), save_every_ms);
-    let stale_ms = (config.safety.stale_after_s * 1000.0) as u64;
-    while !stop.is_stopped() {
-        if shared.freeze_safety_loop.load(Ordering::Relaxed) {
-            nap(stop, Duration::from_millis(250));
-            continue;
         }
-        let now = Now { mono: shared.now(), wall: jiff::Timestamp::now() };
-        let readings: Vec<PackReadings> = shared.packs.iter().map(|p| lock(p).clone()).collect();
-        // Copied out one at a time: never hold one mutex while taking another.
-        let coil = lock(&shared.coil).clone();
-        let coil_settings = *lock(&shared.coil_settings);
-        let inverter = lock(&shared.inverter).clone();
-        let overrides = lock(&shared.persisted).overrides.clone();
-        // Left queued until the step it makes is published (see `Orders::peek`).
-        let order = lock(&shared.orders).peek();
-        let inputs = Inputs {
-            packs: &readings,
-            coil: coil.reading,
-            coil_settings,
-            inverter: &inverter,
-            overrides: &overrides,
-            order,
-            inverter_silent: config.can.as_ref().is_some_and(|c| {
-                c.peer_timeout_disables && crate::can::peer_silent(&lock(&shared.can), c, now.mono)
-            }),
-        };
-        let out = controller.step(now, &inputs);
-        let moment = history::moment(&now, &out, &readings, stale_ms);
-        let minute = lock(&shared.history).observe(&moment);
-        if let Some(sample) = minute {
-            shared.writer.history(sample);
-        }
-        *lock(&shared.targets) = out.targets;
-        for (k, command) in out.pack_commands {
-            lock(&shared.pack_commands[k]).push(command);
-        }
-        lock(&shared.coil_actions).extend(out.coil_actions);
-        for (text, reasons) in out.events {
-            shared.event_with(text, reasons);
-        }
-        let energy = meter.step(now.mono, &readings, coil.reading);
-        if out.persist || energy.is_some() {
-            let rebalance = out.rebalance.clone();
-            shared.persist(|p| {
-                p.rebalance = rebalance;
-                if let Some(e) = energy {
-                    p.energy = e;
+        let wait = Duration::from_millis(station.poll_timeout().since(shared.now()));
+        match inbox.recv_timeout(wait) {
+            Ok(Inbox::Line { line, seq, outcome, stats }) => {
+                station.handle_link_stats(line, stats);
+                let current = lines.iter().position(|(id, _)| *id == line).map(|k| seqs[k]);
+                // What comes back for an exchange the station has given up on is not its reply.
+                if current == Some(seq) {
+                    let now = shared.clock();
+                    match outcome {
+                        Ok(frame) => {
+                            mark(now, line.name().as_bytes());
+                            station.handle_frame(line, now, &frame);
+                        }
+                        Err(e) => {
+                            mark(now, format!("!{line} {e}").as_bytes());
+                            station.handle_failure(line, now, Problem::Line(e));
+                        }
+                    }
                 }
-            });
-        }
-        let published = Published {
-            packs: readings,
-            can_carry: out.can_carry,
-            coil,
-            coil_settings,
-            inverter,
-            snapshot: Arc::new(out.snapshot),
-            decision: Some(out.decision),
-            limits: Some(out.limits),
-            rebalance: out.rebalance,
-            energy_source: meter.source(),
-        };
-        {
-            // The queue, then the published step: an order is waiting, or its step is published.
-            let mut orders = lock(&shared.orders);
-            *lock(&shared.published) = Arc::new(published);
-            if order.is_some() {
-                orders.pop();
             }
+            Ok(Inbox::Order(order, reply)) => {
+                let outcome = station.handle_order(&order);
+                let saved = pass_on(&mut station, shared, persisted);
+                let _ = reply.send(outcome.map(|text| Taken { text, saved }));
+            }
+            Ok(Inbox::Overrides(overrides, reply)) => {
+                station.set_overrides(overrides);
+                let saved = pass_on(&mut station, shared, persisted);
+                let _ = reply.send(Ok(Taken { text: "overrides set".into(), saved }));
+            }
+            Ok(Inbox::Heartbeat) => station.handle_heartbeat(shared.clock()),
+            Ok(Inbox::Freeze(frozen)) => station.freeze(frozen),
+            Ok(Inbox::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {}
         }
-        // Only a loop that decided feeds the service manager's watchdog: a stalled one gets the
-        // process restarted.
-        if let Some(alive) = &shared.hooks.decided {
-            alive();
-        }
-        // Until the controller's next deadline: its cadence, or a reading going stale.
-        nap(stop, Duration::from_millis(controller.poll_timeout().since(shared.now())));
     }
     // What flowed since the last minute's save is kept too.
-    let energy = meter.save(shared.now());
-    shared.persist(|p| p.energy = energy);
+    let energy = station.save_energy();
+    lock(persisted).energy = energy;
+    shared.writer.state();
+}
+
+/// The station's events to where they go: the event log, the process log, the state file (a
+/// change of the operator's orders is written and confirmed: its outcome is returned), the
+/// history.
+fn pass_on(
+    station: &mut Station,
+    shared: &Shared,
+    persisted: &Mutex<Persisted>,
+) -> Option<Receiver<Result<(), String>>> {
+    let mut write = false;
+    let mut confirm = false;
+    while let Some(event) = station.poll_event() {
+        match event {
+            Event::Log { text, reasons } => shared.event_with(text, reasons),
+            Event::Warn(text) => log::warn!("{text}"),
+            Event::Persist(change) => {
+                confirm |= matches!(change, Persist::Overrides(_));
+                let mut p = lock(persisted);
+                match change {
+                    Persist::Rebalance(r) => p.rebalance = r,
+                    Persist::Energy(e) => p.energy = e,
+                    Persist::Overrides(o) => p.overrides = o,
+                }
+                p.version = state::VERSION;
+                drop(p);
+                write = true;
+            }
+            Event::History(closed) => {
+                let kept = lock(&shared.history).record(closed);
+                if let Some(sample) = kept {
+                    shared.writer.history(sample);
+                }
+            }
+        }
+    }
+    if confirm {
+        return Some(shared.writer.state_confirmed_later());
+    }
+    if write {
+        shared.writer.state();
+    }
+    None
 }
 
 fn respond_loop(mut link: Link, settings: &EmulationSettings, shared: &Shared, stop: &Stop) {

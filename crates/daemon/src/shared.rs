@@ -3,17 +3,17 @@
 //! other module reads it; it depends on none of them.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use maestro_core::{Action, Decision, Millis, Step, Targets};
-use pace_proto::{Command, PackAnalog, PackStatus, Text};
+use maestro_core::{Decision, Millis, Step};
+use pace_proto::{PackAnalog, PackStatus, Text};
 use translator::PackLimits;
 use translator::respond::Snapshot;
 
 use crate::config::Config;
-use crate::state::{self, EventLine, Persisted};
+use crate::state::EventLine;
 use crate::writer::Writer;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -203,40 +203,22 @@ pub struct CanReadings {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) epoch: Instant,
-    /// One per pack.
-    pub packs: Vec<Mutex<PackReadings>>,
-    /// The counter.
-    pub coil: Mutex<CoilReadings>,
-    /// What the last safety-loop cycle saw and decided, swapped whole: the responder, the
-    /// status, the web and MQTT read one cycle, never a mix of two.
+    /// What the station's last step saw and decided, swapped whole: the responder, the status,
+    /// the web and MQTT read one step, never a mix of two.
     pub published: Mutex<Arc<Published>>,
     /// Recent events, newest last (the last 1000).
     pub events: Mutex<VecDeque<EventLine>>,
-    /// What survives a restart.
-    pub persisted: Arc<Mutex<Persisted>>,
-    /// Fault injection: while set, the safety loop stops deciding, as a hung loop would (rule 10).
-    pub freeze_safety_loop: AtomicBool,
-    /// What the inverter reports (registers 301 and 331).
-    pub inverter: Mutex<InverterReadings>,
-    /// The counter's settings as last read.
-    pub coil_settings: Mutex<Option<coil_modbus::Settings>>,
-    /// The values the rebalance procedure wants the devices at.
-    pub targets: Mutex<Targets>,
-    /// One-shot commands for each pack's poller (e.g. 0x9A to unlock it).
-    pub pack_commands: Vec<Mutex<Vec<Command>>>,
-    /// One-shot actions for the counter.
-    pub coil_actions: Mutex<Vec<Action>>,
-    /// Operator orders for the procedure, taken by the safety loop in order.
-    pub orders: Mutex<Orders>,
+    /// The station thread's inbox: the lines' replies, the operator's orders.
+    pub(crate) inbox: SyncSender<crate::runtime::Inbox>,
     /// The responder's counters and latencies.
     pub replies: Mutex<ReplyStats>,
     /// The Pylontech line's counters.
     pub pylon_link: Mutex<link::Stats>,
     /// The CAN side's counters and the inverter's heartbeat.
     pub can: Mutex<CanReadings>,
-    /// The last 48 hours in one-minute samples.
     /// The rate at which operator orders are taken.
     pub order_rate: Mutex<crate::control::OrderRate>,
+    /// The last 48 hours in one-minute samples.
     pub history: Mutex<crate::history::History>,
     /// The energy meters as the state file holds them: what the status shows, so a restart,
     /// a crash or a failed write never shows less than was shown.
@@ -276,6 +258,8 @@ pub struct Published {
     pub rebalance: maestro_core::RebalanceState,
     /// Where the stack's energy meter took its last step from.
     pub energy_source: Option<crate::energy::Source>,
+    /// The operator's standing orders.
+    pub overrides: crate::state::Overrides,
 }
 
 impl Shared {
@@ -305,11 +289,6 @@ impl std::fmt::Debug for Hooks {
 }
 
 impl Shared {
-    /// Monotonic now, since the daemon started.
-    pub fn mono(&self) -> Duration {
-        self.epoch.elapsed()
-    }
-
     /// Monotonic now.
     pub fn now(&self) -> Millis {
         Millis(self.epoch.elapsed().as_millis() as u64)
@@ -319,33 +298,9 @@ impl Shared {
         self.event_with(text, Vec::new());
     }
 
-    /// Changes the operator's orders and writes the state file at once.
-    ///
-    /// # Errors
-    /// The state file cannot be written (the change still applies in memory).
-    pub fn set_overrides(&self, overrides: state::Overrides) -> Result<(), String> {
-        self.event(format!("operator: {overrides:?}"));
-        self.persist_confirmed(|p| p.overrides = overrides)
-    }
-
-    /// Changes what survives a restart and asks the writer thread to write the state file; never
-    /// waits for the disk (the safety loop calls it).
-    pub(crate) fn persist(&self, change: impl FnOnce(&mut Persisted)) {
-        Self::change(&self.persisted, change);
-        self.writer.state();
-    }
-
-    /// As [`Shared::persist`], and waits for the state file to be written (an operator's order
-    /// is told whether it was saved).
-    pub(crate) fn persist_confirmed(&self, change: impl FnOnce(&mut Persisted)) -> Result<(), String> {
-        Self::change(&self.persisted, change);
-        self.writer.state_confirmed()
-    }
-
-    fn change(persisted: &Mutex<Persisted>, change: impl FnOnce(&mut Persisted)) {
-        let mut p = lock(persisted);
-        change(&mut p);
-        p.version = crate::state::VERSION;
+    /// Monotonic and wall-clock now, as the station takes the time.
+    pub fn clock(&self) -> crate::core::Now {
+        crate::core::Now { mono: self.now(), wall: jiff::Timestamp::now() }
     }
 
     pub(crate) fn event_with(&self, text: String, reasons: Vec<String>) {

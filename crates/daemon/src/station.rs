@@ -86,6 +86,8 @@ pub struct Transmit {
     pub line: LineId,
     /// What.
     pub bytes: Vec<u8>,
+    /// The reply is awaited until then; past it the station counts it missing itself.
+    pub reply_by: Millis,
 }
 
 /// What the state file must hold now.
@@ -142,6 +144,8 @@ pub struct Station {
     next_step: Millis,
     stale_ms: u64,
     frozen: bool,
+    /// When the inverter's last CAN heartbeat arrived (the start, before the first).
+    heartbeat_at: Millis,
 }
 
 fn at(now: Now) -> Duration {
@@ -175,6 +179,7 @@ impl Station {
             published: Arc::new(Published {
                 packs: vec![PackReadings::default(); packs.len()],
                 rebalance: persisted.rebalance.clone(),
+                overrides: persisted.overrides.clone(),
                 ..Published::default()
             }),
             meter: Meter::new(persisted.energy.clone(), packs.len(), now.mono, save_every_ms),
@@ -191,6 +196,7 @@ impl Station {
             stale_ms: (config.safety.stale_after_s * 1000.0) as u64,
             config: config.clone(),
             frozen: false,
+            heartbeat_at: now.mono,
         }
     }
 
@@ -281,7 +287,10 @@ impl Station {
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         (0..self.bad_frames.len()).find_map(|slot| {
             let line = self.line_at(slot);
-            self.poll_transmit_on(line).map(|bytes| Transmit { line, bytes })
+            let bytes = self.poll_transmit_on(line)?;
+            let fallback = self.now.mono;
+            let reply_by = self.machine(line).map_or(fallback, |m| millis(m.poll_timeout()));
+            Some(Transmit { line, bytes, reply_by })
         })
     }
 
@@ -317,11 +326,13 @@ impl Station {
         self.deadline(|_| true)
     }
 
-    /// As [`Station::poll_timeout`], leaving out the machines that only wait to write (the
-    /// replay, which writes when the capture did, steps through the rest).
+    /// As [`Station::poll_timeout`], leaving out the machines that only wait to write, their
+    /// deadline passed and handled (the replay, which writes when the capture did, steps through
+    /// the rest).
     #[must_use]
     pub fn poll_deadline(&self) -> Millis {
-        self.deadline(|d| !d.is_zero())
+        let handled = at(self.now);
+        self.deadline(|d| *d > handled)
     }
 
     fn deadline(&self, counts: impl Fn(&Duration) -> bool) -> Millis {
@@ -366,6 +377,36 @@ impl Station {
     /// The operator's standing orders.
     pub fn overrides(&self) -> &Overrides {
         &self.overrides
+    }
+
+    /// The inverter's CAN heartbeat (0x305) arrived at `now`.
+    pub fn handle_heartbeat(&mut self, now: Now) {
+        self.now = now;
+        self.heartbeat_at = now.mono;
+    }
+
+    /// Whether the inverter's heartbeat has been missing for `can.peer_timeout_s` and that is a
+    /// reason (`can.peer_timeout_disables`).
+    fn inverter_silent(&self, now: Millis) -> bool {
+        self.config.can.as_ref().is_some_and(|c| {
+            c.peer_timeout_disables && now.since(self.heartbeat_at) > (c.peer_timeout_s * 1000.0) as u64
+        })
+    }
+
+    /// Replaces the operator's standing orders whole (a test's or an embedder's; the API changes
+    /// one at a time through [`Station::handle_order`]).
+    pub fn set_overrides(&mut self, overrides: Overrides) {
+        self.log(format!("operator: {overrides:?}"), Vec::new());
+        self.overrides = overrides.clone();
+        self.events.push_back(Event::Persist(Persist::Overrides(overrides)));
+        self.republish();
+    }
+
+    /// The published view with the standing orders as they are now.
+    fn republish(&mut self) {
+        let mut published = (*self.published).clone();
+        published.overrides = self.overrides.clone();
+        self.published = Arc::new(published);
     }
 
     /// Fault injection for tests: while frozen the controller does not step, as a hung safety
@@ -414,7 +455,7 @@ impl Station {
             inverter: &inverter,
             overrides: &self.overrides,
             order,
-            inverter_silent: false,
+            inverter_silent: self.inverter_silent(now.mono),
         };
         let out = self.controller.step(now, &inputs);
         let moment = history::moment(&now, &out, &readings, self.stale_ms);
@@ -456,6 +497,7 @@ impl Station {
             limits: Some(out.limits),
             rebalance: out.rebalance,
             energy_source: self.meter.source(),
+            overrides: self.overrides.clone(),
         });
     }
 
@@ -476,11 +518,11 @@ impl Station {
         };
         match order {
             Control::ForceDisable => {
-                let changed = self.set_overrides("forced_disable: true", |o| o.forced_disable = true);
+                let changed = self.change_overrides("forced_disable: true", |o| o.forced_disable = true);
                 Ok(done(changed, "charging and discharging forced off"))
             }
             Control::ReleaseForceDisable => {
-                let changed = self.set_overrides("forced_disable: false", |o| o.forced_disable = false);
+                let changed = self.change_overrides("forced_disable: false", |o| o.forced_disable = false);
                 Ok(if changed {
                     "forced disable released; the fail-safe rules decide again".into()
                 } else {
@@ -521,12 +563,14 @@ impl Station {
                     )));
                 }
                 let mv = *mv;
-                let changed = self
-                    .set_overrides(&format!("charge_voltage_mv: {mv}"), |o| o.charge_voltage_mv = Some(mv));
+                let changed = self.change_overrides(&format!("charge_voltage_mv: {mv}"), |o| {
+                    o.charge_voltage_mv = Some(mv)
+                });
                 Ok(done(changed, &format!("charge voltage limit set to {mv} mV")))
             }
             Control::SetChargeVoltage { charge_voltage_mv: None } => {
-                let changed = self.set_overrides("charge_voltage_mv: none", |o| o.charge_voltage_mv = None);
+                let changed =
+                    self.change_overrides("charge_voltage_mv: none", |o| o.charge_voltage_mv = None);
                 Ok(done(changed, "charge voltage override cleared"))
             }
             Control::ForceChargingPriority { priority } => {
@@ -580,7 +624,7 @@ impl Station {
 
     /// Changes one standing order in place; one that changes nothing is a no-op (no event, no
     /// write). Whether it changed.
-    fn set_overrides(&mut self, what: &str, change: impl FnOnce(&mut Overrides)) -> bool {
+    fn change_overrides(&mut self, what: &str, change: impl FnOnce(&mut Overrides)) -> bool {
         let mut after = self.overrides.clone();
         change(&mut after);
         if after == self.overrides {
@@ -589,6 +633,7 @@ impl Station {
         self.overrides = after.clone();
         self.log(format!("operator: {what}"), Vec::new());
         self.events.push_back(Event::Persist(Persist::Overrides(after)));
+        self.republish();
         true
     }
 

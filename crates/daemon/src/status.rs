@@ -820,7 +820,7 @@ impl Shared {
         };
         let overrides = {
             // One lock at a time: never hold one mutex while taking another.
-            let o = lock(&self.persisted).overrides.clone();
+            let o = published.overrides.clone();
             let (forced, active) =
                 (published.rebalance.forced_charging_priority, published.rebalance.active());
             Overrides {

@@ -6,15 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use crate::shared::lock;
 use crate::state::{self, EventLine, EventLog, Persisted};
 
 /// Jobs waiting at most; beyond that an event line is dropped (and counted), never waited for.
 const QUEUE: usize = 1024;
-/// The longest an operator's order waits for its state file write.
-const CONFIRM_WAIT: Duration = Duration::from_secs(5);
 
 enum Job {
     Event(EventLine),
@@ -135,15 +132,19 @@ impl Writer {
         let _ = self.tx.try_send(Job::History(Box::new(sample)));
     }
 
-    /// Writes the state file and waits for the outcome (an operator's order wants to know).
-    pub(crate) fn state_confirmed(&self) -> Result<(), String> {
+    /// Asks for the state file to be written and returns where the outcome will come; never
+    /// waits (the station thread asks, the operator's request waits).
+    pub(crate) fn state_confirmed_later(&self) -> mpsc::Receiver<Result<(), String>> {
         let (reply, outcome) = mpsc::sync_channel(1);
-        self.tx
-            .try_send(Job::StateConfirmed(reply))
-            .map_err(|_| "the state file writer is behind; the change applies in memory".to_owned())?;
+        if let Err(
+            TrySendError::Full(Job::StateConfirmed(reply))
+            | TrySendError::Disconnected(Job::StateConfirmed(reply)),
+        ) = self.tx.try_send(Job::StateConfirmed(reply))
+        {
+            self.dirty.store(true, Ordering::Relaxed);
+            let _ = reply.send(Err("the state file writer is behind; the change applies in memory".into()));
+        }
         outcome
-            .recv_timeout(CONFIRM_WAIT)
-            .map_err(|_| format!("the state file was not written within {} s", CONFIRM_WAIT.as_secs()))?
     }
 
     /// Writes what is queued and ends the thread.

@@ -217,6 +217,12 @@ impl Recorder {
         Ok(Arc::new(Self { tx, start: Instant::now(), dropped, dir, thread: Mutex::new(Some(thread)) }))
     }
 
+    /// The instant of `t = 0`: a program that keeps its own clock from it (the daemon's
+    /// monotonic clock does) is on the capture's time line exactly.
+    pub fn epoch(&self) -> Instant {
+        self.start
+    }
+
     /// The capture's own folder.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -247,6 +253,16 @@ impl Recorder {
         }
         let record = Record { t: self.start.elapsed(), link: link.to_owned(), dir, bytes: bytes.to_vec() };
         if let Err(TrySendError::Full(_)) = self.tx.try_send(Job::Record(record, Some(url.to_owned()))) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a mark at `t` on the capture's time line (`bytes` may be empty): the daemon's
+    /// station notes when it took the time and each reply, so a replay takes them at the same
+    /// instants. Never waits.
+    pub fn mark(&self, link: &str, t: Duration, bytes: &[u8]) {
+        let record = Record { t, link: link.to_owned(), dir: Dir::Rx, bytes: bytes.to_vec() };
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(Job::Record(record, None)) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

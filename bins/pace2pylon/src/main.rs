@@ -128,6 +128,11 @@ struct SimulateArgs {
     /// violations), one per line, after the scorecard.
     #[arg(long)]
     trace: bool,
+    /// Capture the simulated lines' bytes and the station's journal into a new folder in DIR, in
+    /// the format of `run --capture`: `pace2pylon replay` of it takes every decision, writes
+    /// every byte and answers the inverter as the simulation did.
+    #[arg(long, value_name = "DIR")]
+    capture: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -331,6 +336,16 @@ fn sim(args: &SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Each line of `config` by its capture name, with its URL (for the capture's `# link` lines).
+fn capture_urls(config: &daemon::Config) -> std::collections::BTreeMap<String, String> {
+    let mut urls: std::collections::BTreeMap<String, String> =
+        config.packs.iter().enumerate().map(|(k, p)| (format!("pack{}", k + 1), p.link.clone())).collect();
+    urls.extend(config.coil.iter().map(|c| ("coil".to_owned(), c.link.clone())));
+    urls.extend(config.inverter.iter().map(|i| ("inverter".to_owned(), i.link.clone())));
+    urls.extend(config.pylon.iter().map(|p| ("pylon".to_owned(), p.link.clone())));
+    urls
+}
+
 fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     use sim_world::Schedule;
     if args.print_faults {
@@ -366,7 +381,37 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     };
     sim_world::check(&faults, &config)?;
     let started = std::time::Instant::now();
-    let run = sim_world::simulate(&config, args.days, args.seed, &faults);
+    let mut recorder_error = None;
+    let mut recorder = None;
+    let run = sim_world::simulate_into(&config, args.days, args.seed, &faults, |epoch| {
+        let dir = args.capture.as_ref()?;
+        // Nothing is rotated away: a replay needs the whole capture from its start.
+        let limits = link::capture::Limits { max_file_bytes: 64 << 20, keep_files: usize::MAX };
+        let wall = std::time::Duration::from_micros(epoch.as_microsecond().max(0) as u64);
+        let started = link::capture::Recorder::start_at(dir, limits, wall)
+            .map_err(|e| anyhow::anyhow!("--capture {}: {e}", dir.display()))
+            .and_then(|r| replay::save_config(&r, &config).map(|()| r));
+        match started {
+            Ok(r) => {
+                recorder = Some(r.clone());
+                let urls: std::collections::BTreeMap<String, String> = capture_urls(&config);
+                Some(Box::new(move |record: &link::capture::Record| {
+                    r.record_at(record.clone(), urls.get(&record.link).map(String::as_str));
+                }))
+            }
+            Err(e) => {
+                recorder_error = Some(e);
+                None
+            }
+        }
+    });
+    if let Some(e) = recorder_error {
+        return Err(e);
+    }
+    if let Some(r) = recorder {
+        r.stop();
+        eprintln!("captured into {}", r.dir().display());
+    }
     let took = started.elapsed().as_secs_f64();
     let card = &run.scorecard;
     if args.json {

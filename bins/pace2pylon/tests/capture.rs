@@ -267,3 +267,58 @@ fn run_capture_never_overwrites_the_operators_config() {
     assert!(out.contains("the replay jumps over all but 600 s of it"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `simulate --capture DIR`, then `replay DIR`: the replay is the same station fed the same bytes
+/// at the same instants, so it writes every byte, answers every request of the inverter and takes
+/// every decision as the simulation did (a daemon restart of the fault schedule included).
+#[test]
+fn a_simulated_capture_replays_byte_for_byte() {
+    let dir = std::env::temp_dir().join(format!("p2p-simcapture-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let faults = dir.join("faults.txt");
+    std::fs::create_dir_all(&dir).unwrap();
+    let schedule = "at 10m: restart daemon for 15s\n\
+                    at 15m: fault pack 2 overtemp for 10m then clear pack 2\n\
+                    at 40m: silence pack 1 for 10m then restore pack 1\n\
+                    at 55m: noise pack 2 for 5m then quiet pack 2\n";
+    std::fs::write(&faults, schedule).unwrap();
+    let sim = Command::new(BIN)
+        .args(["simulate", "--days", "0.05", "--packs", "2", "--seed", "3", "--trace", "--capture"])
+        .arg(dir.join("capture"))
+        .arg("--faults")
+        .arg(&faults)
+        .output()
+        .unwrap();
+    assert!(sim.status.success(), "{}", String::from_utf8_lossy(&sim.stderr));
+    let trace = String::from_utf8_lossy(&sim.stdout);
+    // The trace's decisions: "   1234 s charge enabled, discharge disabled [reasons]".
+    let simulated: Vec<String> = trace
+        .lines()
+        .filter_map(|l| l.trim_start().split_once(" s "))
+        .map(|(_, rest)| rest.to_owned())
+        .filter(|rest| rest.starts_with("charge "))
+        .collect();
+    assert!(simulated.len() >= 4, "{trace}");
+
+    let out =
+        Command::new(BIN).args(["replay", dir.join("capture").to_str().unwrap(), "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let replayed: Vec<String> = lines
+        .iter()
+        .filter(|l| l["kind"] == "event" && l["event"].as_str().is_some_and(|e| e.starts_with("charge ")))
+        .map(|l| {
+            let text = l["event"].as_str().unwrap().to_owned();
+            let reasons: Vec<String> =
+                l["reasons"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect();
+            if reasons.is_empty() { text } else { format!("{text} {reasons:?}") }
+        })
+        .collect();
+    assert_eq!(replayed, simulated, "the replay decides as the simulation did");
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["diverged"], 0, "{summary}");
+    assert!(summary["answers"].as_u64().unwrap() > 100, "{summary}");
+    assert_eq!(summary["answers_same"], summary["answers"], "{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -27,10 +27,11 @@ use pace_proto::{Reply, Request, Response};
 use translator::respond::{EmulationSettings, Snapshot};
 
 use crate::config::Config;
+use crate::control::Control;
 use crate::core::Now;
 use crate::machine::Problem;
 use crate::state::Persisted;
-use crate::station::{Event, LineId, Station};
+use crate::station::{Event, LineId, Persist, Station};
 
 /// What the replay saw and did, in time order.
 #[derive(Clone, Debug, PartialEq)]
@@ -126,6 +127,7 @@ pub const JOURNAL: &str = "station";
 
 /// A device line being replayed: its deframer and the exchange in flight.
 struct Line {
+    id: LineId,
     deframer: Box<dyn Deframer + Send>,
     /// The request in words and its CID2 (Pace), until its reply or the next request.
     awaiting: Option<(String, Option<u8>)>,
@@ -133,6 +135,18 @@ struct Line {
     written: VecDeque<Vec<u8>>,
     /// Replies deframed that the journal has not handed over yet.
     frames: VecDeque<Vec<u8>>,
+}
+
+impl Line {
+    fn new(id: LineId) -> Self {
+        Self {
+            id,
+            deframer: id.deframer(),
+            awaiting: None,
+            written: VecDeque::new(),
+            frames: VecDeque::new(),
+        }
+    }
 }
 
 /// The inverter's side: requests in, answers out.
@@ -144,23 +158,41 @@ struct Pylon {
 }
 
 /// The station and the capture's lines.
-struct Replay<'a> {
+/// A capture being replayed, record by record: see [`Replayer::push`].
+pub struct Replayer<'a> {
     station: Station,
     lines: BTreeMap<LineId, Line>,
     pylon: Option<Pylon>,
     wall0: jiff::Timestamp,
     published: Arc<crate::shared::Published>,
     summary: Summary,
-    seen: &'a mut dyn FnMut(Seen),
+    seen: Box<dyn FnMut(Seen) + 'a>,
+    /// What the state file holds: a restart in the journal starts the station afresh from it.
+    persisted: Persisted,
     /// The capture holds the station's journal.
     journal: bool,
+    /// Time jumped over so far: later records are replayed this much earlier.
+    shift: Duration,
+    /// The latest record's time.
+    last: Duration,
+    /// Each exchange is described to `seen` ([`Seen::Exchange`]).
+    exchanges: bool,
 }
 
 fn millis(t: Duration) -> Millis {
     Millis(t.as_millis() as u64)
 }
 
-impl Replay<'_> {
+impl std::fmt::Debug for Replayer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replayer")
+            .field("journal", &self.journal)
+            .field("summary", &self.summary)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Replayer<'a> {
     fn now(&self, t: Duration) -> Now {
         Now { mono: millis(t), wall: self.wall0 + jiff::SignedDuration::from_millis(t.as_millis() as i64) }
     }
@@ -185,6 +217,18 @@ impl Replay<'_> {
         let text = String::from_utf8_lossy(&r.bytes).into_owned();
         if text.is_empty() {
             self.station.handle_timeout(now);
+        } else if let Some(json) = text.strip_prefix('?') {
+            // An operator's order, as the station was given it.
+            if let Ok(order) = Control::parse(json.as_bytes()) {
+                let _ = self.station.handle_order(&order);
+            }
+        } else if text == "~restart" {
+            self.persisted.rebalance = self.station.rebalance().clone();
+            self.persisted.overrides = self.station.overrides().clone();
+            self.station = Station::new(self.station.config(), &self.persisted, now);
+            for line in self.lines.values_mut() {
+                *line = Line::new(line.id);
+            }
         } else if let Some((name, error)) = text.strip_prefix('!').and_then(|t| t.split_once(' ')) {
             if let Some(id) = LineId::parse(name).filter(|id| self.lines.contains_key(id)) {
                 if let Some((asked, _)) = self.lines.get_mut(&id).and_then(|l| l.awaiting.take()) {
@@ -197,7 +241,7 @@ impl Replay<'_> {
             let Some(line) = self.lines.get_mut(&id) else { return };
             let frame = line.frames.pop_front().or_else(|| line.deframer.gap());
             if let Some(frame) = frame {
-                if let Some((asked, cid2)) = line.awaiting.take() {
+                if let Some((asked, cid2)) = line.awaiting.take().filter(|_| self.exchanges) {
                     let answer = describe_reply(cid2, &frame);
                     (self.seen)(Seen::Exchange { t: r.t, link: text.clone(), asked, answer });
                 }
@@ -217,8 +261,12 @@ impl Replay<'_> {
     /// Takes what the station said.
     fn after(&mut self, t: Duration) {
         while let Some(event) = self.station.poll_event() {
-            if let Event::Log { text, reasons } = event {
-                (self.seen)(Seen::Event { t, text, reasons });
+            match event {
+                Event::Log { text, reasons } => (self.seen)(Seen::Event { t, text, reasons }),
+                Event::Persist(Persist::Rebalance(r)) => self.persisted.rebalance = r,
+                Event::Persist(Persist::Energy(e)) => self.persisted.energy = e,
+                Event::Persist(Persist::Overrides(o)) => self.persisted.overrides = o,
+                Event::Warn(_) | Event::History(_) => {}
             }
         }
         let published = self.station.published();
@@ -248,7 +296,7 @@ impl Replay<'_> {
                 };
                 let replayed = replayed.unwrap_or_default();
                 let Some(line) = self.lines.get_mut(&id) else { return };
-                if let Some((asked, _)) = line.awaiting.take() {
+                if let Some((asked, _)) = line.awaiting.take().filter(|_| self.exchanges) {
                     let answer = "no reply".into();
                     (self.seen)(Seen::Exchange { t: r.t, link: r.link.clone(), asked, answer });
                 }
@@ -263,8 +311,12 @@ impl Replay<'_> {
                 }
                 self.summary.exchanges += 1;
                 line.deframer.clear();
-                let cid2 = Request::parse(&r.bytes).ok().map(|q| q.command.cid2());
-                line.awaiting = Some((describe_request(&r.bytes), cid2));
+                line.awaiting = Some(if self.exchanges {
+                    let cid2 = Request::parse(&r.bytes).ok().map(|q| q.command.cid2());
+                    (describe_request(&r.bytes), cid2)
+                } else {
+                    (String::new(), None)
+                });
             }
             Dir::Rx => {
                 if !self.journal {
@@ -315,7 +367,7 @@ impl Replay<'_> {
                 }
                 let snapshot = self.published.snapshot.clone();
                 if let Some(p) = &mut self.pylon {
-                    p.record(r, &snapshot, &mut self.summary, self.seen);
+                    p.record(r, &snapshot, &mut self.summary, &mut *self.seen);
                 }
             }
             ("can", _) if self.station.config().can.is_some() => self.summary.can += 1,
@@ -326,68 +378,91 @@ impl Replay<'_> {
 
 /// Runs `records` (in capture order) through the daemon of `config`; `wall0` is the wall clock
 /// of the capture's `t = 0`. Tells `seen` everything as it happens; returns the counts.
-pub fn run(
-    config: &Config,
-    wall0: jiff::Timestamp,
-    records: &[Record],
-    mut seen: impl FnMut(Seen),
-) -> Summary {
-    let now = Now { mono: Millis(0), wall: wall0 };
-    let station = Station::new(config, &Persisted::default(), now);
-    let lines = station
-        .lines()
-        .map(|id| {
-            let line = Line {
-                deframer: id.deframer(),
-                awaiting: None,
-                written: VecDeque::new(),
-                frames: VecDeque::new(),
-            };
-            (id, line)
-        })
-        .collect();
-    let mut replay = Replay {
-        published: station.published(),
-        station,
-        lines,
-        pylon: config.pylon.as_ref().map(|_| Pylon {
-            settings: crate::runtime::emulation_settings(config),
-            deframer: AsciiDeframer::new(),
-            pending: None,
-        }),
-        wall0,
-        summary: Summary::default(),
-        seen: &mut seen,
-        journal: records.iter().any(|r| r.link == JOURNAL),
-    };
-    // Time jumped over so far: later records are replayed this much earlier.
-    let mut shift = Duration::ZERO;
-    let mut last = Duration::ZERO;
-    let shifted = |r: &Record, shift: Duration| Record { t: r.t.saturating_sub(shift), ..r.clone() };
+pub fn run(config: &Config, wall0: jiff::Timestamp, records: &[Record], seen: impl FnMut(Seen)) -> Summary {
+    let journal = records.iter().any(|r| r.link == JOURNAL);
+    let mut replayer = Replayer::new(config, &Persisted::default(), wall0, journal, seen);
     for (k, r) in records.iter().enumerate() {
-        replay.summary.records += 1;
-        let t = r.t.saturating_sub(shift);
-        if t > last + MAX_GAP {
-            let jump = t - last - MAX_GAP;
-            shift += jump;
-            (replay.seen)(Seen::Event {
-                t: last,
+        replayer.push(r, records.get(k + 1));
+    }
+    replayer.summary()
+}
+
+impl<'a> Replayer<'a> {
+    /// A replay of a capture of `config` whose `t = 0` is at `wall0`, the daemon starting from
+    /// `persisted`; `journal`: the capture holds the station's journal (a capture of this version
+    /// of the service, or of a simulation). Tells `seen` everything as it happens.
+    pub fn new(
+        config: &Config,
+        persisted: &Persisted,
+        wall0: jiff::Timestamp,
+        journal: bool,
+        seen: impl FnMut(Seen) + 'a,
+    ) -> Self {
+        let now = Now { mono: Millis(0), wall: wall0 };
+        let station = Station::new(config, persisted, now);
+        let lines = station.lines().map(|id| (id, Line::new(id))).collect();
+        Self {
+            published: station.published(),
+            station,
+            lines,
+            pylon: config.pylon.as_ref().map(|_| Pylon {
+                settings: crate::runtime::emulation_settings(config),
+                deframer: AsciiDeframer::new(),
+                pending: None,
+            }),
+            wall0,
+            summary: Summary::default(),
+            seen: Box::new(seen),
+            persisted: persisted.clone(),
+            journal,
+            shift: Duration::ZERO,
+            last: Duration::ZERO,
+            exchanges: true,
+        }
+    }
+
+    /// Tells `seen` no exchanges, only events, divergences and answers that differ (a replay
+    /// run alongside a simulation, where only the agreement counts).
+    #[must_use]
+    pub fn without_exchanges(mut self) -> Self {
+        self.exchanges = false;
+        self
+    }
+
+    /// Takes the next record of the capture (`next`: the one after it, if known: without a
+    /// journal, a Modbus reply's end is where the line went quiet).
+    pub fn push(&mut self, r: &Record, next: Option<&Record>) {
+        self.summary.records += 1;
+        let t = r.t.saturating_sub(self.shift);
+        if t > self.last + MAX_GAP {
+            let jump = t - self.last - MAX_GAP;
+            self.shift += jump;
+            (self.seen)(Seen::Event {
+                t: self.last,
                 text: format!(
                     "the capture holds nothing for {:.0} s here; the replay jumps over all but {} s of it \
                      (later times are shown {:.0} s earlier)",
-                    (t - last).as_secs_f64(),
+                    (t - self.last).as_secs_f64(),
                     MAX_GAP.as_secs(),
-                    shift.as_secs_f64()
+                    self.shift.as_secs_f64()
                 ),
                 reasons: Vec::new(),
             });
         }
-        let r = shifted(r, shift);
-        let next = records.get(k + 1).map(|n| shifted(n, shift));
-        last = last.max(r.t);
-        replay.record(&r, next.as_ref());
+        if self.shift.is_zero() {
+            self.last = self.last.max(r.t);
+            return self.record(r, next);
+        }
+        let shifted = |r: &Record| Record { t: r.t.saturating_sub(self.shift), ..r.clone() };
+        let (r, next) = (shifted(r), next.map(shifted));
+        self.last = self.last.max(r.t);
+        self.record(&r, next.as_ref());
     }
-    replay.summary
+
+    /// The counts so far.
+    pub fn summary(&self) -> Summary {
+        self.summary
+    }
 }
 
 impl Pylon {

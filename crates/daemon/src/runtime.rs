@@ -648,6 +648,9 @@ fn station_loop(
                 }
             }
             Ok(Inbox::Order(order, reply)) => {
+                if let Ok(json) = serde_json::to_string(&order) {
+                    mark(shared.clock(), format!("?{json}").as_bytes());
+                }
                 let outcome = station.handle_order(&order);
                 let saved = pass_on(&mut station, shared, persisted);
                 let _ = reply.send(outcome.map(|text| Taken { text, saved }));

@@ -195,8 +195,16 @@ impl Recorder {
     /// # Errors
     /// The folder cannot be made, or the thread cannot start.
     pub fn start(parent: &Path, limits: Limits) -> io::Result<Arc<Self>> {
+        Self::start_at(parent, limits, SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default())
+    }
+
+    /// As [`Recorder::start`], with `t = 0` at the wall clock `wall` (since the Unix epoch): a
+    /// simulation's capture is on its plant clock.
+    ///
+    /// # Errors
+    /// As [`Recorder::start`].
+    pub fn start_at(parent: &Path, limits: Limits, wall: Duration) -> io::Result<Arc<Self>> {
         fs::create_dir_all(parent)?;
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         let dir = fresh_folder(parent, &folder_name(wall))?;
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
@@ -265,6 +273,13 @@ impl Recorder {
         if let Err(TrySendError::Full(_)) = self.tx.try_send(Job::Record(record, None)) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Records `record` (its URL, the first time its link is seen, for the `# link` line),
+    /// waiting for the disk when it is behind: a simulation, which runs faster than any disk,
+    /// loses nothing.
+    pub fn record_at(&self, record: Record, url: Option<&str>) {
+        let _ = self.tx.send(Job::Record(record, url.map(str::to_owned)));
     }
 
     /// Records dropped because the disk was behind.

@@ -23,13 +23,16 @@ mod score;
 pub mod wire;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use daemon::Config;
 use daemon::control::{Control, Refused};
 use daemon::core::Now;
+use daemon::replay::{JOURNAL, Replayer, Seen, Summary};
 use daemon::runtime::{PackReadings, Published, emulation_settings};
 use daemon::state::Persisted;
 use daemon::station::{Event, LineId, Persist, Station};
+use link::capture::{Dir as CaptureDir, Record};
 use link::{Deframer, RtuDeframer};
 use maestro_core::{Decision, Millis, Reason, RebalanceState};
 use pylon_proto::{Dialect, ManagementFlags, Reply, Response};
@@ -38,7 +41,9 @@ use translator::limits::Limits;
 use translator::respond::{EmulationSettings, respond};
 
 pub use schedule::{DEFAULT_SCHEDULE, Schedule};
-pub use score::{Availability, Rebalances, Run, Scorecard, TimeToSafe, Violations, check, simulate};
+pub use score::{
+    Availability, Rebalances, Run, Scorecard, TimeToSafe, Violations, check, simulate, simulate_into,
+};
 use wire::{Dir, Noise, Wire};
 
 /// How often the simulated inverter asks 0x63, ms.
@@ -81,6 +86,7 @@ impl Line {
         station: &mut Station,
         mut device: impl FnMut(&[u8]) -> Option<Vec<u8>>,
         log: &mut LineLog,
+        capture: &mut Capture,
     ) {
         let ms = now.mono.0;
         while let Some(transfer) = self.wire.arrived(ms) {
@@ -99,23 +105,55 @@ impl Line {
                     }
                 }
                 Dir::ToDaemon => {
+                    capture.bytes(ms, &self.id.name(), CaptureDir::Rx, &transfer.bytes);
                     let mut bytes = transfer.bytes.as_slice();
                     while !bytes.is_empty() {
                         let n = self.deframer.push(bytes);
                         bytes = &bytes[n..];
                         while let Some(frame) = self.deframer.next_frame() {
+                            capture.mark(ms, self.id.name().as_bytes());
                             station.handle_frame(self.id, now, &frame);
                         }
                     }
                     // The line goes quiet after the last piece: a framing that waits resynchronises.
                     if self.wire.next_at().is_none() {
                         if let Some(frame) = self.deframer.gap() {
+                            capture.mark(ms, self.id.name().as_bytes());
                             station.handle_frame(self.id, now, &frame);
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// Where a capture's records go, one by one.
+pub type Sink = Box<dyn FnMut(&Record)>;
+
+/// Where the world's capture goes: every byte of every line, the inverter's requests and the
+/// answers, and the station's journal, in the format of `pace2pylon run --capture`.
+#[derive(Default)]
+pub struct Capture {
+    sink: Option<Sink>,
+}
+
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture").field("on", &self.sink.is_some()).finish()
+    }
+}
+
+impl Capture {
+    fn bytes(&mut self, ms: u64, link: &str, dir: CaptureDir, bytes: &[u8]) {
+        if let Some(sink) = &mut self.sink {
+            let t = Duration::from_millis(ms);
+            sink(&Record { t, link: link.to_owned(), dir, bytes: bytes.to_vec() });
+        }
+    }
+
+    fn mark(&mut self, ms: u64, what: &[u8]) {
+        self.bytes(ms, JOURNAL, CaptureDir::Rx, what);
     }
 }
 
@@ -169,6 +207,23 @@ pub struct World {
     bms_wire: Wire,
     /// The inverter stopped polling then, plant s (it falls back to its no-comm settings after 30 s).
     inverter_lost_at: Option<u64>,
+    capture: Capture,
+    /// A replay of the world's own capture, run alongside it.
+    shadow: Option<Shadow>,
+    /// The station's event lines, for the check of the replay alongside.
+    station_events: Vec<String>,
+}
+
+/// A replay of the world's capture as it is made: the decisions it takes and its counts.
+struct Shadow {
+    decisions: std::rc::Rc<std::cell::RefCell<Vec<String>>>,
+    replayer: std::rc::Rc<std::cell::RefCell<Replayer<'static>>>,
+}
+
+impl std::fmt::Debug for Shadow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shadow").field("decisions", &self.decisions.borrow().len()).finish_non_exhaustive()
+    }
 }
 
 /// Poller warnings kept at most.
@@ -219,6 +274,9 @@ impl World {
                 seed ^ 0x1417,
             ),
             inverter_lost_at: None,
+            capture: Capture::default(),
+            shadow: None,
+            station_events: Vec::new(),
         };
         w.open_lines(seed);
         w
@@ -256,6 +314,7 @@ impl World {
     /// The daemon restarts: a new station from the persisted state, nothing read yet, whatever
     /// was on the lines lost.
     pub fn restart(&mut self) {
+        self.capture.mark(self.t_ms, b"~restart");
         self.persisted.rebalance = self.station.rebalance().clone();
         self.persisted.overrides = self.station.overrides().clone();
         self.station = Station::new(&self.config, &self.persisted, self.now());
@@ -312,9 +371,65 @@ impl World {
     /// # Errors
     /// [`Refused`] naming why the order cannot be carried out.
     pub fn order(&mut self, order: &Control) -> Result<String, Refused> {
+        if let Ok(json) = serde_json::to_string(order) {
+            self.capture.mark(self.t_ms, format!("?{json}").as_bytes());
+        }
         let done = self.station.handle_order(order);
         self.drain_events();
         done
+    }
+
+    /// Sends the world's capture to `sink` from now on, record by record: every byte of every
+    /// line, the inverter's requests and the answers, and the station's journal (`simulate
+    /// --capture`). A capture begun at the start replays as the world ran, byte for byte.
+    pub fn capture_into(&mut self, sink: impl FnMut(&Record) + 'static) {
+        self.capture.sink = Some(Box::new(sink));
+    }
+
+    /// Replays the world's own capture alongside it, as `pace2pylon replay` would replay it:
+    /// [`World::replay_check`] then says whether the replay took every decision, wrote every
+    /// byte and answered the inverter as the world's station did.
+    pub fn replay_alongside(&mut self) {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let decisions = Rc::new(RefCell::new(Vec::new()));
+        let seen = decisions.clone();
+        let replayer = Replayer::new(&self.config, &self.persisted, self.epoch, true, move |s| {
+            if let Seen::Event { text, reasons, .. } = s {
+                seen.borrow_mut().push(event_text(&text, &reasons));
+            }
+        });
+        let replayer = Rc::new(RefCell::new(replayer.without_exchanges()));
+        let feed = replayer.clone();
+        self.capture_into(move |r| feed.borrow_mut().push(r, None));
+        self.shadow = Some(Shadow { decisions, replayer });
+    }
+
+    /// Whether the replay run alongside ([`World::replay_alongside`]) wrote every byte the
+    /// world's station wrote, answered every request of the inverter byte for byte, and logged
+    /// every event line the station logged, in the same order.
+    ///
+    /// # Errors
+    /// What differs, or that no replay runs alongside.
+    pub fn replay_check(&self) -> Result<Summary, String> {
+        let shadow = self.shadow.as_ref().ok_or("no replay runs alongside (World::replay_alongside)")?;
+        let summary = shadow.replayer.borrow().summary();
+        if summary.diverged > 0 || summary.answers_same != summary.answers {
+            return Err(format!("the replay wrote or answered otherwise: {summary:?}"));
+        }
+        let replayed = shadow.decisions.borrow();
+        let logged = &self.station_events;
+        if *replayed != *logged {
+            let k = replayed.iter().zip(logged).take_while(|(a, b)| a == b).count();
+            return Err(format!(
+                "the replay's event {k} differs: replayed {:?}, the world logged {:?} ({} and {} events)",
+                replayed.get(k),
+                logged.get(k),
+                replayed.len(),
+                logged.len()
+            ));
+        }
+        Ok(summary)
     }
 
     /// The station.
@@ -414,21 +529,30 @@ impl World {
         for line in &mut self.wires {
             let plant = &mut self.plant;
             let station = &mut self.station;
-            let log = &mut self.lines;
+            let (log, capture) = (&mut self.lines, &mut self.capture);
             match line.id {
-                LineId::Pack(k) => line.deliver(now, station, |r| sim::answer::pack(plant, k, r), log),
-                LineId::Coil => line.deliver(now, station, |r| sim::answer::coil(&mut plant.coil, r), log),
+                LineId::Pack(k) => {
+                    line.deliver(now, station, |r| sim::answer::pack(plant, k, r), log, capture)
+                }
+                LineId::Coil => {
+                    line.deliver(now, station, |r| sim::answer::coil(&mut plant.coil, r), log, capture);
+                }
                 LineId::Inverter => line.deliver(
                     now,
                     station,
                     |r| sim::answer::inverter(&mut plant.inverter.registers, r),
                     log,
+                    capture,
                 ),
             }
         }
-        self.station.handle_timeout(now);
+        if self.station.poll_timeout() <= now.mono {
+            self.capture.mark(ms, b"");
+            self.station.handle_timeout(now);
+        }
         while let Some(transmit) = self.station.poll_transmit() {
             if let Some(line) = self.wires.iter_mut().find(|l| l.id == transmit.line) {
+                self.capture.bytes(ms, &transmit.line.name(), CaptureDir::Tx, &transmit.bytes);
                 line.wire.send(ms, transmit.bytes);
             }
         }
@@ -442,9 +566,11 @@ impl World {
             match transfer.dir {
                 // The responder answers at once, from the snapshot of the moment.
                 Dir::ToDevice => {
+                    self.capture.bytes(ms, "pylon", CaptureDir::Rx, &transfer.bytes);
                     if let Some(reply) =
                         respond(&self.published.snapshot, &transfer.bytes, &self.emulation, ms)
                     {
+                        self.capture.bytes(ms, "pylon", CaptureDir::Tx, &reply);
                         self.bms_wire.reply(ms, reply);
                     }
                 }
@@ -480,11 +606,12 @@ impl World {
     fn drain_events(&mut self) {
         while let Some(event) = self.station.poll_event() {
             match event {
-                Event::Log { text, reasons } if reasons.is_empty() => {
-                    self.events.push(format!("{:>7} s {text}", self.t));
-                }
                 Event::Log { text, reasons } => {
-                    self.events.push(format!("{:>7} s {text} {reasons:?}", self.t))
+                    let line = event_text(&text, &reasons);
+                    if self.shadow.is_some() {
+                        self.station_events.push(line.clone());
+                    }
+                    self.events.push(format!("{:>7} s {line}", self.t));
                 }
                 Event::Warn(text) => {
                     if self.lines.warnings.len() < WARNINGS_MAX {
@@ -566,6 +693,11 @@ impl World {
             .pack_readings()
             .all(|r| r.analog.as_ref().is_some_and(|(_, at)| self.t_ms.saturating_sub(at.0) <= self.stale_ms))
     }
+}
+
+/// An event line's text with its reasons, as the trace shows it.
+fn event_text(text: &str, reasons: &[String]) -> String {
+    if reasons.is_empty() { text.to_owned() } else { format!("{text} {reasons:?}") }
 }
 
 /// A link URL's baud rate; 9600 for TCP (a console server's line, most likely at 9600).

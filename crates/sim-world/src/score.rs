@@ -216,9 +216,24 @@ pub fn check(schedule: &Schedule, config: &Config) -> Result<(), crate::schedule
 /// Runs `days` plant days of `config` on a plant of its pack count, seeded, with the fault
 /// `schedule` (checked with [`check`] first: a command that fails is logged in the trace).
 pub fn simulate(config: &Config, days: f64, seed: u64, schedule: &Schedule) -> Run {
+    simulate_into(config, days, seed, schedule, |_| None)
+}
+
+/// As [`simulate`], capturing into the sink `capture` makes for the world's wall clock at its
+/// start, if it makes one (`simulate --capture`).
+pub fn simulate_into(
+    config: &Config,
+    days: f64,
+    seed: u64,
+    schedule: &Schedule,
+    capture: impl FnOnce(jiff::Timestamp) -> Option<crate::Sink>,
+) -> Run {
     let packs = config.packs.len();
     let plant = PlantConfig { packs, seed, start_of_day_s: 8.0 * 3600.0, ..PlantConfig::default() };
     let mut w = World::new(plant, config);
+    if let Some(sink) = capture(w.epoch()) {
+        w.capture_into(sink);
+    }
     let mut runner = Runner::new(schedule.clone(), seed);
     let total_s = (days * 86400.0) as u64;
     let mut v = Violations::default();

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::run_until;
+use common::{Checked, checked, run_until};
 use maestro_core::{RebalanceState, Step};
 use sim::PlantConfig;
 use sim_world::{World, config_with, default_config};
@@ -43,10 +43,10 @@ fn both_on(w: &World) -> bool {
     told(w).is_some_and(|(c, d, ..)| c && d)
 }
 
-fn started(packs: usize) -> World {
+fn started(packs: usize) -> Checked {
     let config = default_config(packs).unwrap();
-    let mut w =
-        World::new(PlantConfig { packs, start_of_day_s: 10.0 * 3600.0, ..PlantConfig::default() }, &config);
+    let plant = PlantConfig { packs, start_of_day_s: 10.0 * 3600.0, ..PlantConfig::default() };
+    let mut w = checked(World::new(plant, &config));
     run_until(&mut w, 30, "both enabled", both_on);
     w
 }
@@ -103,7 +103,7 @@ fn a_bms_under_voltage_is_rule_15_and_charging_goes_on_at_the_recovery_current()
 fn an_empty_stack_in_bms_under_voltage_protection_is_recharged_at_the_recovery_current() {
     let config = default_config(3).unwrap();
     let plant = PlantConfig { packs: 3, start_of_day_s: 7.0 * 3600.0, soc: 0.0, ..PlantConfig::default() };
-    let mut w = World::new(plant, &config);
+    let mut w = checked(World::new(plant, &config));
     run_until(&mut w, 20, "discharge off, charge on at 3 × 2 A", |w| {
         told(w).is_some_and(|t| (t.0, t.1, t.2) == (true, false, 60))
     });
@@ -134,7 +134,7 @@ fn settling_ends_after_settle_max_s() {
         last_completed_s: Some(epoch - 3597),
         ..RebalanceState::default()
     };
-    let mut w = World::with_state(plant, &config, state);
+    let mut w = checked(World::with_state(plant, &config, state));
     run_until(&mut w, 15, "settling: charge off, discharge on", |w| {
         told(w).is_some_and(|t| (t.0, t.1) == (false, true))
     });
@@ -152,7 +152,7 @@ fn settling_ends_after_settle_max_s() {
 fn a_rebalance_resumes_across_a_daemon_restart_and_settles() {
     let config = config_with(2, "[rebalance]\ncapacity_mah = 44000\nregular_capacity_mah = 39000\n").unwrap();
     let plant = PlantConfig { packs: 2, start_of_day_s: 10.0 * 3600.0, ..PlantConfig::default() };
-    let mut w = World::new(plant, &config);
+    let mut w = checked(World::new(plant, &config));
     run_until(&mut w, 30, "both enabled", both_on);
     // Cell 1 of pack 1 drifts to 2.72 V open-circuit: below rule 14's 2.85 V, above the BMS's 2.5 V.
     w.command("drift pack 1 -580").unwrap();
@@ -227,7 +227,7 @@ fn a_silent_coil_disables_within_stale_after_and_recovers() {
 fn regression_settling_and_a_weak_cell_locked_both_directions_out() {
     let config = config_with(2, "[rebalance]\ncapacity_mah = 44000\nregular_capacity_mah = 39000\n").unwrap();
     let plant = PlantConfig { packs: 2, start_of_day_s: 10.0 * 3600.0, ..PlantConfig::default() };
-    let mut w = World::new(plant, &config);
+    let mut w = checked(World::new(plant, &config));
     run_until(&mut w, 30, "both enabled", both_on);
     w.command("drift pack 1 -580").unwrap();
     run_until(&mut w, 12 * 3600, "completion", |w| w.logged("rebalance: Completed"));
@@ -265,7 +265,7 @@ fn an_isolated_pack_joins_hours_later_when_a_night_load_brings_the_bus_down() {
     let config = default_config(4).unwrap();
     let plant = PlantConfig { packs: 4, soc: 0.75, start_of_day_s: 14.0 * 3600.0, ..PlantConfig::default() };
     let state = RebalanceState { joining: vec![2], ..RebalanceState::default() };
-    let mut w = World::with_state(plant, &config, state);
+    let mut w = checked(World::with_state(plant, &config, state));
     w.command("soc pack 2 40").unwrap();
     w.plant.packs[1].control.insert(ControlState::CHARGE_MOSFET_OFF | ControlState::DISCHARGE_MOSFET_OFF);
     // The counter measures the bus as the changes left it before the daemon's first read.
@@ -332,7 +332,7 @@ proptest::proptest! {
         let config = default_config(packs).unwrap();
         let plant = PlantConfig { packs, soc: others, base_load_w: load_w, start_of_day_s: hour * 3600.0, ..PlantConfig::default() };
         let state = RebalanceState { joining: vec![held + 1], ..RebalanceState::default() };
-        let mut w = World::with_state(plant, &config, state);
+        let mut w = checked(World::with_state(plant, &config, state));
         w.command(&format!("soc pack {} {:.1}", held + 1, soc * 100.0)).unwrap();
         for (k, on) in limiters.iter().take(packs).enumerate() {
             w.command(&format!("limiter pack {} {}", k + 1, if *on { "on" } else { "off" })).unwrap();
@@ -381,7 +381,7 @@ fn the_operators_join_order_waits_for_the_gap_to_close() {
     use pace_proto::ControlState;
     let config = default_config(3).unwrap();
     let plant = PlantConfig { packs: 3, soc: 0.6, start_of_day_s: 11.0 * 3600.0, ..PlantConfig::default() };
-    let mut w = World::new(plant, &config);
+    let mut w = checked(World::new(plant, &config));
     run_until(&mut w, 30, "both enabled", both_on);
     w.plant.packs[2].control.insert(ControlState::CHARGE_MOSFET_OFF | ControlState::DISCHARGE_MOSFET_OFF);
     w.command("soc pack 3 45").unwrap();

@@ -146,6 +146,9 @@ pub struct Station {
     frozen: bool,
     /// When the inverter's last CAN heartbeat arrived (the start, before the first).
     heartbeat_at: Millis,
+    /// [`Station::poll_timeout`] as last worked out; cleared by everything that moves a deadline
+    /// (drivers ask for it far more often than anything changes).
+    timeout: std::cell::Cell<Option<Millis>>,
 }
 
 fn at(now: Now) -> Duration {
@@ -154,7 +157,8 @@ fn at(now: Now) -> Duration {
 
 /// A machine's deadline on the station's millisecond clock (never early).
 fn millis(d: Duration) -> Millis {
-    Millis(d.as_nanos().div_ceil(1_000_000).min(u128::from(u64::MAX)) as u64)
+    let whole = d.as_secs().saturating_mul(1000).saturating_add(u64::from(d.subsec_millis()));
+    Millis(if d.subsec_nanos() % 1_000_000 == 0 { whole } else { whole.saturating_add(1) })
 }
 
 impl Station {
@@ -197,6 +201,7 @@ impl Station {
             config: config.clone(),
             frozen: false,
             heartbeat_at: now.mono,
+            timeout: std::cell::Cell::new(None),
         }
     }
 
@@ -214,6 +219,7 @@ impl Station {
     }
 
     fn machine(&mut self, line: LineId) -> Option<&mut dyn Machine> {
+        self.timeout.set(None);
         match line {
             LineId::Pack(k) => self.packs.get_mut(k).map(|m| m as &mut dyn Machine),
             LineId::Coil => self.coil.as_mut().map(|m| m as &mut dyn Machine),
@@ -268,6 +274,7 @@ impl Station {
     /// its deadline passed.
     pub fn handle_timeout(&mut self, now: Now) {
         self.now = now;
+        self.timeout.set(None);
         for slot in 0..self.bad_frames.len() {
             let line = self.line_at(slot);
             let Some(m) = self.machine(line) else { continue };
@@ -323,7 +330,12 @@ impl Station {
     /// controller's next step.
     #[must_use]
     pub fn poll_timeout(&self) -> Millis {
-        self.deadline(|_| true)
+        if let Some(t) = self.timeout.get() {
+            return t;
+        }
+        let t = self.deadline(|_| true);
+        self.timeout.set(Some(t));
+        t
     }
 
     /// As [`Station::poll_timeout`], leaving out the machines that only wait to write, their
@@ -412,6 +424,7 @@ impl Station {
     /// Fault injection for tests: while frozen the controller does not step, as a hung safety
     /// loop would not (rule 10 then has the responder answer disabled).
     pub fn freeze(&mut self, frozen: bool) {
+        self.timeout.set(None);
         self.frozen = frozen;
     }
 

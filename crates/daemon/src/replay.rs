@@ -121,7 +121,9 @@ pub struct Summary {
 
 /// The name of the station's journal in a capture: `T station rx` (no bytes) when the station
 /// took the time, `T station rx <line>` when it took that line's next reply, `T station rx
-/// !<line> <error>` when the line failed. With it a replay hands the station everything at the
+/// !<line> <error>` when the line failed, `?<order JSON>` an operator's order, `^heartbeat` the
+/// inverter's CAN heartbeat, `^freeze` / `^thaw` the test's fault injection, `~restart` a start
+/// afresh from the state file. With it a replay hands the station everything at the
 /// instants the service did, and so decides and writes as it did, byte for byte.
 pub const JOURNAL: &str = "station";
 
@@ -222,6 +224,10 @@ impl<'a> Replayer<'a> {
             if let Ok(order) = Control::parse(json.as_bytes()) {
                 let _ = self.station.handle_order(&order);
             }
+        } else if text == "^heartbeat" {
+            self.station.handle_heartbeat(now);
+        } else if let Some(frozen) = [("^freeze", true), ("^thaw", false)].iter().find(|(m, _)| *m == text) {
+            self.station.freeze(frozen.1);
         } else if text == "~restart" {
             self.persisted.rebalance = self.station.rebalance().clone();
             self.persisted.overrides = self.station.overrides().clone();

@@ -660,8 +660,15 @@ fn station_loop(
                 let saved = pass_on(&mut station, shared, persisted);
                 let _ = reply.send(Ok(Taken { text: "overrides set".into(), saved }));
             }
-            Ok(Inbox::Heartbeat) => station.handle_heartbeat(shared.clock()),
-            Ok(Inbox::Freeze(frozen)) => station.freeze(frozen),
+            Ok(Inbox::Heartbeat) => {
+                let now = shared.clock();
+                mark(now, b"^heartbeat");
+                station.handle_heartbeat(now);
+            }
+            Ok(Inbox::Freeze(frozen)) => {
+                mark(shared.clock(), if frozen { b"^freeze" } else { b"^thaw" });
+                station.freeze(frozen);
+            }
             Ok(Inbox::Stop) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {}
         }

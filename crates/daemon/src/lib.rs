@@ -1,15 +1,16 @@
-//! The pace2pylon daemon: the configuration, one poller thread per pack and one for the counter,
-//! the safety loop, and the Pylontech responder on the inverter's line.
+//! The pace2pylon daemon: the configuration, the [`station::Station`] that owns every machine
+//! (pack pollers, the counter's and inverter's keepers, the controller, the order queue, the
+//! energy meters, the history's minutes), and the drivers that run it.
 //!
 //! ```text
-//!   pack pollers ──┐                                   ┌─► responder ◄──► inverter (0x61/0x63 ...)
-//!   coil poller ───┼─► shared readings ─► safety loop ─┤   (answers from one immutable snapshot,
-//!                  │                     (maestro +    │    checking its age on every reply)
-//!                  │                      translator)  └─► snapshot (Arc, swapped whole)
+//!   line threads ×N ──reply──┐                              ┌─► responder ◄──► inverter (0x61/0x63 ...)
+//!   (bytes only)   ◄─write───┤   station thread             │   (answers from one immutable snapshot,
+//!                            ├─► Station (no I/O, no clock) ─┤    checking its age on every reply)
+//!   orders (API, MQTT) ──────┘   handle_* / poll_*           └─► published (Arc, swapped whole)
 //! ```
 //!
-//! The safety loop is a driver around [`core::Controller`], which decides without I/O, thread or
-//! clock, so it also runs against the simulated plant in plant time (`tests/controller.rs`).
+//! The station decides without I/O, thread or clock, so the simulated world (`sim-world`) and the
+//! replay of a capture ([`replay`]) drive the very same machine in plant time or capture time.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

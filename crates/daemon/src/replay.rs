@@ -229,9 +229,7 @@ impl<'a> Replayer<'a> {
         } else if let Some(frozen) = [("^freeze", true), ("^thaw", false)].iter().find(|(m, _)| *m == text) {
             self.station.freeze(frozen.1);
         } else if text == "~restart" {
-            self.persisted.rebalance = self.station.rebalance().clone();
-            self.persisted.overrides = self.station.overrides().clone();
-            self.station = Station::new(self.station.config(), &self.persisted, now);
+            self.station.restart(&mut self.persisted, now);
             for line in self.lines.values_mut() {
                 *line = Line::new(line.id);
             }

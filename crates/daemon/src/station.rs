@@ -205,6 +205,15 @@ impl Station {
         }
     }
 
+    /// The daemon starts again at `now` (a restart in the simulated world or in a capture's
+    /// journal): a fresh station from what the state file holds, `persisted`, with this one's
+    /// rebalance state and standing orders written into it first, as the service keeps them.
+    pub fn restart(&mut self, persisted: &mut Persisted, now: Now) {
+        persisted.rebalance = self.rebalance().clone();
+        persisted.overrides = self.overrides.clone();
+        *self = Self::new(&self.config, persisted, now);
+    }
+
     /// Every line the configuration names, packs first.
     pub fn lines(&self) -> impl Iterator<Item = LineId> + '_ {
         (0..self.packs.len())

@@ -315,9 +315,8 @@ impl World {
     /// was on the lines lost.
     pub fn restart(&mut self) {
         self.capture.mark(self.t_ms, b"~restart");
-        self.persisted.rebalance = self.station.rebalance().clone();
-        self.persisted.overrides = self.station.overrides().clone();
-        self.station = Station::new(&self.config, &self.persisted, self.now());
+        let now = self.now();
+        self.station.restart(&mut self.persisted, now);
         self.published = self.station.published();
         let noise: Vec<(LineId, Option<Noise>)> = self.wires.iter().map(|l| (l.id, l.wire.noise)).collect();
         self.open_lines(self.plant.config.seed ^ self.t);

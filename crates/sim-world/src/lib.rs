@@ -105,20 +105,20 @@ impl Line {
                     }
                 }
                 Dir::ToDaemon => {
-                    capture.bytes(ms, &self.id.name(), CaptureDir::Rx, &transfer.bytes);
+                    capture.line(ms, self.id, CaptureDir::Rx, &transfer.bytes);
                     let mut bytes = transfer.bytes.as_slice();
                     while !bytes.is_empty() {
                         let n = self.deframer.push(bytes);
                         bytes = &bytes[n..];
                         while let Some(frame) = self.deframer.next_frame() {
-                            capture.mark(ms, self.id.name().as_bytes());
+                            capture.took(ms, self.id);
                             station.handle_frame(self.id, now, &frame);
                         }
                     }
                     // The line goes quiet after the last piece: a framing that waits resynchronises.
                     if self.wire.next_at().is_none() {
                         if let Some(frame) = self.deframer.gap() {
-                            capture.mark(ms, self.id.name().as_bytes());
+                            capture.took(ms, self.id);
                             station.handle_frame(self.id, now, &frame);
                         }
                     }
@@ -149,6 +149,20 @@ impl Capture {
         if let Some(sink) = &mut self.sink {
             let t = Duration::from_millis(ms);
             sink(&Record { t, link: link.to_owned(), dir, bytes: bytes.to_vec() });
+        }
+    }
+
+    /// A line's bytes (its name made only when a capture runs: this is the simulation's hot path).
+    fn line(&mut self, ms: u64, id: LineId, dir: CaptureDir, bytes: &[u8]) {
+        if self.sink.is_some() {
+            self.bytes(ms, &id.name(), dir, bytes);
+        }
+    }
+
+    /// The journal's mark that the station took a reply of `id`.
+    fn took(&mut self, ms: u64, id: LineId) {
+        if self.sink.is_some() {
+            self.mark(ms, id.name().as_bytes());
         }
     }
 
@@ -551,7 +565,7 @@ impl World {
         }
         while let Some(transmit) = self.station.poll_transmit() {
             if let Some(line) = self.wires.iter_mut().find(|l| l.id == transmit.line) {
-                self.capture.bytes(ms, &transmit.line.name(), CaptureDir::Tx, &transmit.bytes);
+                self.capture.line(ms, transmit.line, CaptureDir::Tx, &transmit.bytes);
                 line.wire.send(ms, transmit.bytes);
             }
         }
